@@ -1,0 +1,99 @@
+"""What a running handler gets as ``ctx``: its identity, progress, log, cancellation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from jobkit.model import Clock, utc_now
+
+if TYPE_CHECKING:
+    from jobkit.store import Store
+
+logger = logging.getLogger("jobkit.job")
+
+ProgressSink = Callable[[int, "str | None"], None]
+
+
+class JobLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger that prefixes each message with the job's name and id, and carries both."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        return f"[{extra.get('job_name')} {extra.get('job_id')}] {msg}", kwargs
+
+
+class Context:
+    """Handed to every handler as its second argument.
+
+    - ``job_id``, ``job_name``, ``attempt`` (1 for the first run)
+    - ``progress(percent, message=None)``: clamped to 0..100, visible in the store while
+      the job runs; a no-op when the run is not persisted
+    - ``log``: a :class:`logging.LoggerAdapter` carrying the job id and name
+    - ``store``: the store the job lives in (None when not persisted)
+    - ``cancelled``: true once cancellation was asked or the timeout passed; a long
+      handler should check it and stop (raise :class:`jobkit.Cancelled`)
+    - ``now()``: the time, from the clock the job runs under
+    """
+
+    __slots__ = ("_cancel", "_clock", "_deadline", "_sink", "attempt", "job_id", "job_name", "log", "store")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        job_name: str,
+        attempt: int = 1,
+        store: Store | None = None,
+        sink: ProgressSink | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.job_id = job_id
+        self.job_name = job_name
+        self.attempt = attempt
+        self.store = store
+        self.log = JobLog(logger, {"job_id": job_id, "job_name": job_name})
+        self._sink = sink
+        self._cancel = cancel or threading.Event()
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self._clock = clock
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far the job is, 0 to 100 (clamped); NaN is refused."""
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)):
+            raise TypeError(f"progress takes a number from 0 to 100, not {percent!r}")
+        if math.isnan(percent):
+            raise ValueError("progress takes a number from 0 to 100, not NaN")
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"a progress message must be a str, not {type(message).__name__}")
+        if self._sink is not None:
+            self._sink(int(min(100.0, max(0.0, percent))), message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was asked to stop, or ran past its timeout."""
+        if self._cancel.is_set():
+            return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self._cancel.set()
+            return True
+        return False
+
+    @property
+    def timed_out(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def now(self) -> datetime:
+        """The current time from the clock this job runs under."""
+        return self._clock()
+
+    def __repr__(self) -> str:
+        return f"Context(job_id={self.job_id!r}, job_name={self.job_name!r}, attempt={self.attempt})"

@@ -1,0 +1,150 @@
+"""The one cattrs converter and the rules for turning values into stored JSON.
+
+Params and results cross the process boundary as JSON text, so what is stored must
+survive a round trip unchanged: no NaN or infinity, no sets or bytes, only string keys.
+Primitives are structured strictly (``"3"`` is not an int, ``True`` is not an int) and
+unknown fields are refused, so a typo in params fails at enqueue time, not in a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+from typing import Any
+
+import cattrs
+
+from jobkit.errors import PayloadTooLarge, ValidationError
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"expected int, got {type(value).__name__} {value!r}")
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected float, got {type(value).__name__} {value!r}")
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected str, got {type(value).__name__} {value!r}")
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected bool, got {type(value).__name__} {value!r}")
+
+
+def make_converter() -> cattrs.Converter:
+    """Build jobkit's converter: strict primitives, unknown fields refused."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(bool, _strict_bool)
+    # Declared sets travel as JSON lists and come back as sets.
+    converter.register_unstructure_hook_func(_is_set_type, lambda value: [converter.unstructure(v) for v in value])
+    return converter
+
+
+def _is_set_type(type_: Any) -> bool:
+    origin = typing.get_origin(type_) or type_
+    return isinstance(origin, type) and issubclass(origin, (set, frozenset))
+
+
+_converter = make_converter()
+
+
+def structure(data: Any, type_: Any, *, what: str) -> Any:
+    """Turn *data* into an instance of *type_*, or raise ValidationError naming the field.
+
+    An instance of an attrs class or dataclass is taken through its unstructured form,
+    so it is checked exactly like the plain data it stands for.
+    """
+    if type_ is Any:
+        check_json(data, what)
+        return data
+    try:
+        if _is_instance(data, type_):
+            return _converter.structure(_converter.unstructure(data), type_)
+        return _converter.structure(data, type_)
+    except Exception as exc:
+        errors = cattrs.transform_error(exc, path=what)
+        raise ValidationError(f"invalid {what}: " + "; ".join(errors), errors=errors, value=data) from exc
+
+
+def unstructure(value: Any, type_: Any = None) -> Any:
+    """Turn a typed value into plain data (dicts, lists, str, int, float, bool, None)."""
+    return _converter.unstructure(value, unstructure_as=type_)
+
+
+def _is_instance(value: Any, type_: Any) -> bool:
+    if not (isinstance(type_, type) and isinstance(value, type_)):
+        return False
+    return hasattr(type_, "__attrs_attrs__") or hasattr(type_, "__dataclass_fields__")
+
+
+def check_json(data: Any, path: str) -> None:
+    """Refuse anything a JSON round trip would change, naming where it is."""
+    if data is None or isinstance(data, (str, bool, int)):
+        return
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            raise ValidationError(
+                f"{path} is {data!r}; JSON cannot store NaN or infinity", errors=[f"not finite @ {path}"], value=data
+            )
+        return
+    if isinstance(data, (list, tuple)):
+        for i, item in enumerate(data):
+            check_json(item, f"{path}[{i}]")
+        return
+    if isinstance(data, dict):
+        for key, item in data.items():
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"{path} has the key {key!r} of type {type(key).__name__}; JSON objects take only string keys",
+                    errors=[f"non-string key @ {path}"],
+                    value=data,
+                )
+            check_json(item, f"{path}.{key}")
+        return
+    hint = "; use a list" if isinstance(data, (set, frozenset)) else ""
+    if isinstance(data, (bytes, bytearray)):
+        hint = "; encode it as text (e.g. base64) first"
+    raise ValidationError(
+        f"{path} is a {type(data).__name__}, which JSON cannot store{hint}",
+        errors=[f"not JSON @ {path}"],
+        value=data,
+    )
+
+
+def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
+    """Check plain *data* and encode it as compact JSON text no larger than *limit* bytes."""
+    check_json(data, what)
+    text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    if len(text) * 4 > limit:  # cheap test first: a str of n chars is at most 4n bytes
+        size = len(text.encode())
+        if size > limit:
+            raise PayloadTooLarge(
+                f"{what} encode to {size:,} bytes, over the limit of {limit:,} (max_payload_bytes)",
+                size=size,
+                limit=limit,
+                value=data,
+            )
+    return text
+
+
+def decode(text: str) -> Any:
+    """Read stored JSON text back into plain data."""
+    return json.loads(text)

@@ -1,0 +1,119 @@
+"""Every error jobkit raises.
+
+One root, :class:`JobkitError`; each leaf also subclasses the builtin a caller would
+catch without knowing jobkit, and keeps the offending value::
+
+    JobkitError
+    ├── ValidationError (ValueError)        params or a result that do not fit their type
+    │   └── PayloadTooLarge                 an encoded payload over the size cap
+    ├── DuplicateJobError (ValueError)      a second spec under a taken name
+    ├── UnknownJobError (LookupError)       a job name that leads to no spec
+    ├── JobStateError (RuntimeError)        an operation the job's status does not allow
+    ├── JobFailed (RuntimeError)            JobResult.unwrap() on a failed job
+    ├── Cancelled                           raised by a handler that stops on request
+    ├── ScheduleError (ValueError)          a cron expression or schedule that cannot work
+    └── StoreError (RuntimeError)           the database cannot be used
+        ├── NotAJobkitDatabase              a file that jobkit did not create
+        └── SchemaTooNew                    a file from a newer jobkit
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobkit.model import JobResult
+
+
+class JobkitError(Exception):
+    """The root of every error jobkit raises."""
+
+
+class ValidationError(JobkitError, ValueError):
+    """Params or a result that do not fit their declared type or cannot be stored.
+
+    ``errors`` lists one line per problem, each ending with the path of the offending
+    field (``@ params.width``); ``value`` is what was given.
+    """
+
+    def __init__(self, message: str, *, errors: Sequence[str] = (), value: Any = None):
+        super().__init__(message)
+        self.errors = list(errors)
+        self.value = value
+
+
+class PayloadTooLarge(ValidationError):
+    """An encoded payload is larger than the configured cap."""
+
+    def __init__(self, message: str, *, size: int, limit: int, value: Any = None):
+        super().__init__(message, errors=[message], value=value)
+        self.size = size
+        self.limit = limit
+
+
+class DuplicateJobError(JobkitError, ValueError):
+    """A second job spec was registered under a name that is taken."""
+
+    def __init__(self, name: str):
+        super().__init__(
+            f"a job named {name!r} is already registered; give one of them another name with job(name=...)"
+        )
+        self.name = name
+
+
+class UnknownJobError(JobkitError, LookupError):
+    """A job name that leads to no registered or importable spec."""
+
+    def __init__(self, name: str, reason: str = ""):
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"no job named {name!r}{detail}")
+        self.name = name
+
+
+class JobStateError(JobkitError, RuntimeError):
+    """The job exists but its status does not allow the operation."""
+
+    def __init__(self, message: str, *, job_id: str, status: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class JobFailed(JobkitError, RuntimeError):
+    """Raised by :meth:`JobResult.unwrap` when the job did not complete."""
+
+    def __init__(self, result: JobResult[Any]):
+        super().__init__(f"job {result.job_id} {result.status}: {result.error}")
+        self.result = result
+
+
+class Cancelled(JobkitError):
+    """Raise from a handler to stop a job whose cancellation was requested.
+
+    The job then ends ``cancelled`` instead of ``failed``.
+    """
+
+
+class ScheduleError(JobkitError, ValueError):
+    """A cron expression, timezone or schedule that cannot work."""
+
+    def __init__(self, message: str, *, value: Any = None):
+        super().__init__(message)
+        self.value = value
+
+
+class StoreError(JobkitError, RuntimeError):
+    """The database cannot be opened or used."""
+
+    def __init__(self, message: str, *, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class NotAJobkitDatabase(StoreError):
+    """The file exists but was not created by jobkit; it was left untouched."""
+
+
+class SchemaTooNew(StoreError):
+    """The file comes from a newer jobkit; it was left untouched."""

@@ -1,0 +1,205 @@
+"""Jobs as values: records, outcomes of one attempt, and the transitions stores apply.
+
+Everything here is pure: no clock, no store, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from jobkit.errors import JobFailed
+
+if sys.version_info >= (3, 14):  # pragma: no cover - depends on the interpreter
+    from uuid import uuid7
+else:
+    from uuid6 import uuid7
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The system clock, timezone-aware in UTC: the default :data:`Clock`."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A UUIDv7 string: unique, and sorting by creation time."""
+    return str(uuid7())
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life: pending -> running -> completed | failed | cancelled."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@attrs.frozen
+class JobRecord:
+    """One row of the jobs table.
+
+    ``params`` and ``result`` are the stored JSON text; decode them with the job's spec
+    (or :func:`json.loads`). ``worker_id`` is the fencing token of the current attempt:
+    fresh for every claim, and required by every write for that attempt.
+    """
+
+    id: str
+    job_name: str
+    params: str
+    status: JobStatus
+    scheduled_for: datetime
+    created_at: datetime
+    updated_at: datetime
+    max_attempts: int = 3
+    attempt_count: int = 0
+    priority: int = 0
+    correlation_id: str | None = None
+    result: str | None = None
+    progress: int = 0
+    progress_message: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    worker_id: str | None = None
+    worker_started_at: datetime | None = None
+    worker_expires_at: datetime | None = None
+    completed_at: datetime | None = None
+    cancel_requested: bool = False
+
+
+@attrs.frozen
+class Succeeded:
+    """The handler returned a value that fits its result type; ``encoded`` is its JSON."""
+
+    value: Any
+    encoded: str
+
+
+@attrs.frozen
+class Failed:
+    """The attempt failed. ``retryable=False`` ends the job at once (bad params, unknown name)."""
+
+    error: str
+    traceback: str | None = None
+    retryable: bool = True
+
+
+@attrs.frozen
+class Stopped:
+    """The handler stopped on a cancellation request."""
+
+    reason: str = "cancelled"
+
+
+Outcome = Succeeded | Failed | Stopped
+
+
+@attrs.frozen
+class Complete:
+    job_id: str
+    token: str
+    result: str
+    at: datetime
+
+
+@attrs.frozen
+class Retry:
+    job_id: str
+    token: str
+    error: str
+    traceback: str | None
+    at: datetime
+    run_at: datetime
+
+
+@attrs.frozen
+class Fail:
+    job_id: str
+    token: str
+    error: str
+    traceback: str | None
+    at: datetime
+
+
+@attrs.frozen
+class Cancel:
+    job_id: str
+    token: str
+    reason: str
+    at: datetime
+
+
+Transition = Complete | Retry | Fail | Cancel
+"""What becomes of a running job after one attempt; applied by a store, fenced by ``token``."""
+
+
+@attrs.frozen
+class Lease:
+    """A held claim: the job and the token that proves it."""
+
+    job_id: str
+    token: str
+
+
+@attrs.frozen
+class ResetReport:
+    """What :meth:`Store.reset_expired` did: ids sent back to pending, and ids failed."""
+
+    retried: list[str] = attrs.field(factory=list)
+    failed: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class JobResult(Generic[T]):
+    """The outcome of a job as a caller sees it.
+
+    ``value`` is the typed result when ``ok``; ``error`` the failure text otherwise.
+    ``duration`` is the handler's run time in seconds.
+    """
+
+    ok: bool
+    value: T | None
+    error: str | None
+    job_id: str
+    status: JobStatus
+    attempt_count: int
+    duration: float | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    traceback: str | None = attrs.field(default=None, repr=False)
+
+    def unwrap(self) -> T:
+        """Return the value, or raise :class:`JobFailed` carrying this result."""
+        if not self.ok:
+            raise JobFailed(self)
+        return self.value  # type: ignore[return-value]
+
+
+def worker_lost(attempt_count: int, max_attempts: int) -> str:
+    """The error a job gets when its worker vanished (its lock expired)."""
+    return f"worker lost: the lock of attempt {attempt_count} of {max_attempts} expired"
+
+
+def seconds(value: float | timedelta) -> timedelta:
+    """A duration given as seconds or as a timedelta."""
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)

@@ -1,0 +1,230 @@
+"""Job specs and the registry that names them. Pure: nothing here runs a job."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+
+from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
+from jobkit.errors import DuplicateJobError, ValidationError
+from jobkit.retry import Backoff
+
+if TYPE_CHECKING:
+    from jobkit.context import Context
+    from jobkit.model import JobResult
+    from jobkit.store import Store
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+def _optional_positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive seconds, got {value}")
+
+
+@attrs.frozen
+class JobSpec(Generic[P, R]):
+    """A registered job: its handler, its types and its retry policy.
+
+    Call :meth:`now`, :meth:`later`, :meth:`later_many` or :meth:`batch` to run it.
+    """
+
+    name: str
+    fn: Callable[..., Any] = attrs.field(repr=False)
+    params_type: Any
+    result_type: Any
+    max_attempts: int = attrs.field(default=3, validator=_positive)
+    timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+    retry_backoff: Backoff = 2.0
+    max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
+    is_async: bool = attrs.field(init=False)
+
+    @is_async.default
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def now(self, params: P | Any, store: Store | None = None) -> JobResult[R]:
+        """Run once in this process and return the result; persisted when *store* is given."""
+        from jobkit import executor
+
+        return executor.run_now(self, params, store)
+
+    def later(
+        self,
+        params: P | Any,
+        store: Store,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        correlation_id: str | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Enqueue for a worker; return the new job's id."""
+        from jobkit import executor
+
+        return executor.enqueue(
+            self,
+            [params],
+            store,
+            delay=delay,
+            at=at,
+            correlation_id=correlation_id,
+            max_attempts=max_attempts,
+            priority=priority,
+        )[0]
+
+    def later_many(
+        self,
+        params_list: Sequence[P | Any],
+        store: Store,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        correlation_id: str | None = None,
+        max_attempts: int | None = None,
+        priority: int = 0,
+    ) -> list[str]:
+        """Enqueue many jobs in one transaction, all or nothing; return their ids in order."""
+        from jobkit import executor
+
+        return executor.enqueue(
+            self,
+            params_list,
+            store,
+            delay=delay,
+            at=at,
+            correlation_id=correlation_id,
+            max_attempts=max_attempts,
+            priority=priority,
+        )
+
+    def batch(
+        self,
+        params_list: Sequence[P | Any],
+        store: Store | None = None,
+        *,
+        concurrency: int = 5,
+        stop_on_error: bool = False,
+    ) -> list[JobResult[R]]:
+        """Run many now, at most *concurrency* at a time; results in input order."""
+        from jobkit import executor
+
+        return executor.run_batch(self, params_list, store, concurrency=concurrency, stop_on_error=stop_on_error)
+
+    def __call__(self, params: P, ctx: Context) -> Any:
+        """Call the handler directly, as a plain function."""
+        return self.fn(params, ctx)
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    """``"<module>:<qualname>"``, the name a worker can import the spec by."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def spec_from_function(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    max_attempts: int = 3,
+    timeout: float | None = None,
+    retry_backoff: Backoff = 2.0,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> JobSpec[Any, Any]:
+    """Build a spec, reading the params and result types from *fn*'s annotations."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise ValidationError(f"cannot read the type hints of {default_name(fn)}: {exc}", value=fn) from exc
+    parameters = list(inspect.signature(fn).parameters.values())
+    if len(parameters) != 2:
+        raise ValidationError(
+            f"job handler {default_name(fn)} must take exactly (params, ctx), not {len(parameters)} parameters",
+            value=fn,
+        )
+    params_type = hints.get(parameters[0].name, Any)
+    result_type = hints.get("return", Any)
+    if result_type is type(None):
+        result_type = type(None)
+    return JobSpec(
+        name=name or default_name(fn),
+        fn=fn,
+        params_type=params_type,
+        result_type=result_type,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        retry_backoff=retry_backoff,
+        max_payload_bytes=max_payload_bytes,
+    )
+
+
+class Registry:
+    """The jobs one program knows, by name.
+
+    ``@registry.job()`` turns a function into a :class:`JobSpec` and registers it.
+    """
+
+    def __init__(self, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self._specs: dict[str, JobSpec[Any, Any]] = {}
+        self.max_payload_bytes = max_payload_bytes
+
+    def job(
+        self,
+        name: str | None = None,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry_backoff: Backoff = 2.0,
+    ) -> Callable[[Callable[[P, Context], R]], JobSpec[P, R]]:
+        """Decorate a handler ``(params, ctx) -> result`` to make it a registered job."""
+
+        def decorate(handler: Callable[[P, Context], R]) -> JobSpec[P, R]:
+            spec: JobSpec[P, R] = spec_from_function(
+                handler,
+                name=name,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                retry_backoff=retry_backoff,
+                max_payload_bytes=self.max_payload_bytes,
+            )
+            self.register(spec)
+            return spec
+
+        return decorate
+
+    def register(self, spec: JobSpec[Any, Any]) -> Registry:
+        """Add *spec*; return the registry so calls chain."""
+        if spec.name in self._specs and self._specs[spec.name] is not spec:
+            raise DuplicateJobError(spec.name)
+        self._specs[spec.name] = spec
+        return self
+
+    def get(self, name: str) -> JobSpec[Any, Any] | None:
+        """The spec called *name*, or None."""
+        return self._specs.get(name)
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[JobSpec[Any, Any]]:
+        return iter(list(self._specs.values()))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.names()!r})"

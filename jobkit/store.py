@@ -1,0 +1,109 @@
+"""The one port between jobkit and a database: the :class:`Store` protocol.
+
+Stores speak in domain verbs, never SQL. They never read a clock and never mint ids:
+callers pass ``now``, ids and fencing tokens, so that two stores given the same calls
+give the same answers (the Hypothesis agreement test holds them to it).
+
+Every write for a running attempt is fenced by its token (the ``worker_id`` written by
+the claim): a write whose token no longer holds the job changes nothing and reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Transition
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable (or not) home of the jobs table."""
+
+    shared: bool
+    """Whether other processes can see these jobs (a worker elsewhere may run them)."""
+
+    def add(self, jobs: Sequence[JobRecord]) -> None:
+        """Insert *jobs* in one transaction: all or none."""
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job with *job_id*, or None."""
+
+    def claim(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> list[JobRecord]:
+        """Take up to *limit* due pending jobs, highest priority then earliest first.
+
+        Each becomes running, held by *token* until *lock_until*, with one more attempt
+        counted. Returns them in claim order. *names* restricts the job names claimed.
+        """
+
+    def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
+        """Claim one given pending job, due or not; None when it is not pending."""
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        """Extend the locks still held; map each held job id to whether cancellation was asked."""
+
+    def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        """Record progress of a held job; False when the lease was lost."""
+
+    def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Apply outcomes in one transaction; each False means that lease was lost."""
+
+    def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        """Give held jobs back to pending without spending their attempt."""
+
+    def reset_expired(self, *, now: datetime) -> ResetReport:
+        """Send running jobs whose lock expired back to pending, or fail them when spent."""
+
+    def counts(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status (every status present, zero included)."""
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs matching every given filter, newest first."""
+
+    def next_due(self) -> datetime | None:
+        """The earliest scheduled time among pending jobs, or None when none is pending."""
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the store can be used, and a line saying why or why not."""
+
+    def close(self) -> None:
+        """Release connections; the store is not used again."""
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+def open_store(target: str | Store, **options: object) -> Store:
+    """A store for *target*: ``"memory:"`` gives a MemoryStore, a path a SqliteStore.
+
+    A store passed in is returned as it is.
+    """
+    if not isinstance(target, str):
+        return target
+    if target == "memory:":
+        from jobkit.stores.memory import MemoryStore
+
+        return MemoryStore()
+    from jobkit.stores.sqlite import SqliteStore
+
+    return SqliteStore(target, **options)  # type: ignore[arg-type]

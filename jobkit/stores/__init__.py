@@ -1,0 +1,1 @@
+"""Implementations of the :class:`jobkit.store.Store` protocol."""

@@ -1,0 +1,282 @@
+"""MemoryStore: the jobs table as a dict, for tests and notebooks.
+
+It behaves exactly like SqliteStore (the agreement test checks it), minus durability:
+records live as long as the object. Thread-safe; one lock guards every operation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+
+import attrs
+
+from jobkit.errors import JobkitError
+from jobkit.model import (
+    Cancel,
+    Complete,
+    Fail,
+    JobRecord,
+    JobStatus,
+    Lease,
+    ResetReport,
+    Retry,
+    Transition,
+    worker_lost,
+)
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+def claim_order(record: JobRecord) -> tuple[int, datetime, str]:
+    """Highest priority first, then earliest scheduled, then oldest id."""
+    return (-record.priority, record.scheduled_for, record.id)
+
+
+class MemoryStore:
+    """The jobs table in a dict; same behaviour as SqliteStore, nothing on disk."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._lock = threading.RLock()
+
+    # -- jobs ---------------------------------------------------------------------
+    def add(self, jobs: Sequence[JobRecord]) -> None:
+        with self._lock:
+            ids = [job.id for job in jobs]
+            if len(set(ids)) != len(ids) or any(job_id in self._jobs for job_id in ids):
+                raise JobkitError(f"a job id is already taken among {ids}")
+            for job in jobs:
+                self._jobs[job.id] = job
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def claim(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> list[JobRecord]:
+        with self._lock:
+            due = [
+                job
+                for job in self._jobs.values()
+                if job.status is PENDING and job.scheduled_for <= now and (names is None or job.job_name in names)
+            ]
+            due.sort(key=claim_order)
+            return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[: max(limit, 0)]]
+
+    def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not PENDING:
+                return None
+            return self._take(job, now=now, token=token, lock_until=lock_until)
+
+    def _take(self, job: JobRecord, *, now: datetime, token: str, lock_until: datetime) -> JobRecord:
+        taken = attrs.evolve(
+            job,
+            status=RUNNING,
+            worker_id=token,
+            worker_started_at=now,
+            worker_expires_at=lock_until,
+            attempt_count=job.attempt_count + 1,
+            progress=0,
+            progress_message=None,
+            updated_at=now,
+        )
+        self._jobs[job.id] = taken
+        return taken
+
+    def _held(self, lease: Lease) -> JobRecord | None:
+        job = self._jobs.get(lease.job_id)
+        if job is None or job.status is not RUNNING or job.worker_id != lease.token:
+            return None
+        return job
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        with self._lock:
+            held: dict[str, bool] = {}
+            for lease in leases:
+                job = self._held(lease)
+                if job is not None:
+                    self._jobs[job.id] = attrs.evolve(job, worker_expires_at=lock_until, updated_at=now)
+                    held[job.id] = job.cancel_requested
+            return held
+
+    def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        with self._lock:
+            job = self._held(lease)
+            if job is None:
+                return False
+            self._jobs[job.id] = attrs.evolve(job, progress=percent, progress_message=message, updated_at=now)
+            return True
+
+    def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        with self._lock:
+            return [self._apply(transition) for transition in transitions]
+
+    def _apply(self, transition: Transition) -> bool:
+        job = self._held(Lease(transition.job_id, transition.token))
+        if job is None:
+            return False
+        match transition:
+            case Complete(result=result, at=at):
+                done = attrs.evolve(
+                    job,
+                    status=JobStatus.COMPLETED,
+                    result=result,
+                    progress=100,
+                    error=None,
+                    traceback=None,
+                    worker_expires_at=None,
+                    completed_at=at,
+                    updated_at=at,
+                )
+            case Retry(error=error, traceback=tb, at=at, run_at=run_at):
+                done = attrs.evolve(
+                    job,
+                    status=PENDING,
+                    error=error,
+                    traceback=tb,
+                    scheduled_for=run_at,
+                    worker_id=None,
+                    worker_started_at=None,
+                    worker_expires_at=None,
+                    updated_at=at,
+                )
+            case Fail(error=error, traceback=tb, at=at):
+                done = attrs.evolve(
+                    job,
+                    status=JobStatus.FAILED,
+                    error=error,
+                    traceback=tb,
+                    worker_expires_at=None,
+                    completed_at=at,
+                    updated_at=at,
+                )
+            case Cancel(reason=reason, at=at):
+                done = attrs.evolve(
+                    job,
+                    status=JobStatus.CANCELLED,
+                    error=reason,
+                    worker_expires_at=None,
+                    completed_at=at,
+                    updated_at=at,
+                )
+        self._jobs[job.id] = done
+        return True
+
+    def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        with self._lock:
+            released = []
+            for lease in leases:
+                job = self._held(lease)
+                if job is not None:
+                    self._jobs[job.id] = attrs.evolve(
+                        job,
+                        status=PENDING,
+                        attempt_count=job.attempt_count - 1,
+                        worker_id=None,
+                        worker_started_at=None,
+                        worker_expires_at=None,
+                        progress=0,
+                        progress_message=None,
+                        updated_at=now,
+                    )
+                released.append(job is not None)
+            return released
+
+    def reset_expired(self, *, now: datetime) -> ResetReport:
+        with self._lock:
+            report = ResetReport()
+            expired = [
+                job
+                for job in self._jobs.values()
+                if job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
+            ]
+            for job in sorted(expired, key=lambda j: j.id):
+                if job.attempt_count >= job.max_attempts:
+                    self._jobs[job.id] = attrs.evolve(
+                        job,
+                        status=JobStatus.FAILED,
+                        error=worker_lost(job.attempt_count, job.max_attempts),
+                        traceback=None,
+                        worker_expires_at=None,
+                        completed_at=now,
+                        updated_at=now,
+                    )
+                    report.failed.append(job.id)
+                else:
+                    self._jobs[job.id] = attrs.evolve(
+                        job,
+                        status=PENDING,
+                        error=worker_lost(job.attempt_count, job.max_attempts),
+                        traceback=None,
+                        scheduled_for=now,
+                        worker_id=None,
+                        worker_started_at=None,
+                        worker_expires_at=None,
+                        updated_at=now,
+                    )
+                    report.retried.append(job.id)
+            return report
+
+    # -- reading ------------------------------------------------------------------
+    def counts(self) -> dict[JobStatus, int]:
+        with self._lock:
+            counts = dict.fromkeys(JobStatus, 0)
+            for job in self._jobs.values():
+                counts[job.status] += 1
+            return counts
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        with self._lock:
+            found = [
+                job
+                for job in self._jobs.values()
+                if (status is None or job.status is status)
+                and (name is None or job.job_name == name)
+                and (correlation_id is None or job.correlation_id == correlation_id)
+            ]
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return found[: max(limit, 0)]
+
+    def next_due(self) -> datetime | None:
+        with self._lock:
+            return min((j.scheduled_for for j in self._jobs.values() if j.status is PENDING), default=None)
+
+    # -- lifecycle ----------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        with self._lock:
+            return True, f"memory store, {len(self._jobs)} jobs"
+
+    def close(self) -> None:
+        """Nothing to release; the jobs stay readable."""
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._jobs)} jobs)"

@@ -1,0 +1,639 @@
+"""SqliteStore: the jobs table in a SQLite file, through APSW. The only module that imports apsw.
+
+How it stays safe (see RELIABILITY.md):
+
+- WAL journal, ``synchronous=FULL`` by default: a job is on disk when ``add`` returns.
+  ``durability="normal"`` trades the last commits before a power cut for speed.
+- Every write is one ``BEGIN IMMEDIATE`` transaction: it takes the write lock up front,
+  so the busy timeout covers it (a deferred read-then-write could fail with BUSY).
+  RETURNING rows are read before COMMIT.
+- One connection per thread, none carried across ``fork()``.
+- The file is marked with ``application_id`` and ``user_version``; a foreign file, an
+  empty one or one from a newer jobkit is refused before anything is written to it.
+  A new file is built aside and linked into place, so no process ever sees it half made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import apsw
+
+from jobkit.errors import JobkitError, NotAJobkitDatabase, SchemaTooNew, StoreError
+from jobkit.model import (
+    Cancel,
+    Complete,
+    Fail,
+    JobRecord,
+    JobStatus,
+    Lease,
+    ResetReport,
+    Retry,
+    Transition,
+    worker_lost,
+)
+
+T = TypeVar("T")
+
+APPLICATION_ID = 0x4A4F424B  # "JOBK"
+SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+SCHEMA = """
+-- jobkit schema, version 1. Timestamps are UTC text, ISO 8601 with microseconds and a
+-- trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
+CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY NOT NULL,
+    job_name          TEXT NOT NULL CHECK (length(job_name) > 0),
+    params            TEXT NOT NULL,
+    result            TEXT,
+    status            TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    progress          INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    progress_message  TEXT,
+    error             TEXT,
+    traceback         TEXT,
+    worker_id         TEXT,
+    worker_started_at TEXT,
+    worker_expires_at TEXT,
+    attempt_count     INTEGER NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
+    max_attempts      INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    priority          INTEGER NOT NULL DEFAULT 0,
+    scheduled_for     TEXT NOT NULL,
+    correlation_id    TEXT,
+    cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL,
+    completed_at      TEXT,
+    CHECK (status <> 'running' OR (worker_id IS NOT NULL AND worker_expires_at IS NOT NULL)),
+    CHECK ((completed_at IS NOT NULL) = (status IN ('completed', 'failed', 'cancelled')))
+);
+CREATE INDEX jobs_status_scheduled_idx ON jobs (status, priority DESC, scheduled_for, id);
+CREATE INDEX jobs_status_expires_idx ON jobs (status, worker_expires_at);
+CREATE INDEX jobs_name_idx ON jobs (job_name);
+CREATE INDEX jobs_correlation_idx ON jobs (correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX jobs_finished_idx ON jobs (status, completed_at) WHERE completed_at IS NOT NULL;
+
+CREATE TABLE cron_jobs (
+    id              TEXT PRIMARY KEY NOT NULL,
+    name            TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+    job_name        TEXT NOT NULL,
+    cron_expression TEXT NOT NULL,
+    params          TEXT NOT NULL,
+    timezone        TEXT NOT NULL DEFAULT 'UTC',
+    enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    last_run_at     TEXT,
+    next_run_at     TEXT,
+    last_job_id     TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX cron_jobs_next_run_idx ON cron_jobs (enabled, next_run_at);
+CREATE INDEX cron_jobs_name_idx ON cron_jobs (name);
+"""
+
+COLUMNS = (
+    "id",
+    "job_name",
+    "params",
+    "status",
+    "scheduled_for",
+    "created_at",
+    "updated_at",
+    "max_attempts",
+    "attempt_count",
+    "priority",
+    "correlation_id",
+    "result",
+    "progress",
+    "progress_message",
+    "error",
+    "traceback",
+    "worker_id",
+    "worker_started_at",
+    "worker_expires_at",
+    "completed_at",
+    "cancel_requested",
+)
+SELECT = ", ".join(COLUMNS)
+_TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
+
+
+def ts(value: datetime) -> str:
+    """The stored form of a time: UTC, ISO 8601, microseconds, trailing Z."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
+    if value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def dt(value: str) -> datetime:
+    """Read a stored time back as an aware UTC datetime."""
+    return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
+
+
+def _record(row: Sequence[Any]) -> JobRecord:
+    (
+        id_,
+        job_name,
+        params,
+        status,
+        scheduled_for,
+        created_at,
+        updated_at,
+        max_attempts,
+        attempt_count,
+        priority,
+        correlation_id,
+        result,
+        progress,
+        progress_message,
+        error,
+        traceback,
+        worker_id,
+        worker_started_at,
+        worker_expires_at,
+        completed_at,
+        cancel_requested,
+    ) = row
+    return JobRecord(
+        id=id_,
+        job_name=job_name,
+        params=params,
+        status=JobStatus(status),
+        scheduled_for=dt(scheduled_for),
+        created_at=dt(created_at),
+        updated_at=dt(updated_at),
+        max_attempts=max_attempts,
+        attempt_count=attempt_count,
+        priority=priority,
+        correlation_id=correlation_id,
+        result=result,
+        progress=progress,
+        progress_message=progress_message,
+        error=error,
+        traceback=traceback,
+        worker_id=worker_id,
+        worker_started_at=dt(worker_started_at) if worker_started_at else None,
+        worker_expires_at=dt(worker_expires_at) if worker_expires_at else None,
+        completed_at=dt(completed_at) if completed_at else None,
+        cancel_requested=bool(cancel_requested),
+    )
+
+
+def _row(job: JobRecord) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.job_name,
+        job.params,
+        job.status.value,
+        ts(job.scheduled_for),
+        ts(job.created_at),
+        ts(job.updated_at),
+        job.max_attempts,
+        job.attempt_count,
+        job.priority,
+        job.correlation_id,
+        job.result,
+        job.progress,
+        job.progress_message,
+        job.error,
+        job.traceback,
+        job.worker_id,
+        ts(job.worker_started_at) if job.worker_started_at else None,
+        ts(job.worker_expires_at) if job.worker_expires_at else None,
+        ts(job.completed_at) if job.completed_at else None,
+        int(job.cancel_requested),
+    )
+
+
+_INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+_CLAIM = f"""
+UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
+    worker_expires_at = :until, attempt_count = attempt_count + 1,
+    progress = 0, progress_message = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND scheduled_for <= :now {{names}}
+    ORDER BY priority DESC, scheduled_for, id
+    LIMIT :limit)
+RETURNING {SELECT}
+"""
+_CLAIM_ANY = _CLAIM.format(names="")
+_CLAIM_NAMED = _CLAIM.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
+
+_CLAIM_ONE = f"""
+UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
+    worker_expires_at = :until, attempt_count = attempt_count + 1,
+    progress = 0, progress_message = NULL, updated_at = :now
+WHERE id = :id AND status = 'pending'
+RETURNING {SELECT}
+"""
+
+_HELD = "id = ? AND status = 'running' AND worker_id = ?"
+
+_COMPLETE = f"""UPDATE jobs SET status = 'completed', result = ?, progress = 100, error = NULL,
+    traceback = NULL, worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {_HELD}"""
+_RETRY = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = ?, scheduled_for = ?,
+    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = ? WHERE {_HELD}"""
+_FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {_HELD}"""
+_CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {_HELD}"""
+_RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
+    worker_started_at = NULL, worker_expires_at = NULL, progress = 0, progress_message = NULL,
+    updated_at = ? WHERE {_HELD}"""
+_HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {_HELD} RETURNING id, cancel_requested"
+_PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {_HELD}"
+_EXPIRED = """SELECT id, attempt_count, max_attempts FROM jobs
+    WHERE status = 'running' AND worker_expires_at <= ? ORDER BY id"""
+
+
+def _transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
+    match t:
+        case Complete(job_id=job_id, token=token, result=result, at=at):
+            return _COMPLETE, (result, ts(at), ts(at), job_id, token)
+        case Retry(job_id=job_id, token=token, error=error, traceback=tb, at=at, run_at=run_at):
+            return _RETRY, (error, tb, ts(run_at), ts(at), job_id, token)
+        case Fail(job_id=job_id, token=token, error=error, traceback=tb, at=at):
+            return _FAIL, (error, tb, ts(at), ts(at), job_id, token)
+        case Cancel(job_id=job_id, token=token, reason=reason, at=at):
+            return _CANCEL, (reason, ts(at), ts(at), job_id, token)
+    raise TypeError(f"not a transition: {t!r}")  # pragma: no cover
+
+
+Durability = Literal["full", "normal"]
+
+
+class SqliteStore:
+    """The jobs table in a SQLite file: durable, shared by any number of processes.
+
+    *durability* ``"full"`` (default) survives power loss once a call returns;
+    ``"normal"`` survives a crash of the process but may lose the last commits on power
+    loss. *busy_timeout* (seconds) bounds how long a write waits for another writer
+    before :class:`StoreError` is raised; nothing is lost when it is.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "full",
+        busy_timeout: float = 30.0,
+        create: bool = True,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise StoreError(
+                f"SqliteStore needs a file path, not {self.path!r}; use MemoryStore() for jobs in memory",
+                path=self.path,
+            )
+        if durability not in ("full", "normal"):
+            raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[apsw.Connection] = []
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        if not os.path.exists(self.path):
+            if not create:
+                raise StoreError(f"{self.path}: no such database file", path=self.path)
+            _create(self.path)
+        _check_file(self.path)
+        self._migrate(self._connection())
+
+    # -- connections --------------------------------------------------------------
+    def _connection(self) -> apsw.Connection:
+        if self._pid != os.getpid():
+            # A forked child must not use its parent's connections; drop them unclosed.
+            self._local = threading.local()
+            self._connections = []
+            self._pid = os.getpid()
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: the store is closed", path=self.path)
+            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
+            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            self._local.conn = conn
+            with self._guard:
+                self._connections.append(conn)
+        return conn
+
+    def _write(self, work: Callable[[apsw.Connection], T]) -> T:
+        """Run *work* in one BEGIN IMMEDIATE transaction, retrying while the file is busy."""
+        conn = self._connection()
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if not conn.get_autocommit():
+                        conn.execute("ROLLBACK")
+                    raise
+            except apsw.BusyError as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"{self.path}: the database stayed locked by another writer for over "
+                        f"{self.busy_timeout:g}s; nothing was written",
+                        path=self.path,
+                    ) from exc
+                time.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 0.1)
+
+    def _read(self, sql: str, bindings: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        return list(self._connection().execute(sql, bindings))
+
+    def _migrate(self, conn: apsw.Connection) -> None:
+        version = _version(conn, self.path)
+        if version == SCHEMA_VERSION:
+            return
+
+        def upgrade(conn: apsw.Connection) -> None:
+            if _version(conn, self.path) == 0:  # re-read under the write lock
+                conn.execute(SCHEMA)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        self._write(upgrade)
+
+    # -- jobs ---------------------------------------------------------------------
+    def add(self, jobs: Sequence[JobRecord]) -> None:
+        rows = [_row(job) for job in jobs]
+
+        def insert(conn: apsw.Connection) -> None:
+            try:
+                conn.executemany(_INSERT, rows)
+            except apsw.ConstraintError as exc:
+                raise JobkitError(f"cannot add jobs: {exc}") from exc
+
+        if rows:
+            self._write(insert)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        rows = self._read(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,))
+        return _record(rows[0]) if rows else None
+
+    def claim(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> list[JobRecord]:
+        if limit <= 0 or (names is not None and not names):
+            return []
+        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
+        sql = _CLAIM_ANY
+        if names is not None:
+            sql = _CLAIM_NAMED
+            bindings["names"] = _json_list(names)
+        rows = self._write(lambda conn: list(conn.execute(sql, bindings)))
+        records = [_record(row) for row in rows]
+        records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
+        return records
+
+    def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
+        bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
+        rows = self._write(lambda conn: list(conn.execute(_CLAIM_ONE, bindings)))
+        return _record(rows[0]) if rows else None
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        if not leases:
+            return {}
+        until, at = ts(lock_until), ts(now)
+
+        def beat(conn: apsw.Connection) -> dict[str, bool]:
+            held: dict[str, bool] = {}
+            for lease in leases:
+                for job_id, cancel in conn.execute(_HEARTBEAT, (until, at, lease.job_id, lease.token)):
+                    held[job_id] = bool(cancel)
+            return held
+
+        return self._write(beat)
+
+    def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        def write(conn: apsw.Connection) -> bool:
+            conn.execute(_PROGRESS, (percent, message, ts(now), lease.job_id, lease.token))
+            return conn.changes() > 0
+
+        return self._write(write)
+
+    def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        if not transitions:
+            return []
+        statements = [_transition_sql(t) for t in transitions]
+
+        def apply(conn: apsw.Connection) -> list[bool]:
+            applied = []
+            for sql, bindings in statements:
+                conn.execute(sql, bindings)
+                applied.append(conn.changes() > 0)
+            return applied
+
+        return self._write(apply)
+
+    def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        if not leases:
+            return []
+        at = ts(now)
+
+        def give_back(conn: apsw.Connection) -> list[bool]:
+            released = []
+            for lease in leases:
+                conn.execute(_RELEASE, (at, lease.job_id, lease.token))
+                released.append(conn.changes() > 0)
+            return released
+
+        return self._write(give_back)
+
+    def reset_expired(self, *, now: datetime) -> ResetReport:
+        at = ts(now)
+        # A cheap read first: most rounds find nothing and need no write lock.
+        if not self._read("SELECT 1 FROM jobs WHERE status = 'running' AND worker_expires_at <= ? LIMIT 1", (at,)):
+            return ResetReport()
+
+        def reset(conn: apsw.Connection) -> ResetReport:
+            report = ResetReport()
+            for job_id, attempts, max_attempts in list(conn.execute(_EXPIRED, (at,))):
+                error = worker_lost(attempts, max_attempts)
+                if attempts >= max_attempts:
+                    conn.execute(
+                        """UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
+                           worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?""",
+                        (error, at, at, job_id),
+                    )
+                    report.failed.append(job_id)
+                else:
+                    conn.execute(
+                        """UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
+                           worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
+                           updated_at = ? WHERE id = ?""",
+                        (error, at, at, job_id),
+                    )
+                    report.retried.append(job_id)
+            return report
+
+        return self._write(reset)
+
+    # -- reading ------------------------------------------------------------------
+    def counts(self) -> dict[JobStatus, int]:
+        counts = dict.fromkeys(JobStatus, 0)
+        for status, n in self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
+            counts[JobStatus(status)] = n
+        return counts
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        where, bindings = [], []
+        for column, value in (("status", status), ("job_name", name), ("correlation_id", correlation_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                bindings.append(value.value if isinstance(value, JobStatus) else value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return [_record(row) for row in self._read(sql, (*bindings, max(limit, 0)))]
+
+    def next_due(self) -> datetime | None:
+        rows = self._read("SELECT min(scheduled_for) FROM jobs WHERE status = 'pending'")
+        return dt(rows[0][0]) if rows and rows[0][0] else None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        try:
+            conn = self._connection()
+            mode = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
+            (pending,) = conn.execute("SELECT count(*) FROM jobs WHERE status = 'pending'").fetchall()[0]
+        except (apsw.Error, StoreError) as exc:
+            return False, f"{self.path}: {exc}"
+        return True, f"{self.path}: SQLite {apsw.sqlite_lib_version()}, {mode} journal, {pending} pending"
+
+    def close(self) -> None:
+        """Close every connection this store opened (in this process)."""
+        with self._guard:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        if self._pid == os.getpid():
+            for conn in connections:
+                conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, durability={self.durability!r})"
+
+
+def _json_list(values: Collection[str]) -> str:
+    return json.dumps(sorted(values))
+
+
+def _version(conn: apsw.Connection, path: str) -> int:
+    """The schema version of a jobkit file, 0 for a blank SQLite file; refuse anything else."""
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchall()[0][0])  # type: ignore[arg-type]
+        version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])  # type: ignore[arg-type]
+        tables = int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0])  # type: ignore[arg-type]
+    except apsw.NotADBError as exc:
+        raise NotAJobkitDatabase(f"{path}: not a SQLite database; left untouched", path=path) from exc
+    if app_id == 0 and version == 0 and tables == 0:
+        return 0
+    if app_id != APPLICATION_ID:
+        raise NotAJobkitDatabase(
+            f"{path}: a SQLite database that jobkit did not create (application_id {app_id}); left untouched",
+            path=path,
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path}: schema version {version} is newer than this jobkit understands ({SCHEMA_VERSION}); "
+            "upgrade jobkit. The file was left untouched",
+            path=path,
+        )
+    if version < 1:
+        raise NotAJobkitDatabase(f"{path}: jobkit mark without a schema version; left untouched", path=path)
+    return version
+
+
+def _check_file(path: str) -> None:
+    """Refuse, before SQLite touches it, a file that cannot be a jobkit database."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except IsADirectoryError as exc:
+        raise NotAJobkitDatabase(f"{path}: is a directory, not a database file", path=path) from exc
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
+    if not header:
+        raise NotAJobkitDatabase(
+            f"{path}: the file is empty, not a jobkit database; left untouched "
+            "(remove it, or give a path that does not exist yet to create one)",
+            path=path,
+        )
+    if header != SQLITE_HEADER:
+        raise NotAJobkitDatabase(f"{path}: not a SQLite database; left untouched", path=path)
+
+
+def _create(path: str) -> None:
+    """Build a new database beside *path* and link it into place, atomically."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise StoreError(f"{path}: the folder {folder} does not exist", path=path)
+    aside = folder / f".{Path(path).name}.{os.getpid()}.{random.getrandbits(32):08x}.new"
+    try:
+        conn = apsw.Connection(str(aside))
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(SCHEMA)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # the last connection checkpoints and removes the WAL
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        except OSError:
+            if not os.path.exists(path):  # a file system without hard links
+                os.replace(aside, path)
+    finally:
+        for leftover in (aside, Path(f"{aside}-wal"), Path(f"{aside}-shm")):
+            leftover.unlink(missing_ok=True)
