@@ -8,9 +8,11 @@ unknown fields are refused, so a typo in params fails at enqueue time, not in a 
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import math
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import cattrs
@@ -53,14 +55,24 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
-    # Declared sets travel as JSON lists and come back as sets.
-    converter.register_unstructure_hook_func(_is_set_type, lambda value: [converter.unstructure(v) for v in value])
+    # Declared sets (``set[int]``) travel as JSON lists and come back as sets. Only a
+    # parametrised type counts as declared: a value under ``Any`` is unstructured by its
+    # runtime class, the bare ``set``, and must be refused rather than silently become a list.
+    converter.register_unstructure_hook_factory(_is_declared_set, _set_as_list)
     return converter
 
 
-def _is_set_type(type_: Any) -> bool:
-    origin = typing.get_origin(type_) or type_
-    return isinstance(origin, type) and issubclass(origin, (set, frozenset))
+def _is_declared_set(type_: Any) -> bool:
+    origin = typing.get_origin(type_)
+    return (
+        isinstance(origin, type) and issubclass(origin, collections.abc.Set) and bool(typing.get_args(type_))
+    )
+
+
+def _set_as_list(type_: Any, converter: cattrs.Converter) -> Callable[[Any], list[Any]]:
+    (item_type,) = typing.get_args(type_)
+    item = converter.get_unstructure_hook(item_type)
+    return lambda value: [item(v) for v in value]
 
 
 _converter = make_converter()
@@ -119,7 +131,7 @@ def check_json(data: Any, path: str) -> None:
                 )
             check_json(item, f"{path}.{key}")
         return
-    hint = "; use a list" if isinstance(data, (set, frozenset)) else ""
+    hint = "; use a list, or declare the field as set[...]" if isinstance(data, (set, frozenset)) else ""
     if isinstance(data, (bytes, bytearray)):
         hint = "; encode it as text (e.g. base64) first"
     raise ValidationError(

@@ -196,17 +196,36 @@ def attempt(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome,
     """
     try:
         value = run_coroutine(lambda: _bounded(spec, spec.fn(typed, ctx))) if spec.is_async else spec.fn(typed, ctx)
-    except Cancelled as exc:
+    except BaseException as exc:  # every way out becomes an outcome
+        return outcome_of_exception(spec, ctx, exc)
+    return outcome_of_value(spec, ctx, value), None
+
+
+async def attempt_async(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome, BaseException | None]:
+    """Like :func:`attempt`, awaiting an ``async def`` handler on the running loop."""
+    try:
+        value = await _bounded(spec, spec.fn(typed, ctx))
+    except BaseException as exc:  # every way out becomes an outcome
+        return outcome_of_exception(spec, ctx, exc)
+    return outcome_of_value(spec, ctx, value), None
+
+
+def outcome_of_value(spec: JobSpec[Any, Any], ctx: Context, value: Any) -> Outcome:
+    """The outcome of a handler that returned *value*."""
+    return timed_out(spec) if ctx.timed_out else check_result(spec, value)
+
+
+def outcome_of_exception(
+    spec: JobSpec[Any, Any], ctx: Context, exc: BaseException
+) -> tuple[Outcome, BaseException | None]:
+    """The outcome of a handler that raised; a BaseException is handed back to re-raise."""
+    if isinstance(exc, Cancelled):
         return Stopped(str(exc) or "cancelled"), None
-    except (TimeoutError, asyncio.TimeoutError) as exc:
-        return (timed_out(spec) if ctx.timed_out else failure(exc)), None
-    except Exception as exc:
-        return failure(exc), None
-    except BaseException as exc:
-        return failure(exc), exc
-    if ctx.timed_out:
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx.timed_out:
         return timed_out(spec), None
-    return check_result(spec, value), None
+    if isinstance(exc, Exception):
+        return failure(exc), None
+    return failure(exc), exc
 
 
 async def _bounded(spec: JobSpec[Any, Any], coro: Coroutine[Any, Any, T]) -> T:

@@ -80,6 +80,9 @@ class Store(Protocol):
     def next_due(self) -> datetime | None:
         """The earliest scheduled time among pending jobs, or None when none is pending."""
 
+    def data_version(self) -> int:
+        """A number that changes when another connection or thread commits: cheap to poll."""
+
     def health(self) -> tuple[bool, str]:
         """Whether the store can be used, and a line saying why or why not."""
 

@@ -35,13 +35,23 @@ def claim_order(record: JobRecord) -> tuple[int, datetime, str]:
     return (-record.priority, record.scheduled_for, record.id)
 
 
+class _Table(dict[str, JobRecord]):
+    """The jobs by id, counting writes so pollers can see that something changed."""
+
+    version = 0
+
+    def __setitem__(self, job_id: str, job: JobRecord) -> None:
+        super().__setitem__(job_id, job)
+        self.version += 1
+
+
 class MemoryStore:
     """The jobs table in a dict; same behaviour as SqliteStore, nothing on disk."""
 
     shared = False
 
     def __init__(self) -> None:
-        self._jobs: dict[str, JobRecord] = {}
+        self._jobs = _Table()
         self._lock = threading.RLock()
 
     # -- jobs ---------------------------------------------------------------------
@@ -261,6 +271,9 @@ class MemoryStore:
     def next_due(self) -> datetime | None:
         with self._lock:
             return min((j.scheduled_for for j in self._jobs.values() if j.status is PENDING), default=None)
+
+    def data_version(self) -> int:
+        return self._jobs.version
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

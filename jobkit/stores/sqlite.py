@@ -233,6 +233,10 @@ RETURNING {SELECT}
 _CLAIM_ANY = _CLAIM.format(names="")
 _CLAIM_NAMED = _CLAIM.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
 
+_DUE = "SELECT 1 FROM jobs WHERE status = 'pending' AND scheduled_for <= :now {names} LIMIT 1"
+_DUE_ANY = _DUE.format(names="")
+_DUE_NAMED = _DUE.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
+
 _CLAIM_ONE = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
     worker_expires_at = :until, attempt_count = attempt_count + 1,
@@ -409,10 +413,13 @@ class SqliteStore:
         if limit <= 0 or (names is not None and not names):
             return []
         bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
-        sql = _CLAIM_ANY
+        sql, probe = _CLAIM_ANY, _DUE_ANY
         if names is not None:
-            sql = _CLAIM_NAMED
+            sql, probe = _CLAIM_NAMED, _DUE_NAMED
             bindings["names"] = _json_list(names)
+        # A read first: an idle worker's claim must not take the write lock for nothing.
+        if not self._read(probe, {k: v for k, v in bindings.items() if k in ("now", "names")}):
+            return []
         rows = self._write(lambda conn: list(conn.execute(sql, bindings)))
         records = [_record(row) for row in rows]
         records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
@@ -528,6 +535,9 @@ class SqliteStore:
     def next_due(self) -> datetime | None:
         rows = self._read("SELECT min(scheduled_for) FROM jobs WHERE status = 'pending'")
         return dt(rows[0][0]) if rows and rows[0][0] else None
+
+    def data_version(self) -> int:
+        return int(self._connection().data_version())
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

@@ -1,0 +1,808 @@
+"""The worker: claim due jobs, run them, record what happened; and ``python -m jobkit.worker``.
+
+One loop thread owns every write a worker makes: it reaps expired locks, claims as many
+jobs as it has free slots, hands them to a pool of threads (sync handlers) or to one
+event loop (``async def`` handlers), and writes their outcomes in batches, one
+transaction each, as they come back. Heartbeats extend the locks of running jobs every
+third of the lock timeout, independently of the handlers; every write for an attempt is
+fenced by its token, so a worker that lost a job changes nothing.
+
+When idle, the loop checks every few milliseconds whether another connection has
+committed (SQLite's ``data_version``, a read of a counter in shared memory), so a newly
+enqueued job starts within milliseconds without a busy loop; ``poll_interval`` is only
+the fallback for jobs that become due with time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import importlib
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from jobkit import convert, executor
+from jobkit.context import Context
+from jobkit.errors import StoreError, UnknownJobError, ValidationError
+from jobkit.model import (
+    Cancel,
+    Clock,
+    Complete,
+    Fail,
+    Failed,
+    JobRecord,
+    Lease,
+    Outcome,
+    Retry,
+    Transition,
+    utc_now,
+)
+from jobkit.spec import JobSpec, Registry
+from jobkit.store import Store
+
+logger = logging.getLogger("jobkit.worker")
+
+WAKE_CHECK = 0.002  # seconds between checks for new work while idle
+REAP_EVERY = 1.0  # seconds between looks for expired locks
+PROGRESS_EVERY = 0.2  # seconds between progress writes of one job
+TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
+
+
+# -- finding specs by name ------------------------------------------------------------
+class Resolver:
+    """Finds the spec for a job name.
+
+    With *import_on_demand*, a name ``"module:qualname"`` not in the registry is imported
+    and used when it leads to a :class:`JobSpec`; otherwise only registered names run.
+    """
+
+    def __init__(self, registry: Registry, *, import_on_demand: bool) -> None:
+        self.registry = registry
+        self.import_on_demand = import_on_demand
+        self._found: dict[str, JobSpec[Any, Any] | UnknownJobError] = {}
+
+    def names(self) -> Collection[str] | None:
+        """The names this worker claims: None for any."""
+        return None if self.import_on_demand else set(self.registry.names())
+
+    def resolve(self, name: str) -> JobSpec[Any, Any]:
+        spec = self.registry.get(name)
+        if spec is not None:
+            return spec
+        if name not in self._found:
+            self._found[name] = self._import(name)
+        found = self._found[name]
+        if isinstance(found, UnknownJobError):
+            raise found
+        return found
+
+    def _import(self, name: str) -> JobSpec[Any, Any] | UnknownJobError:
+        if not self.import_on_demand:
+            return UnknownJobError(name, "this worker runs only the jobs given with --jobs")
+        module_name, _, qualname = name.partition(":")
+        if not module_name or not qualname:
+            return UnknownJobError(name, "the name is not of the form 'module:function'")
+        if module_name == "__main__":
+            return UnknownJobError(name, "it was defined in a script run as __main__, which a worker cannot import")
+        try:
+            target: Any = importlib.import_module(module_name)
+        except Exception as exc:
+            return UnknownJobError(name, f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        if not isinstance(target, JobSpec):
+            return UnknownJobError(name, f"{module_name}.{qualname} is not a job spec")
+        if target.name != name:
+            return UnknownJobError(name, f"{module_name}.{qualname} is registered as {target.name!r}")
+        return target
+
+
+def load_registry(target: str) -> Registry:
+    """Import ``MODULE[:ATTRIBUTE]`` and return its Registry (the one registry in it by default)."""
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(module_name)
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, Registry):
+            raise ValueError(f"{target}: {attribute!r} is not a jobkit.Registry")
+        return found
+    registries = [value for value in vars(module).values() if isinstance(value, Registry)]
+    if len(registries) != 1:
+        raise ValueError(
+            f"{target}: expected one jobkit.Registry in {module_name}, found {len(registries)}; name it as MODULE:NAME"
+        )
+    return registries[0]
+
+
+def merge(registries: Iterable[Registry]) -> Registry:
+    """One registry holding every spec of *registries*."""
+    merged = Registry()
+    for registry in registries:
+        for spec in registry:
+            merged.register(spec)
+    return merged
+
+
+# -- reports ------------------------------------------------------------------------
+@attrs.define
+class Report:
+    """What a worker (or one tick) did."""
+
+    reset: int = 0
+    lost_failed: int = 0
+    cron_enqueued: int = 0
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    lost: int = 0
+    released: int = 0
+
+    def count(self, transition: Transition) -> None:
+        match transition:
+            case Complete():
+                self.completed += 1
+            case Retry():
+                self.retried += 1
+            case Fail():
+                self.failed += 1
+            case Cancel():
+                self.cancelled += 1
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.claimed} claimed",
+            f"{self.completed} completed",
+            f"{self.failed} failed",
+            f"{self.retried} retried",
+        ]
+        for label, n in (
+            ("cancelled", self.cancelled),
+            ("expired locks reset", self.reset),
+            ("failed after their worker was lost", self.lost_failed),
+            ("cron runs enqueued", self.cron_enqueued),
+            ("leases lost", self.lost),
+            ("given back", self.released),
+        ):
+            if n:
+                parts.append(f"{n} {label}")
+        return ", ".join(parts)
+
+
+@attrs.define(eq=False)
+class _Running:
+    job: JobRecord
+    lease: Lease
+    spec: JobSpec[Any, Any] | None
+    cancel: threading.Event
+    started: float
+    progress: tuple[int, str | None] | None = None
+    progress_at: float = 0.0
+    lost: bool = False
+
+
+class _Pool:
+    """A fixed set of daemon threads: a stuck handler never blocks the process from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        for n in range(size):
+            threading.Thread(target=self._serve, name=f"jobkit-handler-{n}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._tasks.get()()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._tasks.put(task)
+
+
+# -- the worker -----------------------------------------------------------------------
+class Worker:
+    """Runs jobs from *store* until stopped. See :func:`run_worker` for the options."""
+
+    def __init__(
+        self,
+        store: Store,
+        resolver: Resolver,
+        *,
+        concurrency: int = 5,
+        lock_timeout: float = 300.0,
+        poll_interval: float = 1.0,
+        grace: float = 30.0,
+        clock: Clock = utc_now,
+        enforce_timeouts: bool = False,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if lock_timeout <= 0 or poll_interval <= 0 or grace < 0:
+            raise ValueError("lock_timeout and poll_interval must be positive, grace not negative")
+        self.store = store
+        self.resolver = resolver
+        self.concurrency = concurrency
+        self.lock = timedelta(seconds=lock_timeout)
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.clock = clock
+        self.enforce_timeouts = enforce_timeouts
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
+        self.report = Report()
+        self._claims = 0
+        self._running: dict[str, _Running] = {}
+        self._done: collections.deque[tuple[_Running, Outcome]] = collections.deque()
+        self._wake = threading.Event()
+        self._pool: _Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_reap = 0.0
+        self._next_beat = 0.0
+        self._version = -1
+
+    # -- public ---------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, burst: bool = False) -> Report:
+        """Work until *stop* is set (or, with *burst*, until nothing is due); return the report."""
+        ok, message = self.store.health()
+        if not ok:
+            raise StoreError(message)
+        logger.info("worker %s started: %s, concurrency %d", self.worker_id, message, self.concurrency)
+        try:
+            while not stop.is_set():
+                self._round(self.concurrency - len(self._running))
+                if burst and not self._running and not self._due_now():
+                    break
+                self._idle(stop)
+        finally:
+            self._shutdown()
+        return self.report
+
+    def run_once(self, limit: int) -> Report:
+        """One pass: reset expired locks, claim up to *limit* jobs, run them, record them."""
+        self._round(limit, reap=True)
+        while self._running:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            self._flush()
+            self._beat()
+        return self.report
+
+    def stop_soon(self) -> None:
+        """Wake the loop so it notices a stop request at once."""
+        self._wake.set()
+
+    # -- one round ------------------------------------------------------------------
+    def _round(self, free: int, *, reap: bool = False) -> None:
+        self._flush()
+        self._reap(force=reap)
+        if free > 0:
+            self._claim(free)
+        self._beat()
+        self._write_progress()
+
+    def _reap(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + REAP_EVERY
+        reset = self.store.reset_expired(now=self.clock())
+        self.report.reset += len(reset.retried)
+        self.report.lost_failed += len(reset.failed)
+        for job_id in reset.retried:
+            logger.warning("job %s: its worker was lost (lock expired); back to pending", job_id)
+        for job_id in reset.failed:
+            logger.error("job %s: its worker was lost (lock expired) and its attempts are used up; failed", job_id)
+
+    def _claim(self, limit: int) -> None:
+        now = self.clock()
+        self._claims += 1
+        token = f"{self.worker_id}:{self._claims}"
+        jobs = self.store.claim(
+            limit=limit, now=now, token=token, lock_until=now + self.lock, names=self.resolver.names()
+        )
+        self.report.claimed += len(jobs)
+        for job in jobs:
+            self._start(job, token)
+
+    def _start(self, job: JobRecord, token: str) -> None:
+        running = _Running(job, Lease(job.id, token), None, threading.Event(), time.monotonic())
+        self._running[job.id] = running
+        try:
+            spec = self.resolver.resolve(job.job_name)
+            typed = convert.structure(convert.decode(job.params), spec.params_type, what="params")
+        except (UnknownJobError, ValidationError, ValueError) as exc:
+            self._finished(running, Failed(f"{type(exc).__name__}: {exc}", retryable=False))
+            return
+        running.spec = spec
+        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+        ctx = Context(
+            job_id=job.id,
+            job_name=job.job_name,
+            attempt=job.attempt_count,
+            store=self.store,
+            sink=lambda percent, message: self._progress(running, percent, message),
+            cancel=running.cancel,
+            timeout=spec.timeout,
+            clock=self.clock,
+        )
+        if spec.is_async:
+            future = asyncio.run_coroutine_threadsafe(executor.attempt_async(spec, typed, ctx), self._event_loop())
+            future.add_done_callback(lambda f: self._attempted(running, *f.result()))
+        else:
+            self._handlers().submit(lambda: self._attempted(running, *executor.attempt(spec, typed, ctx)))
+
+    def _attempted(self, running: _Running, outcome: Outcome, fatal: BaseException | None) -> None:
+        if fatal is not None:  # SystemExit or KeyboardInterrupt from a handler ends the job, not the worker
+            logger.error("job %s: handler raised %s; recorded as a failure", running.job.id, type(fatal).__name__)
+        self._finished(running, outcome)
+
+    def _finished(self, running: _Running, outcome: Outcome) -> None:
+        """Called from handler threads and the event loop: queue the outcome for the loop."""
+        self._done.append((running, outcome))
+        self._wake.set()
+
+    def _flush(self) -> None:
+        """Write every outcome that came back, in one transaction."""
+        if not self._done:
+            return
+        batch = []
+        while self._done:
+            batch.append(self._done.popleft())
+        now = self.clock()
+        transitions = [
+            executor.decide(running.spec, running.job, outcome, now, jitter=random.random())
+            for running, outcome in batch
+        ]
+        try:
+            applied = self.store.finish(transitions)
+        except StoreError as exc:
+            logger.warning("could not record %d outcomes yet (%s); will retry", len(batch), exc)
+            self._done.extendleft(reversed(batch))
+            return
+        for (running, _), transition, ok in zip(batch, transitions, applied, strict=True):
+            self._running.pop(running.job.id, None)
+            if not ok or running.lost:
+                self.report.lost += 1
+                logger.warning("job %s: lease lost; this worker's outcome was dropped", running.job.id)
+                continue
+            self.report.count(transition)
+            self._log(running, transition)
+
+    def _log(self, running: _Running, transition: Transition) -> None:
+        job, took = running.job, time.monotonic() - running.started
+        match transition:
+            case Complete():
+                logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, took)
+            case Retry(error=error, run_at=run_at):
+                logger.warning(
+                    "job %s %s: attempt %d failed: %s; retry at %s",
+                    job.id,
+                    job.job_name,
+                    job.attempt_count,
+                    error,
+                    run_at.isoformat(timespec="seconds"),
+                )
+            case Fail(error=error):
+                logger.error("job %s %s: failed after %d attempts: %s", job.id, job.job_name, job.attempt_count, error)
+            case Cancel(reason=reason):
+                logger.info("job %s %s: cancelled (%s)", job.id, job.job_name, reason)
+
+    def _progress(self, running: _Running, percent: int, message: str | None) -> None:
+        running.progress = (percent, message)
+        if time.monotonic() - running.progress_at >= PROGRESS_EVERY:
+            self._wake.set()
+
+    def _write_progress(self) -> None:
+        now = time.monotonic()
+        for running in list(self._running.values()):
+            if running.progress is None or now - running.progress_at < PROGRESS_EVERY:
+                continue
+            (percent, message), running.progress = running.progress, None
+            running.progress_at = now
+            if not self.store.progress(running.lease, percent, message, now=self.clock()):
+                self._lose(running)
+
+    def _beat(self, *, force: bool = False) -> None:
+        if not self._running or (not force and time.monotonic() < self._next_beat):
+            return
+        self._next_beat = time.monotonic() + self.lock.total_seconds() / 3
+        now = self.clock()
+        leases = [r.lease for r in self._running.values() if not r.lost]
+        held = self.store.heartbeat(leases, now=now, lock_until=now + self.lock)
+        for running in list(self._running.values()):
+            if running.job.id not in held:
+                self._lose(running)
+            elif held[running.job.id] and not running.cancel.is_set():
+                logger.info("job %s: cancellation requested", running.job.id)
+                running.cancel.set()
+        if self.enforce_timeouts:
+            self._enforce_timeouts()
+
+    def _lose(self, running: _Running) -> None:
+        if not running.lost:
+            running.lost = True
+            running.cancel.set()
+            logger.warning(
+                "job %s: lease lost (another worker holds it now); asking the handler to stop", running.job.id
+            )
+
+    def _enforce_timeouts(self) -> None:
+        """In a --processes child: a sync handler far past its timeout ends this process."""
+        now = time.monotonic()
+        for running in list(self._running.values()):
+            spec = running.spec
+            if spec is None or spec.is_async or spec.timeout is None or running.lost:
+                continue
+            if now - running.started > spec.timeout + max(1.0, spec.timeout * 0.1):
+                logger.error("job %s: still running past its timeout of %gs; restarting", running.job.id, spec.timeout)
+                self._finished(running, executor.timed_out(spec))
+                self._flush()
+                self._release_all()
+                logging.shutdown()
+                os._exit(TIMEOUT_EXIT)
+
+    # -- waiting ------------------------------------------------------------------------
+    def _due_now(self) -> bool:
+        due = self.store.next_due()
+        return due is not None and due <= self.clock()
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait until something may have changed: an outcome, new work, or a timer."""
+        if self._done:
+            return
+        start = time.monotonic()
+        deadline = start + self.poll_interval
+        if self._running:
+            deadline = min(deadline, self._next_beat)
+            if any(r.progress is not None for r in self._running.values()):
+                deadline = min(deadline, start + PROGRESS_EVERY)
+        free = len(self._running) < self.concurrency
+        if free:
+            due = self.store.next_due()
+            if due is not None:
+                deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._wake.wait(min(remaining, WAKE_CHECK) if free else remaining):
+                self._wake.clear()
+                return
+            if free:
+                version = self.store.data_version()
+                if version != self._version:
+                    self._version = version
+                    return
+
+    # -- shutting down ------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period; give back what did not."""
+        if self._running:
+            logger.info("stopping: waiting up to %gs for %d running jobs", self.grace, len(self._running))
+        deadline = time.monotonic() + self.grace
+        while self._running and time.monotonic() < deadline:
+            self._wake.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+            self._flush()
+            self._beat()
+            self._write_progress()
+        self._flush()
+        self._release_all()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        logger.info("worker %s stopped: %s", self.worker_id, self.report)
+
+    def _release_all(self) -> None:
+        left = [r for r in self._running.values() if not r.lost]
+        for running in left:
+            running.cancel.set()
+        if left:
+            released = self.store.release([r.lease for r in left], now=self.clock())
+            self.report.released += sum(released)
+            logger.warning("gave back %d unfinished jobs without spending an attempt", sum(released))
+        self._running.clear()
+
+    # -- executors ----------------------------------------------------------------------
+    def _handlers(self) -> _Pool:
+        if self._pool is None:
+            self._pool = _Pool(self.concurrency)
+        return self._pool
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="jobkit-async", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+
+# -- library entry points -------------------------------------------------------------
+def run_worker(
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    concurrency: int = 5,
+    lock_timeout: float = 300.0,
+    poll_interval: float = 1.0,
+    grace: float = 30.0,
+    burst: bool = False,
+    stop: threading.Event | None = None,
+    import_on_demand: bool | None = None,
+    enforce_timeouts: bool = False,
+    clock: Clock = utc_now,
+) -> Report:
+    """Run jobs from *store* until *stop* is set, SIGTERM/SIGINT arrive, or (*burst*) nothing is due.
+
+    With a *registry*, only its jobs are claimed; without one, job names are imported on
+    demand (``import_on_demand`` overrides). Called from the main thread, the first
+    SIGTERM or SIGINT stops claiming and lets running jobs finish within *grace*
+    seconds; a second exits at once. From another thread (a notebook), stop it with
+    *stop*. *enforce_timeouts* ends the process when a sync handler overruns its
+    timeout (for children of a supervisor, which starts another).
+    """
+    stop = stop or threading.Event()
+    resolver = Resolver(
+        registry or Registry(), import_on_demand=registry is None if import_on_demand is None else import_on_demand
+    )
+    worker = Worker(
+        store,
+        resolver,
+        concurrency=concurrency,
+        lock_timeout=lock_timeout,
+        poll_interval=poll_interval,
+        grace=grace,
+        clock=clock,
+        enforce_timeouts=enforce_timeouts,
+    )
+    with _signals_stop(stop, worker):
+        return worker.run(stop, burst=burst)
+
+
+def tick(
+    store: Store,
+    registry: Registry | None = None,
+    *,
+    limit: int = 5,
+    now: datetime | None = None,
+    lock_timeout: float = 300.0,
+) -> Report:
+    """One stateless pass: reset expired locks, enqueue due cron runs, run up to *limit* jobs.
+
+    *now* (timezone-aware) is the time the pass acts as; the clock by default.
+    """
+    if now is not None and now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, not {now!r}")
+    clock: Clock = (lambda: now) if now is not None else utc_now
+    resolver = Resolver(registry or Registry(), import_on_demand=registry is None)
+    worker = Worker(store, resolver, concurrency=max(limit, 1), lock_timeout=lock_timeout, clock=clock)
+    return worker.run_once(limit)
+
+
+def tick_handler(
+    open_store: Callable[[], Store], registry: Registry | None = None, *, limit: int = 5
+) -> Callable[..., Report]:
+    """A plain ``(event=None, context=None) -> report`` callable for serverless schedulers."""
+
+    def handler(event: object = None, context: object = None) -> Report:
+        with open_store() as store:
+            return tick(store, registry, limit=limit)
+
+    return handler
+
+
+class _signals_stop:
+    """In the main thread: first SIGTERM/SIGINT sets *stop*; a second exits at once."""
+
+    def __init__(self, stop: threading.Event, worker: Worker) -> None:
+        self.stop, self.worker = stop, worker
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.stop.is_set():
+            logger.warning(
+                "second %s: exiting now; running jobs return when their locks expire", signal.strsignal(signum)
+            )
+            logging.shutdown()
+            os._exit(128 + signum)
+        logger.info("%s: finishing running jobs, claiming no more", signal.strsignal(signum))
+        self.stop.set()
+        self.worker.stop_soon()
+
+    def __exit__(self, *_: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+# -- the command ----------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobkit.worker",
+        description="Run queued jobs from a jobkit SQLite database until stopped (SIGTERM or Ctrl-C).",
+    )
+    parser.add_argument("database", help="path of the jobs database (it must exist: create it by enqueuing)")
+    parser.add_argument(
+        "--jobs",
+        action="append",
+        default=[],
+        metavar="MODULE[:REGISTRY]",
+        help="run only the jobs of this module's Registry, importing nothing else (repeatable). "
+        "Without it, job names 'module:function' are imported on demand",
+    )
+    parser.add_argument("--concurrency", type=int, default=5, help="jobs run at once per process (default 5)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes under one supervisor that restarts a child that dies (default 1)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a claim holds a job without a heartbeat before another worker may take it (default 300)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="longest wait between looks for due jobs; new jobs wake the worker sooner (default 1)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running jobs may take to finish before they are given back (default 30)",
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("full", "normal"),
+        default="full",
+        help="SQLite synchronous mode: full survives power loss (default), normal only a crash",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass: reset expired locks, run up to N jobs, exit")
+    mode.add_argument("--burst", action="store_true", help="run until nothing is due, then exit 0")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", "-q", action="store_true", help="log only warnings, errors and the summary")
+    verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug detail too")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"jobkit.worker: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jobkit.worker``: returns the exit code."""
+    args = _parser().parse_args(argv)
+    for name, value in (("concurrency", args.concurrency), ("processes", args.processes)):
+        if value < 1:
+            return _fail(f"--{name} must be at least 1, not {value}")
+    for name, value in (("lock-timeout", args.lock_timeout), ("poll-interval", args.poll_interval)):
+        if not value > 0:
+            return _fail(f"--{name} must be a positive number of seconds, not {value}")
+    if not os.path.isfile(args.database):
+        return _fail(f"{args.database}: no such database file")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.processes > 1 and not args.once:
+        return supervise(list(argv if argv is not None else sys.argv[1:]), args.processes)
+
+    from jobkit.errors import JobkitError
+    from jobkit.stores.sqlite import SqliteStore
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        registry = merge(load_registry(target) for target in args.jobs) if args.jobs else None
+    except (ImportError, ValueError) as exc:
+        return _fail(f"--jobs: {exc}")
+    try:
+        store = SqliteStore(args.database, durability=args.durability, create=False)
+    except JobkitError as exc:
+        return _fail(str(exc))
+    with store:
+        if args.once:
+            report = tick(store, registry, limit=args.concurrency, lock_timeout=args.lock_timeout)
+            print(f"jobkit.worker --once: {report}")
+            return 0
+        report = run_worker(
+            store,
+            registry,
+            concurrency=args.concurrency,
+            lock_timeout=args.lock_timeout,
+            poll_interval=args.poll_interval,
+            grace=args.grace,
+            burst=args.burst,
+            enforce_timeouts=os.environ.get("JOBKIT_SUPERVISED") == "1",
+        )
+        print(f"jobkit.worker: {report}", file=sys.stderr)
+    return 0
+
+
+def _child_args(argv: Sequence[str]) -> list[str]:
+    """*argv* without --processes (both its forms)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--processes":
+            skip = True
+            continue
+        if arg.startswith("--processes="):
+            continue
+        out.append(arg)
+    return out
+
+
+def supervise(argv: Sequence[str], processes: int) -> int:
+    """Run *processes* worker children; restart one that dies; pass SIGTERM/SIGINT on."""
+    command = [sys.executable, "-m", "jobkit.worker", *_child_args(argv)]
+    env = {**os.environ, "JOBKIT_SUPERVISED": "1"}
+    stopping = threading.Event()
+    children: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            for child in children:
+                child.kill()
+            os._exit(128 + signum)
+        stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    children.extend(spawn() for _ in range(processes))
+    logger.info("supervisor %d: started %d workers: %s", os.getpid(), processes, [c.pid for c in children])
+    restarts: collections.deque[float] = collections.deque(maxlen=10)
+    while True:
+        alive = [c for c in children if c.poll() is None]
+        if not alive and (stopping.is_set() or all(c.returncode == 0 for c in children)):
+            return 0
+        for i, child in enumerate(children):
+            code = child.poll()
+            if code is None or code == 0 or stopping.is_set():
+                continue
+            restarts.append(time.monotonic())
+            if len(restarts) == restarts.maxlen and restarts[-1] - restarts[0] < 10:
+                logger.error("workers keep dying (%d restarts in 10s); waiting before the next", len(restarts))
+                stopping.wait(5)
+            if stopping.is_set():
+                break
+            logger.warning("worker %d exited with %d; starting another", child.pid, code)
+            children[i] = spawn()
+        stopping.wait(0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
