@@ -58,6 +58,18 @@ class Store(Protocol):
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         """Apply outcomes in one transaction; each False means that lease was lost."""
 
+    def finish_and_claim(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """Hand in outcomes and take new work in one transaction: ``finish`` then ``claim``."""
+
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         """Give held jobs back to pending without spending their attempt."""
 

@@ -186,11 +186,13 @@ class Report:
 
 @attrs.define(eq=False)
 class _Running:
+    """A job this worker holds: claimed, and its outcome not yet written."""
+
     job: JobRecord
     lease: Lease
-    spec: JobSpec[Any, Any] | None
-    cancel: threading.Event
-    started: float
+    spec: JobSpec[Any, Any] | None = None
+    cancel: threading.Event = attrs.field(factory=threading.Event)
+    started: float | None = None
     progress: tuple[int, str | None] | None = None
     progress_at: float = 0.0
     lost: bool = False
@@ -214,7 +216,13 @@ class _Pool:
 
 # -- the worker -----------------------------------------------------------------------
 class Worker:
-    """Runs jobs from *store* until stopped. See :func:`run_worker` for the options."""
+    """Runs jobs from *store* until stopped. See :func:`run_worker` for the options.
+
+    Up to *concurrency* sync handlers run at once on threads, and up to *concurrency*
+    async handlers on the event loop. When jobs are short, the worker claims a few more
+    than it has slots for (about 20 ms of work, measured as it goes), so that claims and
+    outcomes travel in batches of many jobs per transaction; long jobs are never hoarded.
+    """
 
     def __init__(
         self,
@@ -243,11 +251,14 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         self.report = Report()
         self._claims = 0
-        self._running: dict[str, _Running] = {}
-        self._done: collections.deque[tuple[_Running, Outcome]] = collections.deque()
+        self._held: dict[str, _Running] = {}
+        self._done: collections.deque[tuple[_Running, Outcome | None]] = collections.deque()
         self._wake = threading.Event()
+        self._stopping = False
         self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_slots: asyncio.Semaphore | None = None
+        self._per_job = 1.0  # seconds a job takes, a moving average; starts pessimistic
         self._next_reap = 0.0
         self._next_beat = 0.0
         self._version = -1
@@ -261,8 +272,8 @@ class Worker:
         logger.info("worker %s started: %s, concurrency %d", self.worker_id, message, self.concurrency)
         try:
             while not stop.is_set():
-                self._round(self.concurrency - len(self._running))
-                if burst and not self._running and not self._due_now():
+                self._round(self._target() - len(self._held))
+                if burst and not self._held and not self._due_now():
                     break
                 self._idle(stop)
         finally:
@@ -271,12 +282,12 @@ class Worker:
 
     def run_once(self, limit: int) -> Report:
         """One pass: reset expired locks, claim up to *limit* jobs, run them, record them."""
-        self._round(limit, reap=True)
-        while self._running:
-            self._wake.wait(0.05)
+        self._reap(force=True)
+        self._round(limit)
+        while self._held:
+            self._wake.wait(self._until_beat())
             self._wake.clear()
-            self._flush()
-            self._beat()
+            self._round(0)
         return self.report
 
     def stop_soon(self) -> None:
@@ -284,11 +295,56 @@ class Worker:
         self._wake.set()
 
     # -- one round ------------------------------------------------------------------
-    def _round(self, free: int, *, reap: bool = False) -> None:
-        self._flush()
-        self._reap(force=reap)
-        if free > 0:
-            self._claim(free)
+    def _target(self) -> int:
+        """How many jobs to hold: the slots, plus about 20 ms of work when jobs are short."""
+        prefetch = int(self.concurrency * 0.02 / max(self._per_job, 1e-5))
+        return self.concurrency + min(prefetch, 20 * self.concurrency, 200)
+
+    def _round(self, want: int) -> None:
+        """Write outcomes that came back and claim up to *want* more, in one transaction."""
+        self._reap()
+        batch = []
+        while self._done:
+            batch.append(self._done.popleft())
+        finished = [(r, o) for r, o in batch if o is not None]
+        give_back = [r for r, o in batch if o is None]
+        now = self.clock()
+        transitions = [executor.decide(r.spec, r.job, o, now, jitter=random.random()) for r, o in finished]
+        want = max(want + len(batch), 0) if not self._stopping else 0
+        self._claims += 1
+        token = f"{self.worker_id}:{self._claims}"
+        try:
+            if give_back:
+                self.report.released += sum(self.store.release([r.lease for r in give_back], now=now))
+            applied, jobs = (
+                self.store.finish_and_claim(
+                    transitions,
+                    limit=want,
+                    now=now,
+                    token=token,
+                    lock_until=now + self.lock,
+                    names=self.resolver.names(),
+                )
+                if transitions or want > 0
+                else ([], [])
+            )
+        except StoreError as exc:
+            logger.warning("could not write to the store yet (%s); will retry", exc)
+            self._done.extendleft(reversed(batch))
+            return
+        for running in give_back:
+            self._held.pop(running.job.id, None)
+        for (running, _), transition, ok in zip(finished, transitions, applied, strict=True):
+            self._held.pop(running.job.id, None)
+            if not ok or running.lost:
+                self.report.lost += 1
+                logger.warning("job %s: lease lost; this worker's outcome was dropped", running.job.id)
+                continue
+            self.report.count(transition)
+            self._log(running, transition)
+        self.report.claimed += len(jobs)
+        for job in jobs:
+            self._start(job, token)
         self._beat()
         self._write_progress()
 
@@ -304,20 +360,9 @@ class Worker:
         for job_id in reset.failed:
             logger.error("job %s: its worker was lost (lock expired) and its attempts are used up; failed", job_id)
 
-    def _claim(self, limit: int) -> None:
-        now = self.clock()
-        self._claims += 1
-        token = f"{self.worker_id}:{self._claims}"
-        jobs = self.store.claim(
-            limit=limit, now=now, token=token, lock_until=now + self.lock, names=self.resolver.names()
-        )
-        self.report.claimed += len(jobs)
-        for job in jobs:
-            self._start(job, token)
-
     def _start(self, job: JobRecord, token: str) -> None:
-        running = _Running(job, Lease(job.id, token), None, threading.Event(), time.monotonic())
-        self._running[job.id] = running
+        running = _Running(job, Lease(job.id, token))
+        self._held[job.id] = running
         try:
             spec = self.resolver.resolve(job.job_name)
             typed = convert.structure(convert.decode(job.params), spec.params_type, what="params")
@@ -325,7 +370,6 @@ class Worker:
             self._finished(running, Failed(f"{type(exc).__name__}: {exc}", retryable=False))
             return
         running.spec = spec
-        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
         ctx = Context(
             job_id=job.id,
             job_name=job.job_name,
@@ -337,50 +381,47 @@ class Worker:
             clock=self.clock,
         )
         if spec.is_async:
-            future = asyncio.run_coroutine_threadsafe(executor.attempt_async(spec, typed, ctx), self._event_loop())
-            future.add_done_callback(lambda f: self._attempted(running, *f.result()))
+            asyncio.run_coroutine_threadsafe(self._run_async(running, spec, typed, ctx), self._event_loop())
         else:
-            self._handlers().submit(lambda: self._attempted(running, *executor.attempt(spec, typed, ctx)))
+            self._handlers().submit(lambda: self._run_sync(running, spec, typed, ctx))
+
+    def _begin(self, running: _Running) -> bool:
+        """Called as a handler starts: False when the job must not start (stopping, or lost)."""
+        if self._stopping or running.lost:
+            self._finished(running, None)
+            return False
+        running.started = time.monotonic()
+        job = running.job
+        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+        return True
+
+    def _run_sync(self, running: _Running, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
+        if self._begin(running):
+            self._attempted(running, *executor.attempt(spec, typed, ctx))
+
+    async def _run_async(self, running: _Running, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
+        if self._async_slots is None:
+            self._async_slots = asyncio.Semaphore(self.concurrency)
+        async with self._async_slots:
+            if self._begin(running):
+                self._attempted(running, *await executor.attempt_async(spec, typed, ctx))
 
     def _attempted(self, running: _Running, outcome: Outcome, fatal: BaseException | None) -> None:
         if fatal is not None:  # SystemExit or KeyboardInterrupt from a handler ends the job, not the worker
             logger.error("job %s: handler raised %s; recorded as a failure", running.job.id, type(fatal).__name__)
+        if running.started is not None:
+            took = time.monotonic() - running.started
+            self._per_job = 0.8 * self._per_job + 0.2 * took
         self._finished(running, outcome)
 
-    def _finished(self, running: _Running, outcome: Outcome) -> None:
-        """Called from handler threads and the event loop: queue the outcome for the loop."""
+    def _finished(self, running: _Running, outcome: Outcome | None) -> None:
+        """Queue an outcome (None: give the job back) for the loop to write."""
         self._done.append((running, outcome))
         self._wake.set()
 
-    def _flush(self) -> None:
-        """Write every outcome that came back, in one transaction."""
-        if not self._done:
-            return
-        batch = []
-        while self._done:
-            batch.append(self._done.popleft())
-        now = self.clock()
-        transitions = [
-            executor.decide(running.spec, running.job, outcome, now, jitter=random.random())
-            for running, outcome in batch
-        ]
-        try:
-            applied = self.store.finish(transitions)
-        except StoreError as exc:
-            logger.warning("could not record %d outcomes yet (%s); will retry", len(batch), exc)
-            self._done.extendleft(reversed(batch))
-            return
-        for (running, _), transition, ok in zip(batch, transitions, applied, strict=True):
-            self._running.pop(running.job.id, None)
-            if not ok or running.lost:
-                self.report.lost += 1
-                logger.warning("job %s: lease lost; this worker's outcome was dropped", running.job.id)
-                continue
-            self.report.count(transition)
-            self._log(running, transition)
-
     def _log(self, running: _Running, transition: Transition) -> None:
-        job, took = running.job, time.monotonic() - running.started
+        job = running.job
+        took = time.monotonic() - running.started if running.started is not None else 0.0
         match transition:
             case Complete():
                 logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, took)
@@ -405,7 +446,7 @@ class Worker:
 
     def _write_progress(self) -> None:
         now = time.monotonic()
-        for running in list(self._running.values()):
+        for running in list(self._held.values()):
             if running.progress is None or now - running.progress_at < PROGRESS_EVERY:
                 continue
             (percent, message), running.progress = running.progress, None
@@ -413,14 +454,17 @@ class Worker:
             if not self.store.progress(running.lease, percent, message, now=self.clock()):
                 self._lose(running)
 
-    def _beat(self, *, force: bool = False) -> None:
-        if not self._running or (not force and time.monotonic() < self._next_beat):
+    def _until_beat(self) -> float:
+        return max(0.0, self._next_beat - time.monotonic())
+
+    def _beat(self) -> None:
+        if not self._held or time.monotonic() < self._next_beat:
             return
         self._next_beat = time.monotonic() + self.lock.total_seconds() / 3
         now = self.clock()
-        leases = [r.lease for r in self._running.values() if not r.lost]
+        leases = [r.lease for r in self._held.values() if not r.lost]
         held = self.store.heartbeat(leases, now=now, lock_until=now + self.lock)
-        for running in list(self._running.values()):
+        for running in list(self._held.values()):
             if running.job.id not in held:
                 self._lose(running)
             elif held[running.job.id] and not running.cancel.is_set():
@@ -440,14 +484,15 @@ class Worker:
     def _enforce_timeouts(self) -> None:
         """In a --processes child: a sync handler far past its timeout ends this process."""
         now = time.monotonic()
-        for running in list(self._running.values()):
+        for running in list(self._held.values()):
             spec = running.spec
-            if spec is None or spec.is_async or spec.timeout is None or running.lost:
+            if spec is None or spec.is_async or spec.timeout is None or running.lost or running.started is None:
                 continue
             if now - running.started > spec.timeout + max(1.0, spec.timeout * 0.1):
                 logger.error("job %s: still running past its timeout of %gs; restarting", running.job.id, spec.timeout)
+                self._stopping = True
                 self._finished(running, executor.timed_out(spec))
-                self._flush()
+                self._round(0)
                 self._release_all()
                 logging.shutdown()
                 os._exit(TIMEOUT_EXIT)
@@ -463,12 +508,12 @@ class Worker:
             return
         start = time.monotonic()
         deadline = start + self.poll_interval
-        if self._running:
+        if self._held:
             deadline = min(deadline, self._next_beat)
-            if any(r.progress is not None for r in self._running.values()):
+            if any(r.progress is not None for r in self._held.values()):
                 deadline = min(deadline, start + PROGRESS_EVERY)
-        free = len(self._running) < self.concurrency
-        if free:
+        hungry = len(self._held) < self._target()
+        if hungry:
             due = self.store.next_due()
             if due is not None:
                 deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
@@ -476,10 +521,10 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if self._wake.wait(min(remaining, WAKE_CHECK) if free else remaining):
+            if self._wake.wait(min(remaining, WAKE_CHECK) if hungry else remaining):
                 self._wake.clear()
                 return
-            if free:
+            if hungry:
                 version = self.store.data_version()
                 if version != self._version:
                     self._version = version
@@ -487,31 +532,30 @@ class Worker:
 
     # -- shutting down ------------------------------------------------------------------
     def _shutdown(self) -> None:
-        """Let running jobs finish within the grace period; give back what did not."""
-        if self._running:
-            logger.info("stopping: waiting up to %gs for %d running jobs", self.grace, len(self._running))
+        """Let running jobs finish within the grace period; give back what did not start or finish."""
+        self._stopping = True
         deadline = time.monotonic() + self.grace
-        while self._running and time.monotonic() < deadline:
+        if self._held:
+            logger.info("stopping: waiting up to %gs for %d held jobs", self.grace, len(self._held))
+        while self._held and time.monotonic() < deadline:
             self._wake.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
-            self._flush()
-            self._beat()
-            self._write_progress()
-        self._flush()
+            self._round(0)
+        self._round(0)
         self._release_all()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         logger.info("worker %s stopped: %s", self.worker_id, self.report)
 
     def _release_all(self) -> None:
-        left = [r for r in self._running.values() if not r.lost]
+        left = [r for r in self._held.values() if not r.lost]
         for running in left:
             running.cancel.set()
         if left:
             released = self.store.release([r.lease for r in left], now=self.clock())
             self.report.released += sum(released)
             logger.warning("gave back %d unfinished jobs without spending an attempt", sum(released))
-        self._running.clear()
+        self._held.clear()
 
     # -- executors ----------------------------------------------------------------------
     def _handlers(self) -> _Pool:
