@@ -64,9 +64,7 @@ def make_converter() -> cattrs.Converter:
 
 def _is_declared_set(type_: Any) -> bool:
     origin = typing.get_origin(type_)
-    return (
-        isinstance(origin, type) and issubclass(origin, collections.abc.Set) and bool(typing.get_args(type_))
-    )
+    return isinstance(origin, type) and issubclass(origin, collections.abc.Set) and bool(typing.get_args(type_))
 
 
 def _set_as_list(type_: Any, converter: cattrs.Converter) -> Callable[[Any], list[Any]]:
@@ -92,8 +90,20 @@ def structure(data: Any, type_: Any, *, what: str) -> Any:
             return _converter.structure(_converter.unstructure(data), type_)
         return _converter.structure(data, type_)
     except Exception as exc:
-        errors = cattrs.transform_error(exc, path=what)
+        errors = cattrs.transform_error(exc, path=what, format_exception=_describe)
         raise ValidationError(f"invalid {what}: " + "; ".join(errors), errors=errors, value=data) from exc
+
+
+def _describe(exc: BaseException, type_: Any) -> str:
+    """cattrs' text for one problem, with its least helpful case said plainly."""
+    text = str(exc)
+    # cattrs met a non-mapping where an attrs class or dataclass was expected: it calls
+    # .keys() on the value, or tests `name in value`.
+    if (isinstance(exc, AttributeError) and "has no attribute 'keys'" in text) or (
+        isinstance(exc, TypeError) and text.startswith("argument of type '")
+    ):
+        return f"expected an object of fields (a dict), got {text.split(chr(39))[1]}"
+    return cattrs.v.format_exception(exc, type_)
 
 
 def unstructure(value: Any, type_: Any = None) -> Any:

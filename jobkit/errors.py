@@ -8,6 +8,7 @@ catch without knowing jobkit, and keeps the offending value::
     │   └── PayloadTooLarge                 an encoded payload over the size cap
     ├── DuplicateJobError (ValueError)      a second spec under a taken name
     ├── UnknownJobError (LookupError)       a job name that leads to no spec
+    ├── JobNotFound (LookupError)           no job has the given id
     ├── JobStateError (RuntimeError)        an operation the job's status does not allow
     ├── JobFailed (RuntimeError)            JobResult.unwrap() on a failed job
     ├── Cancelled                           raised by a handler that stops on request
@@ -69,6 +70,14 @@ class UnknownJobError(JobkitError, LookupError):
         detail = f": {reason}" if reason else ""
         super().__init__(f"no job named {name!r}{detail}")
         self.name = name
+
+
+class JobNotFound(JobkitError, LookupError):
+    """No job has the given id."""
+
+    def __init__(self, job_id: str):
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
 
 
 class JobStateError(JobkitError, RuntimeError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import random
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 from jobkit import convert
 from jobkit.context import Context
-from jobkit.errors import Cancelled, JobkitError, JobStateError, UnknownJobError, ValidationError
+from jobkit.errors import Cancelled, JobNotFound, JobStateError, UnknownJobError, ValidationError
 from jobkit.model import (
     Cancel,
     Clock,
@@ -119,7 +120,7 @@ def _check_enqueue_options(
     correlation_id: Any,
 ) -> None:
     if spec.name.startswith("__main__:") and store.shared:
-        raise JobkitError(
+        raise ValidationError(
             f"job {spec.name!r} is defined in a script run as __main__, which a worker process cannot "
             "import; define it in a module, or give it a name (jobs.job(name=...)) and start the "
             "worker with --jobs MODULE"
@@ -128,9 +129,7 @@ def _check_enqueue_options(
         raise ValidationError("give delay or at, not both", value=(delay, at))
     if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
         raise ValidationError(f"at must be a timezone-aware datetime, not {at!r}", value=at)
-    if delay is not None and (
-        isinstance(delay, bool) or not isinstance(delay, (int, float, timedelta)) or seconds(delay) < timedelta(0)
-    ):
+    if delay is not None and not _is_delay(delay):
         raise ValidationError(f"delay must be seconds (>= 0) or a timedelta, not {delay!r}", value=delay)
     if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
         raise ValidationError(f"max_attempts must be an int of at least 1, not {max_attempts!r}", value=max_attempts)
@@ -138,6 +137,20 @@ def _check_enqueue_options(
         raise ValidationError(f"priority must be an int, not {priority!r}", value=priority)
     if correlation_id is not None and not isinstance(correlation_id, str):
         raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
+
+
+def _is_delay(delay: Any) -> bool:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float, timedelta)):
+        return False
+    if isinstance(delay, float) and not math.isfinite(delay):
+        return False
+    try:
+        return timedelta(0) <= seconds(delay) <= MAX_ENQUEUE_DELAY
+    except OverflowError:
+        return False
+
+
+MAX_ENQUEUE_DELAY = timedelta(days=366 * 100)
 
 
 def enqueue(
@@ -151,12 +164,13 @@ def enqueue(
     max_attempts: int | None = None,
     priority: int = 0,
     clock: Clock = utc_now,
+    indexed: bool | None = None,
 ) -> list[str]:
     """Validate every params, then add them all as pending jobs in one transaction."""
     _check_enqueue_options(
         spec, store, delay=delay, at=at, max_attempts=max_attempts, priority=priority, correlation_id=correlation_id
     )
-    many = len(params_list) != 1
+    many = len(params_list) != 1 if indexed is None else indexed
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
     now = clock()
     when = at if at is not None else (now + seconds(delay) if delay is not None else now)
@@ -220,7 +234,7 @@ def outcome_of_exception(
 ) -> tuple[Outcome, BaseException | None]:
     """The outcome of a handler that raised; a BaseException is handed back to re-raise."""
     if isinstance(exc, Cancelled):
-        return Stopped(str(exc) or "cancelled"), None
+        return (timed_out(spec) if ctx.timed_out else Stopped(str(exc) or "cancelled")), None
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx.timed_out:
         return timed_out(spec), None
     if isinstance(exc, Exception):
@@ -325,6 +339,8 @@ class _Lease:
         self.cancel = threading.Event()
         self._stop = threading.Event()
         self._last = 0.0
+        self._pending: tuple[int, str | None] | None = None
+        self._guard = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name=f"jobkit-lease-{job.id}", daemon=True)
 
     def __enter__(self) -> _Lease:
@@ -334,19 +350,35 @@ class _Lease:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._flush(force=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.lock.total_seconds() / 3):
-            now = self.clock()
-            held = self.store.heartbeat([self.lease], now=now, lock_until=now + self.lock)
-            if held.get(self.lease.job_id):
-                self.cancel.set()
+        beat_every = self.lock.total_seconds() / 3
+        next_beat = time.monotonic() + beat_every
+        while not self._stop.wait(min(PROGRESS_INTERVAL, beat_every)):
+            self._flush()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat_every
+                now = self.clock()
+                held = self.store.heartbeat([self.lease], now=now, lock_until=now + self.lock)
+                if held.get(self.lease.job_id):
+                    self.cancel.set()
+
+    def _flush(self, force: bool = False) -> None:
+        with self._guard:
+            if self._pending is None or (not force and time.monotonic() - self._last < PROGRESS_INTERVAL):
+                return
+            (percent, message), self._pending = self._pending, None
+            self._last = time.monotonic()
+        self.store.progress(self.lease, percent, message, now=self.clock())
 
     def progress(self, percent: int, message: str | None) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL or percent >= 100:
-            self._last = now
-            self.store.progress(self.lease, percent, message, now=self.clock())
+        with self._guard:
+            self._pending = (percent, message)
+        if percent >= 100:
+            self._flush(force=True)
+        else:
+            self._flush()
 
 
 def run_claimed(
@@ -477,13 +509,13 @@ def execute(
 ) -> JobResult[Any]:
     """Run one given queued job in this process, as a worker would, and record its outcome.
 
-    Raises :class:`JobStateError` when the job does not exist or is not pending, and
+    Raises :class:`JobNotFound` for an unknown id, :class:`JobStateError` when the job is not pending, and
     :class:`UnknownJobError` when its name leads to no spec in *registry*; in both cases
     nothing changes.
     """
     job = store.get(job_id)
     if job is None:
-        raise JobStateError(f"no job with id {job_id!r}", job_id=job_id)
+        raise JobNotFound(job_id)
     spec = registry.get(job.job_name)
     if spec is None:
         raise UnknownJobError(job.job_name, "it is not in the registry given to execute()")

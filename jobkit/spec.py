@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -23,14 +24,26 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+    # A float or bool here would slip through SQLite's INTEGER column and the retry test.
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{attribute.name} must be an int of at least 1, got {value!r}")
 
 
 def _optional_positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive seconds, got {value}")
+    if value is not None and not (_is_number(value) and 0 < value < math.inf):
+        raise ValueError(f"{attribute.name} must be positive seconds, got {value!r}")
+
+
+def _backoff(_: object, attribute: attrs.Attribute[Any], value: Backoff) -> None:
+    if not callable(value) and not (_is_number(value) and 0 <= value < math.inf):
+        raise ValueError(
+            f"{attribute.name} must be seconds (0 or more) or a callable attempt -> seconds, got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -46,7 +59,7 @@ class JobSpec(Generic[P, R]):
     result_type: Any
     max_attempts: int = attrs.field(default=3, validator=_positive)
     timeout: float | None = attrs.field(default=None, validator=_optional_positive)
-    retry_backoff: Backoff = 2.0
+    retry_backoff: Backoff = attrs.field(default=2.0, validator=_backoff)
     max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
     is_async: bool = attrs.field(init=False)
 
@@ -108,6 +121,7 @@ class JobSpec(Generic[P, R]):
             correlation_id=correlation_id,
             max_attempts=max_attempts,
             priority=priority,
+            indexed=True,
         )
 
     def batch(

@@ -95,6 +95,9 @@ class Store(Protocol):
     def data_version(self) -> int:
         """A number that changes when another connection or thread commits: cheap to poll."""
 
+    def change_file(self) -> str | None:
+        """A file written on every commit, to watch for new work (inotify); None when there is none."""
+
     def health(self) -> tuple[bool, str]:
         """Whether the store can be used, and a line saying why or why not."""
 

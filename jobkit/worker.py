@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import importlib
 import logging
 import os
 import queue
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -31,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -56,7 +58,9 @@ from jobkit.store import Store
 
 logger = logging.getLogger("jobkit.worker")
 
-WAKE_CHECK = 0.002  # seconds between checks for new work while idle
+WAKE_CHECK = 0.002  # seconds between checks for new work while idle, without inotify
+SETTLE = 0.05  # after a write to the WAL, how long to look for its commit
+SETTLE_CHECK = 0.001  # and how often
 REAP_EVERY = 1.0  # seconds between looks for expired locks
 PROGRESS_EVERY = 0.2  # seconds between progress writes of one job
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
@@ -214,6 +218,88 @@ class _Pool:
         self._tasks.put(task)
 
 
+class _Doorbell:
+    """Wakes an idle loop: outcomes and signals from this process, commits from any other.
+
+    Commits from other processes are seen through inotify on the file the store writes on
+    every commit (SQLite's WAL), so an idle worker sleeps in ``select`` and wakes within
+    a millisecond of an enqueue. Where inotify is missing it polls the store's
+    ``data_version`` every few milliseconds instead.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._event = threading.Event()
+        self._sleeping = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._inotify = _watch(store.change_file())
+
+    @property
+    def watching(self) -> bool:
+        return self._inotify is not None
+
+    def ring(self) -> None:
+        """Wake the loop (any thread, or a signal handler)."""
+        self._event.set()
+        if self._sleeping:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._write, b"!")
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a local ring up to *timeout*; True if rung. Ignores other processes."""
+        if self._event.wait(timeout):
+            self._event.clear()
+            return True
+        return False
+
+    def wait_for_commit(self, timeout: float) -> Literal["rung", "written", None]:
+        """Wait for a local ring or a write to the store by anyone; say which came first.
+
+        Without inotify, every few milliseconds counts as "written" (the caller polls).
+        """
+        if self._inotify is None:
+            return "rung" if self.wait(min(timeout, WAKE_CHECK)) else "written"
+        self._sleeping = True
+        try:
+            if self._event.is_set():
+                self._event.clear()
+                return "rung"
+            ready, _, _ = select.select([self._read, self._inotify.fileno()], [], [], timeout)
+        finally:
+            self._sleeping = False
+        if self._read in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._read, 4096)
+        if self._inotify.fileno() in ready:
+            self._inotify.read(timeout=0)
+        if self._event.is_set():
+            self._event.clear()
+            return "rung"
+        return "written" if ready else None
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            os.close(fd)
+        if self._inotify is not None:
+            self._inotify.close()
+
+
+def _watch(path: str | None) -> Any:
+    """An inotify watching *path* for writes, or None where that cannot be had."""
+    if path is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        from inotify_simple import INotify, flags
+
+        inotify = INotify(nonblocking=True)
+        inotify.add_watch(path, flags.MODIFY)
+        return inotify
+    except (ImportError, OSError) as exc:
+        logger.debug("no inotify on %s (%s); polling for new jobs instead", path, exc)
+        return None
+
+
 # -- the worker -----------------------------------------------------------------------
 class Worker:
     """Runs jobs from *store* until stopped. See :func:`run_worker` for the options.
@@ -253,7 +339,7 @@ class Worker:
         self._claims = 0
         self._held: dict[str, _Running] = {}
         self._done: collections.deque[tuple[_Running, Outcome | None]] = collections.deque()
-        self._wake = threading.Event()
+        self._bell = _Doorbell(store)
         self._stopping = False
         self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,14 +371,13 @@ class Worker:
         self._reap(force=True)
         self._round(limit)
         while self._held:
-            self._wake.wait(self._until_beat())
-            self._wake.clear()
+            self._bell.wait(self._until_beat())
             self._round(0)
         return self.report
 
     def stop_soon(self) -> None:
         """Wake the loop so it notices a stop request at once."""
-        self._wake.set()
+        self._bell.ring()
 
     # -- one round ------------------------------------------------------------------
     def _target(self) -> int:
@@ -417,7 +502,7 @@ class Worker:
     def _finished(self, running: _Running, outcome: Outcome | None) -> None:
         """Queue an outcome (None: give the job back) for the loop to write."""
         self._done.append((running, outcome))
-        self._wake.set()
+        self._bell.ring()
 
     def _log(self, running: _Running, transition: Transition) -> None:
         job = running.job
@@ -442,7 +527,7 @@ class Worker:
     def _progress(self, running: _Running, percent: int, message: str | None) -> None:
         running.progress = (percent, message)
         if time.monotonic() - running.progress_at >= PROGRESS_EVERY:
-            self._wake.set()
+            self._bell.ring()
 
     def _write_progress(self) -> None:
         now = time.monotonic()
@@ -517,18 +602,29 @@ class Worker:
             due = self.store.next_due()
             if due is not None:
                 deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
+        settling = 0.0
         while not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if self._wake.wait(min(remaining, WAKE_CHECK) if hungry else remaining):
-                self._wake.clear()
-                return
-            if hungry:
-                version = self.store.data_version()
-                if version != self._version:
-                    self._version = version
+            if not hungry:
+                if self._bell.wait(remaining):
                     return
+                continue
+            if time.monotonic() < settling:
+                # A write to the WAL comes before its commit is visible: look again shortly.
+                if self._bell.wait(min(remaining, SETTLE_CHECK)):
+                    return
+            else:
+                woke = self._bell.wait_for_commit(remaining)
+                if woke == "rung":
+                    return
+                if woke == "written":
+                    settling = time.monotonic() + SETTLE
+            version = self.store.data_version()
+            if version != self._version:
+                self._version = version
+                return
 
     # -- shutting down ------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -538,13 +634,13 @@ class Worker:
         if self._held:
             logger.info("stopping: waiting up to %gs for %d held jobs", self.grace, len(self._held))
         while self._held and time.monotonic() < deadline:
-            self._wake.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-            self._wake.clear()
+            self._bell.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             self._round(0)
         self._round(0)
         self._release_all()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        self._bell.close()
         logger.info("worker %s stopped: %s", self.worker_id, self.report)
 
     def _release_all(self) -> None:

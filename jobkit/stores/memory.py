@@ -7,7 +7,7 @@ records live as long as the object. Thread-safe; one lock guards every operation
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -29,10 +29,60 @@ from jobkit.model import (
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 
+# The CHECK constraints of SqliteStore's jobs table, so that both stores refuse the same records.
+INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
+    ("length(job_name) > 0", lambda j: bool(j.job_name)),
+    ("progress BETWEEN 0 AND 100", lambda j: 0 <= j.progress <= 100),
+    ("attempt_count >= 0", lambda j: j.attempt_count >= 0),
+    ("max_attempts >= 1", lambda j: j.max_attempts >= 1),
+    (
+        "a running job has worker_id and worker_expires_at",
+        lambda j: j.status is not RUNNING or (j.worker_id is not None and j.worker_expires_at is not None),
+    ),
+    (
+        "completed_at is set exactly when the job is finished",
+        lambda j: (j.completed_at is not None) == j.status.finished,
+    ),
+)
+
 
 def claim_order(record: JobRecord) -> tuple[int, datetime, str]:
     """Highest priority first, then earliest scheduled, then oldest id."""
     return (-record.priority, record.scheduled_for, record.id)
+
+
+def aware(*times: datetime | None) -> None:
+    """Refuse naive times, as SqliteStore does: they cannot be compared with stored ones."""
+    for value in times:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
+
+
+def check(jobs: Sequence[JobRecord]) -> None:
+    """Refuse records that SqliteStore would refuse, with the same error types and in the same order."""
+    for job in jobs:
+        aware(
+            job.scheduled_for,
+            job.created_at,
+            job.updated_at,
+            job.worker_started_at,
+            job.worker_expires_at,
+            job.completed_at,
+        )
+    for job in jobs:
+        for rule, holds in INVARIANTS:
+            if not holds(job):
+                raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
+
+
+def check_percent(percent: int) -> None:
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
+
+
+def check_names(names: Collection[str] | None) -> None:
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
 
 
 class _Table(dict[str, JobRecord]):
@@ -56,6 +106,7 @@ class MemoryStore:
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
+        check(jobs)
         with self._lock:
             ids = [job.id for job in jobs]
             if len(set(ids)) != len(ids) or any(job_id in self._jobs for job_id in ids):
@@ -76,6 +127,10 @@ class MemoryStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> list[JobRecord]:
+        check_names(names)
+        aware(now, lock_until)
+        if limit <= 0 or (names is not None and not names):
+            return []
         with self._lock:
             due = [
                 job
@@ -83,9 +138,10 @@ class MemoryStore:
                 if job.status is PENDING and job.scheduled_for <= now and (names is None or job.job_name in names)
             ]
             due.sort(key=claim_order)
-            return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[: max(limit, 0)]]
+            return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[:limit]]
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
+        aware(now, lock_until)
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status is not PENDING:
@@ -114,6 +170,7 @@ class MemoryStore:
         return job
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        aware(now, lock_until)
         with self._lock:
             held: dict[str, bool] = {}
             for lease in leases:
@@ -124,6 +181,8 @@ class MemoryStore:
             return held
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        check_percent(percent)
+        aware(now)
         with self._lock:
             job = self._held(lease)
             if job is None:
@@ -132,6 +191,8 @@ class MemoryStore:
             return True
 
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        for transition in transitions:
+            aware(transition.at, transition.run_at if isinstance(transition, Retry) else None)
         with self._lock:
             return [self._apply(transition) for transition in transitions]
 
@@ -186,7 +247,22 @@ class MemoryStore:
         self._jobs[job.id] = done
         return True
 
+    def finish_and_claim(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        with self._lock:
+            applied = self.finish(transitions)
+            return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        aware(now)
         with self._lock:
             released = []
             for lease in leases:
@@ -207,6 +283,7 @@ class MemoryStore:
             return released
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
+        aware(now)
         with self._lock:
             report = ResetReport()
             expired = [
@@ -274,6 +351,9 @@ class MemoryStore:
 
     def data_version(self) -> int:
         return self._jobs.version
+
+    def change_file(self) -> str | None:
+        return None
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

@@ -319,7 +319,11 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: no such database file", path=self.path)
             _create(self.path)
         _check_file(self.path)
-        self._migrate(self._connection())
+        try:
+            self._migrate(self._connection())
+        except BaseException:
+            self.close()  # refused or failed: keep no connection (nor -wal/-shm files) on the file
+            raise
 
     # -- connections --------------------------------------------------------------
     def _connection(self) -> apsw.Connection:
@@ -410,9 +414,11 @@ class SqliteStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> list[JobRecord]:
+        if isinstance(names, str):
+            raise TypeError(f"names must be a collection of job names, not the str {names!r}")
+        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
         if limit <= 0 or (names is not None and not names):
             return []
-        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
         sql, probe = _CLAIM_ANY, _DUE_ANY
         if names is not None:
             sql, probe = _CLAIM_NAMED, _DUE_NAMED
@@ -431,9 +437,9 @@ class SqliteStore:
         return _record(rows[0]) if rows else None
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        until, at = ts(lock_until), ts(now)
         if not leases:
             return {}
-        until, at = ts(lock_until), ts(now)
 
         def beat(conn: apsw.Connection) -> dict[str, bool]:
             held: dict[str, bool] = {}
@@ -445,8 +451,12 @@ class SqliteStore:
         return self._write(beat)
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
+        at = ts(now)
+
         def write(conn: apsw.Connection) -> bool:
-            conn.execute(_PROGRESS, (percent, message, ts(now), lease.job_id, lease.token))
+            conn.execute(_PROGRESS, (percent, message, at, lease.job_id, lease.token))
             return conn.changes() > 0
 
         return self._write(write)
@@ -465,10 +475,42 @@ class SqliteStore:
 
         return self._write(apply)
 
+    def finish_and_claim(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        if not transitions:
+            return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+        statements = [_transition_sql(t) for t in transitions]
+        take = limit > 0 and (names is None or bool(names))
+        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
+        sql = _CLAIM_ANY
+        if names is not None:
+            sql = _CLAIM_NAMED
+            bindings["names"] = _json_list(names)
+
+        def swap(conn: apsw.Connection) -> tuple[list[bool], list[Any]]:
+            applied = []
+            for statement, values in statements:
+                conn.execute(statement, values)
+                applied.append(conn.changes() > 0)
+            return applied, list(conn.execute(sql, bindings)) if take else []
+
+        applied, rows = self._write(swap)
+        records = [_record(row) for row in rows]
+        records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
+        return applied, records
+
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        at = ts(now)
         if not leases:
             return []
-        at = ts(now)
 
         def give_back(conn: apsw.Connection) -> list[bool]:
             released = []
@@ -537,7 +579,12 @@ class SqliteStore:
         return dt(rows[0][0]) if rows and rows[0][0] else None
 
     def data_version(self) -> int:
-        return int(self._connection().data_version())
+        # The pragma, not Connection.data_version(): only the pragma sees other connections' commits.
+        return int(self._connection().execute("PRAGMA data_version").fetchall()[0][0])  # type: ignore[arg-type]
+
+    def change_file(self) -> str | None:
+        """The WAL: every commit writes to it, so watching it shows commits by any process."""
+        return f"{self.path}-wal"
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
