@@ -5,6 +5,8 @@ against a :class:`SqliteStore` (durable) or a :class:`MemoryStore` (tests, noteb
 and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from jobkit.context import Context
 from jobkit.errors import (
     Cancelled,
@@ -27,6 +29,22 @@ from jobkit.spec import JobSpec, Registry
 from jobkit.store import Store, open_store
 from jobkit.stores.memory import MemoryStore
 from jobkit.stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from jobkit.worker import run_worker, tick, tick_handler
+
+_WORKER = ("run_worker", "tick", "tick_handler")
+
+
+def __getattr__(name: str) -> Any:
+    # jobkit.worker is imported on first use, so that `python -m jobkit.worker` does not
+    # find it already imported by the package (runpy would warn).
+    if name in _WORKER:
+        from jobkit import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module 'jobkit' has no attribute {name!r}")
+
 
 __all__ = [
     "Cancelled",
@@ -53,4 +71,7 @@ __all__ = [
     "ValidationError",
     "execute",
     "open_store",
+    "run_worker",
+    "tick",
+    "tick_handler",
 ]
