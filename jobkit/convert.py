@@ -168,5 +168,8 @@ def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> s
 
 
 def decode(text: str) -> Any:
-    """Read stored JSON text back into plain data."""
-    return json.loads(text)
+    """Read stored JSON text back into plain data; ValidationError when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"not valid JSON ({exc})", value=text) from exc

@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import math
 import random
+import sys
 import threading
 import time
 import traceback
@@ -191,6 +192,17 @@ def enqueue(
     return [r.id for r in records]
 
 
+def stored_params(spec: JobSpec[Any, Any], job: JobRecord) -> Any:
+    """The typed params of a stored job; ValidationError when they no longer decode."""
+    return convert.structure(convert.decode(job.params), spec.params_type, what="params")
+
+
+def unreadable(exc: Exception) -> Failed:
+    """The outcome of a job whose stored params cannot be read: failed, not worth retrying."""
+    text = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+    return Failed(f"stored params no longer decode: {text}", retryable=False)
+
+
 # -- run ----------------------------------------------------------------------------
 def failure(exc: BaseException) -> Failed:
     """A failed outcome carrying the exception's text and traceback."""
@@ -219,6 +231,8 @@ async def attempt_async(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tu
     """Like :func:`attempt`, awaiting an ``async def`` handler on the running loop."""
     try:
         value = await _bounded(spec, spec.fn(typed, ctx))
+    except GeneratorExit:
+        raise  # the coroutine is being closed, not failing
     except BaseException as exc:  # every way out becomes an outcome
         return outcome_of_exception(spec, ctx, exc)
     return outcome_of_value(spec, ctx, value), None
@@ -243,9 +257,27 @@ def outcome_of_exception(
 
 
 async def _bounded(spec: JobSpec[Any, Any], coro: Coroutine[Any, Any, T]) -> T:
+    """Await *coro* within the spec's timeout, in the calling task.
+
+    On 3.10 ``wait_for`` runs the coroutine in a task of its own, where a SystemExit or
+    KeyboardInterrupt would escape into the event loop; it is carried out and re-raised.
+    """
     if spec.timeout is None:
         return await coro
-    return await asyncio.wait_for(coro, spec.timeout)
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(spec.timeout):
+            return await coro
+    value, fatal = await asyncio.wait_for(_carry(coro), spec.timeout)  # pragma: no cover - 3.10
+    if fatal is not None:  # pragma: no cover - 3.10
+        raise fatal
+    return value  # type: ignore[return-value]  # pragma: no cover - 3.10
+
+
+async def _carry(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
+    try:
+        return await coro, None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
 
 
 def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -530,9 +562,9 @@ def execute(
     if claimed is None:
         raise JobStateError(f"job {job_id} was claimed by someone else first", job_id=job_id)
     try:
-        typed = convert.structure(convert.decode(claimed.params), spec.params_type, what="params")
-    except (ValidationError, ValueError) as exc:
-        transition = decide(spec, claimed, Failed(f"stored params no longer decode: {exc}", retryable=False), clock())
+        typed = stored_params(spec, claimed)
+    except Exception as exc:
+        transition = decide(spec, claimed, unreadable(exc), clock())
         store.finish([transition])
         return result_of(spec, applied(claimed, transition))
     return run_claimed(spec, claimed, typed, store, retry=True, clock=clock, lock=lock)

@@ -87,6 +87,29 @@ class JobRecord:
 
 
 @attrs.frozen
+class Schedule:
+    """One row of the cron_jobs table: a recurring job.
+
+    ``name`` is the schedule's key. ``params`` is JSON text. ``declared`` marks a schedule
+    that comes from code (``Registry.cron``) and is kept in step with it by workers.
+    """
+
+    id: str
+    name: str
+    job_name: str
+    cron_expression: str
+    params: str
+    timezone: str
+    enabled: bool
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_run_at: datetime | None = None
+    last_job_id: str | None = None
+    declared: bool = False
+
+
+@attrs.frozen
 class Succeeded:
     """The handler returned a value that fits its result type; ``encoded`` is its JSON."""
 

@@ -89,8 +89,8 @@ class Store(Protocol):
     ) -> list[JobRecord]:
         """Jobs matching every given filter, newest first."""
 
-    def next_due(self) -> datetime | None:
-        """The earliest scheduled time among pending jobs, or None when none is pending."""
+    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
+        """The earliest scheduled time among pending jobs (of *names*), or None when none is pending."""
 
     def data_version(self) -> int:
         """A number that changes when another connection or thread commits: cheap to poll."""

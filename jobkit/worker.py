@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 import attrs
 
-from jobkit import convert, executor
+from jobkit import executor
 from jobkit.context import Context
-from jobkit.errors import StoreError, UnknownJobError, ValidationError
+from jobkit.errors import StoreError, UnknownJobError
 from jobkit.model import (
     Cancel,
     Clock,
@@ -59,6 +59,7 @@ from jobkit.store import Store
 logger = logging.getLogger("jobkit.worker")
 
 WAKE_CHECK = 0.002  # seconds between checks for new work while idle, without inotify
+STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
 SETTLE = 0.05  # after a write to the WAL, how long to look for its commit
 SETTLE_CHECK = 0.001  # and how often
 REAP_EVERY = 1.0  # seconds between looks for expired locks
@@ -206,16 +207,22 @@ class _Pool:
     """A fixed set of daemon threads: a stuck handler never blocks the process from exiting."""
 
     def __init__(self, size: int) -> None:
-        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._size = size
         for n in range(size):
             threading.Thread(target=self._serve, name=f"jobkit-handler-{n}", daemon=True).start()
 
     def _serve(self) -> None:
-        while True:
-            self._tasks.get()()
+        while (task := self._tasks.get()) is not None:
+            task()
 
     def submit(self, task: Callable[[], None]) -> None:
         self._tasks.put(task)
+
+    def close(self) -> None:
+        """Let each thread end once the tasks before this call are done."""
+        for _ in range(self._size):
+            self._tasks.put(None)
 
 
 class _Doorbell:
@@ -358,7 +365,7 @@ class Worker:
         logger.info("worker %s started: %s, concurrency %d", self.worker_id, message, self.concurrency)
         try:
             while not stop.is_set():
-                self._round(self._target() - len(self._held))
+                self._round(None)
                 if burst and not self._held and not self._due_now():
                     break
                 self._idle(stop)
@@ -368,11 +375,14 @@ class Worker:
 
     def run_once(self, limit: int) -> Report:
         """One pass: reset expired locks, claim up to *limit* jobs, run them, record them."""
-        self._reap(force=True)
-        self._round(limit)
-        while self._held:
-            self._bell.wait(self._until_beat())
-            self._round(0)
+        try:
+            self._reap(force=True)
+            self._round(limit)
+            while self._held:
+                self._bell.wait(self._until_beat())
+                self._round(0)  # record what came back; claim nothing more
+        finally:
+            self._close()
         return self.report
 
     def stop_soon(self) -> None:
@@ -385,9 +395,12 @@ class Worker:
         prefetch = int(self.concurrency * 0.02 / max(self._per_job, 1e-5))
         return self.concurrency + min(prefetch, 20 * self.concurrency, 200)
 
-    def _round(self, want: int) -> None:
-        """Write outcomes that came back and claim up to *want* more, in one transaction."""
-        self._reap()
+    def _round(self, want: int | None) -> None:
+        """Write outcomes that came back and claim up to *want* more, in one transaction.
+
+        *want* None fills the worker up to its target, counting the jobs just finished.
+        """
+        self._guarded(self._reap)
         batch = []
         while self._done:
             batch.append(self._done.popleft())
@@ -395,7 +408,9 @@ class Worker:
         give_back = [r for r, o in batch if o is None]
         now = self.clock()
         transitions = [executor.decide(r.spec, r.job, o, now, jitter=random.random()) for r, o in finished]
-        want = max(want + len(batch), 0) if not self._stopping else 0
+        if want is None:
+            want = self._target() - (len(self._held) - len(batch))
+        want = max(want, 0) if not self._stopping else 0
         self._claims += 1
         token = f"{self.worker_id}:{self._claims}"
         try:
@@ -430,8 +445,15 @@ class Worker:
         self.report.claimed += len(jobs)
         for job in jobs:
             self._start(job, token)
-        self._beat()
-        self._write_progress()
+        self._guarded(self._beat)
+        self._guarded(self._write_progress)
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """Run a housekeeping write; a locked database only postpones it to the next round."""
+        try:
+            write()
+        except StoreError as exc:
+            logger.warning("%s postponed: %s", write.__name__.strip("_").replace("_", " "), exc)
 
     def _reap(self, *, force: bool = False) -> None:
         if not force and time.monotonic() < self._next_reap:
@@ -450,9 +472,13 @@ class Worker:
         self._held[job.id] = running
         try:
             spec = self.resolver.resolve(job.job_name)
-            typed = convert.structure(convert.decode(job.params), spec.params_type, what="params")
-        except (UnknownJobError, ValidationError, ValueError) as exc:
-            self._finished(running, Failed(f"{type(exc).__name__}: {exc}", retryable=False))
+        except UnknownJobError as exc:
+            self._finished(running, Failed(f"UnknownJobError: {exc}", retryable=False))
+            return
+        try:
+            typed = executor.stored_params(spec, job)
+        except Exception as exc:  # one bad row harms only itself (a RecursionError from deep JSON, too)
+            self._finished(running, executor.unreadable(exc))
             return
         running.spec = spec
         ctx = Context(
@@ -584,7 +610,7 @@ class Worker:
 
     # -- waiting ------------------------------------------------------------------------
     def _due_now(self) -> bool:
-        due = self.store.next_due()
+        due = self.store.next_due(self.resolver.names())
         return due is not None and due <= self.clock()
 
     def _idle(self, stop: threading.Event) -> None:
@@ -599,7 +625,7 @@ class Worker:
                 deadline = min(deadline, start + PROGRESS_EVERY)
         hungry = len(self._held) < self._target()
         if hungry:
-            due = self.store.next_due()
+            due = self.store.next_due(self.resolver.names())
             if due is not None:
                 deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
         settling = 0.0
@@ -616,7 +642,7 @@ class Worker:
                 if self._bell.wait(min(remaining, SETTLE_CHECK)):
                     return
             else:
-                woke = self._bell.wait_for_commit(remaining)
+                woke = self._bell.wait_for_commit(min(remaining, STOP_CHECK))
                 if woke == "rung":
                     return
                 if woke == "written":
@@ -638,9 +664,7 @@ class Worker:
             self._round(0)
         self._round(0)
         self._release_all()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._bell.close()
+        self._close()
         logger.info("worker %s stopped: %s", self.worker_id, self.report)
 
     def _release_all(self) -> None:
@@ -652,6 +676,16 @@ class Worker:
             self.report.released += sum(released)
             logger.warning("gave back %d unfinished jobs without spending an attempt", sum(released))
         self._held.clear()
+
+    def _close(self) -> None:
+        """End the handler threads and the event loop once they are idle; close the doorbell."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+        self._bell.close()
 
     # -- executors ----------------------------------------------------------------------
     def _handlers(self) -> _Pool:
@@ -905,16 +939,23 @@ def supervise(argv: Sequence[str], processes: int) -> int:
     command = [sys.executable, "-m", "jobkit.worker", *_child_args(argv)]
     env = {**os.environ, "JOBKIT_SUPERVISED": "1"}
     stopping = threading.Event()
+    received: list[int] = []
     children: list[subprocess.Popen[bytes]] = []
 
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, env=env)
+        # A session of its own: a Ctrl-C in the terminal reaches the supervisor only, which
+        # passes it on once (twice would make a child exit at once, abandoning its jobs).
+        child = subprocess.Popen(command, env=env, start_new_session=True)
+        if received:  # a signal came while it was starting
+            child.send_signal(received[0])
+        return child
 
     def forward(signum: int, _frame: object) -> None:
         if stopping.is_set():
             for child in children:
                 child.kill()
             os._exit(128 + signum)
+        received.append(signum)
         stopping.set()
         for child in children:
             if child.poll() is None:
@@ -928,7 +969,10 @@ def supervise(argv: Sequence[str], processes: int) -> int:
     while True:
         alive = [c for c in children if c.poll() is None]
         if not alive and (stopping.is_set() or all(c.returncode == 0 for c in children)):
-            return 0
+            failed = [c.pid for c in children if c.returncode != 0]
+            if failed:
+                logger.error("workers %s did not stop cleanly", failed)
+            return 1 if failed else 0
         for i, child in enumerate(children):
             code = child.poll()
             if code is None or code == 0 or stopping.is_set():

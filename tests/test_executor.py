@@ -707,7 +707,10 @@ def test_execute_unknown_name_changes_nothing(store: Store) -> None:
 @pytest.mark.parametrize(
     ("stored", "error"),
     [
-        ("{not json", "stored params no longer decode: Expecting property name enclosed in double quotes"),
+        (
+            "{not json",
+            "stored params no longer decode: not valid JSON (Expecting property name enclosed in double quotes",
+        ),
         ('"seven"', "stored params no longer decode: invalid params: invalid type (expected int, got str 'seven')"),
         ("NaN", "stored params no longer decode: invalid params: invalid type (expected int, got float nan)"),
     ],

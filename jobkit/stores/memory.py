@@ -257,6 +257,9 @@ class MemoryStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
+        # Refuse bad claim arguments before finishing anything: the pair is one transaction.
+        check_names(names)
+        aware(now, lock_until)
         with self._lock:
             applied = self.finish(transitions)
             return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
@@ -345,9 +348,16 @@ class MemoryStore:
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
 
-    def next_due(self) -> datetime | None:
+    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
         with self._lock:
-            return min((j.scheduled_for for j in self._jobs.values() if j.status is PENDING), default=None)
+            return min(
+                (
+                    j.scheduled_for
+                    for j in self._jobs.values()
+                    if j.status is PENDING and (names is None or j.job_name in names)
+                ),
+                default=None,
+            )
 
     def data_version(self) -> int:
         return self._jobs.version

@@ -485,6 +485,8 @@ class SqliteStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
+        if isinstance(names, str):
+            raise TypeError(f"names must be a collection of job names, not the str {names!r}")
         if not transitions:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
         statements = [_transition_sql(t) for t in transitions]
@@ -574,8 +576,15 @@ class SqliteStore:
         sql = f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?"
         return [_record(row) for row in self._read(sql, (*bindings, max(limit, 0)))]
 
-    def next_due(self) -> datetime | None:
-        rows = self._read("SELECT min(scheduled_for) FROM jobs WHERE status = 'pending'")
+    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
+        if names is None:
+            rows = self._read("SELECT min(scheduled_for) FROM jobs WHERE status = 'pending'")
+        else:
+            rows = self._read(
+                "SELECT min(scheduled_for) FROM jobs WHERE status = 'pending' "
+                "AND job_name IN (SELECT value FROM json_each(?))",
+                (_json_list(names),),
+            )
         return dt(rows[0][0]) if rows and rows[0][0] else None
 
     def data_version(self) -> int:

@@ -1,0 +1,313 @@
+"""MemoryStore and SqliteStore agree: the same calls give the same answers and leave the same records.
+
+A Hypothesis state machine drives both stores (SqliteStore on a real file) through random
+sequences of every write, including writes with stale and made-up fencing tokens, and
+compares answers after each call and every record after each step.
+
+How much it explores is a Hypothesis settings profile: "agreement-ci" when the CI
+environment variable is set (200 examples of up to 30 steps, the same ones every run),
+"agreement-dev" otherwise (as many, freshly random each run); JOBKIT_AGREEMENT_PROFILE
+picks one by name, e.g. "agreement-thorough" (2,000 x 60) for a long hunt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import jobkit
+from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Transition
+from jobkit.store import Store
+from tests.conftest import T0
+
+T = TypeVar("T")
+
+# Own profile names: re-registering Hypothesis' "ci" or "default" here would change every other
+# property test in the run. "agreement-ci" builds on the built-in "ci" profile, which Hypothesis
+# loads when CI is set: derandomized, no example database, reproduction blobs printed.
+settings.register_profile("agreement-ci", settings.get_profile("ci"), max_examples=200, stateful_step_count=30)
+settings.register_profile("agreement-dev", settings.get_profile("default"), max_examples=200, stateful_step_count=30)
+settings.register_profile(
+    "agreement-thorough", settings.get_profile("default"), max_examples=2_000, stateful_step_count=60
+)
+PROFILE = os.environ.get("JOBKIT_AGREEMENT_PROFILE") or ("agreement-ci" if os.environ.get("CI") else "agreement-dev")
+
+IDS = tuple(f"job-{n:02d}" for n in range(16))
+NAMES = ("app:resize", "app:email", "other:report")
+CORRELATIONS = (None, "order-1", "order-2")
+MADE_UP_TOKENS = ("tok-made-up", "tok-0", "tok-1", "")
+KINDS = ("complete", "retry", "fail", "cancel")
+DEFECTS = ("empty name", "no attempts", "progress over 100")
+SECOND = 1_000_000  # microseconds
+
+micros = st.integers(min_value=0, max_value=90 * SECOND)
+lock_micros = st.integers(min_value=1, max_value=60 * SECOND)
+# Half due at once, so that claims find work; the rest soon or far ahead.
+offsets = st.one_of(
+    st.just(0),
+    st.integers(min_value=-5 * SECOND, max_value=0),
+    st.integers(min_value=0, max_value=5 * SECOND),
+    st.integers(min_value=0, max_value=3_600 * SECOND),
+)
+texts = st.none() | st.text(max_size=6)
+
+new_jobs = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(IDS),
+        "job_name": st.sampled_from(NAMES),
+        "params": st.sampled_from(("{}", '{"url": "a.png"}', '{"w": 3, "ü": [1, 2]}')),
+        "delay": offsets,
+        "age": st.integers(min_value=0, max_value=2),
+        "priority": st.integers(min_value=-2, max_value=2),
+        "max_attempts": st.integers(min_value=1, max_value=3),
+        "attempt_count": st.integers(min_value=0, max_value=2),
+        "correlation_id": st.sampled_from(CORRELATIONS),
+        "cancel_requested": st.booleans(),
+    }
+)
+# One add in about seven carries a record that breaks a constraint: both stores must refuse the whole batch.
+defects = st.integers(min_value=0, max_value=20).map(lambda n: DEFECTS[n - 18] if n >= 18 else None)
+limits = st.sampled_from((1, 2, 3, 4, 1, 2, 3, 4, 0, -1))
+name_filters = st.sampled_from(
+    (None, None, None, None, ("app:resize",), ("app:email", "other:report"), ("nothing:here",), ())
+)
+
+
+class StoresAgree(RuleBasedStateMachine):
+    """Every operation gives the same answer on every store, and leaves the same jobs behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="jobkit-agree-"))
+        self.memory = jobkit.MemoryStore()
+        self.sqlite = jobkit.SqliteStore(self.folder / "jobs.sqlite")
+        self.stores: tuple[Store, Store] = (self.memory, self.sqlite)
+        self.now: datetime = T0
+        self.tokens = 0
+        self.leases: list[Lease] = []
+
+    def teardown(self) -> None:
+        self.sqlite.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- helpers --------------------------------------------------------------------
+    def both(self, call: Callable[[Store], T]) -> T | None:
+        """Call both stores; they must return equal values or raise the same type of error."""
+        outcomes: list[tuple[str, Any]] = []
+        for store in self.stores:
+            try:
+                outcomes.append(("returned", call(store)))
+            except Exception as exc:
+                outcomes.append(("raised", type(exc)))
+        memory, sqlite = outcomes
+        assert memory == sqlite, f"MemoryStore {memory} but SqliteStore {sqlite}"
+        return memory[1] if memory[0] == "returned" else None
+
+    def token(self) -> str:
+        self.tokens += 1
+        return f"tok-{self.tokens}"
+
+    def remember(self, claimed: list[JobRecord] | None) -> None:
+        for job in claimed or []:
+            assert job.worker_id is not None
+            self.leases.append(Lease(job.id, job.worker_id))
+
+    def held(self) -> list[Lease]:
+        """The leases that hold a running job now."""
+        running = self.memory.list_jobs(status=JobStatus.RUNNING, limit=10**6)
+        return [Lease(j.id, j.worker_id) for j in running if j.worker_id is not None]
+
+    def lease_strategy(self) -> st.SearchStrategy[Lease]:
+        """Half the time a lease still held; else one from any claim so far (often stale), or a made-up one."""
+        choices = [st.builds(Lease, st.sampled_from(IDS), st.sampled_from(MADE_UP_TOKENS))]
+        if self.leases:
+            choices.insert(0, st.sampled_from(self.leases))
+        if held := self.held():
+            choices[:0] = [st.sampled_from(held)] * len(choices)
+        return st.one_of(choices)
+
+    def make_job(self, fields: dict[str, Any], defect: str | None = None) -> JobRecord:
+        created = self.now - timedelta(microseconds=fields["age"])
+        job = JobRecord(
+            id=fields["id"],
+            job_name=fields["job_name"],
+            params=fields["params"],
+            status=JobStatus.PENDING,
+            scheduled_for=self.now + timedelta(microseconds=fields["delay"]),
+            created_at=created,
+            updated_at=created,
+            max_attempts=fields["max_attempts"],
+            attempt_count=fields["attempt_count"],
+            priority=fields["priority"],
+            correlation_id=fields["correlation_id"],
+            cancel_requested=fields["cancel_requested"],
+        )
+        match defect:
+            case "empty name":
+                return attrs.evolve(job, job_name="")
+            case "no attempts":
+                return attrs.evolve(job, max_attempts=0)
+            case "progress over 100":
+                return attrs.evolve(job, progress=101)
+        return job
+
+    # -- writes ---------------------------------------------------------------------
+    @initialize(jobs=st.lists(new_jobs, min_size=3, max_size=8, unique_by=lambda f: f["id"]))
+    def start_with(self, jobs: list[dict[str, Any]]) -> None:
+        self.add(jobs, defect=None)
+
+    @rule(jobs=st.lists(new_jobs, max_size=3), defect=defects)
+    def add(self, jobs: list[dict[str, Any]], defect: str | None) -> None:
+        records = [self.make_job(fields) for fields in jobs[:-1]]
+        records += [self.make_job(fields, defect) for fields in jobs[-1:]]
+        known = {job.id for job in self.memory.list_jobs(limit=10**6)}
+        self.both(lambda s: s.add(records))
+        ids = [job.id for job in records]
+        taken = len(set(ids)) < len(ids) or bool(known & set(ids))
+        event("add", "refused: id taken" if taken else "refused: invalid" if defect and jobs else "ok")
+
+    @rule(
+        limit=limits,
+        names=name_filters,
+        lock=lock_micros,
+    )
+    def claim(self, limit: int, names: tuple[str, ...] | None, lock: int) -> None:
+        token, until = self.token(), self.now + timedelta(microseconds=lock)
+        claimed = self.both(lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names))
+        self.remember(claimed)
+        event("claim", len(claimed) if claimed is not None else "raised")
+
+    @rule(job_id=st.sampled_from(IDS), lock=lock_micros)
+    def claim_job(self, job_id: str, lock: int) -> None:
+        token, until = self.token(), self.now + timedelta(microseconds=lock)
+        claimed = self.both(lambda s: s.claim_job(job_id, now=self.now, token=token, lock_until=until))
+        self.remember([claimed] if claimed else [])
+
+    @rule(data=st.data(), lock=lock_micros)
+    def heartbeat(self, data: st.DataObject, lock: int) -> None:
+        leases = data.draw(st.lists(self.lease_strategy(), min_size=1, max_size=3), label="leases")
+        until = self.now + timedelta(microseconds=lock)
+        held = self.both(lambda s: dict(s.heartbeat(leases, now=self.now, lock_until=until)))
+        event("heartbeat held", len(held or {}))
+
+    @rule(data=st.data(), percent=st.integers(min_value=-1, max_value=101), message=texts)
+    def progress(self, data: st.DataObject, percent: int, message: str | None) -> None:
+        lease = data.draw(self.lease_strategy(), label="lease")
+        event("progress", str(self.both(lambda s: s.progress(lease, percent, message, now=self.now))))
+
+    def outcome(self, lease: Lease, kind: str, text: str | None, delay: int) -> Transition:
+        match kind:
+            case "complete":
+                return Complete(lease.job_id, lease.token, text or "null", at=self.now)
+            case "retry":
+                run_at = self.now + timedelta(microseconds=delay)
+                return Retry(lease.job_id, lease.token, text or "boom", text, at=self.now, run_at=run_at)
+            case "fail":
+                return Fail(lease.job_id, lease.token, text or "boom", text, at=self.now)
+        return Cancel(lease.job_id, lease.token, text or "cancelled", at=self.now)
+
+    def transitions(self, leases: st.SearchStrategy[Lease], data: st.DataObject, min_size: int = 1) -> list[Transition]:
+        outcomes = st.tuples(leases, st.sampled_from(KINDS), texts, offsets)
+        drawn = data.draw(st.lists(outcomes, min_size=min_size, max_size=3), label="outcomes")
+        return [self.outcome(*args) for args in drawn]
+
+    def finish_with(self, leases: st.SearchStrategy[Lease], data: st.DataObject) -> None:
+        transitions = self.transitions(leases, data)
+        applied = self.both(lambda s: s.finish(transitions))
+        assert applied is not None
+        for transition, done in zip(transitions, applied, strict=True):
+            event("finish", f"{type(transition).__name__} {'applied' if done else 'lease lost'}")
+
+    @rule(data=st.data())
+    def finish(self, data: st.DataObject) -> None:
+        """Outcomes for any leases: held, stale or made up."""
+        self.finish_with(self.lease_strategy(), data)
+
+    @precondition(lambda self: self.held())
+    @rule(data=st.data())
+    def finish_held(self, data: st.DataObject) -> None:
+        """Outcomes for leases still held (a job finished twice in one call loses the second)."""
+        self.finish_with(st.sampled_from(self.held()), data)
+
+    @rule(data=st.data(), limit=limits, names=name_filters, lock=lock_micros)
+    def finish_and_claim(self, data: st.DataObject, limit: int, names: tuple[str, ...] | None, lock: int) -> None:
+        transitions = self.transitions(self.lease_strategy(), data, min_size=0)
+        token, until = self.token(), self.now + timedelta(microseconds=lock)
+        answer = self.both(
+            lambda s: s.finish_and_claim(
+                transitions, limit=limit, now=self.now, token=token, lock_until=until, names=names
+            )
+        )
+        applied, claimed = answer or ([], [])
+        self.remember(claimed)
+        event("finish_and_claim", f"applied {sum(applied)} of {len(transitions)}, claimed {len(claimed)}")
+
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        leases = data.draw(st.lists(self.lease_strategy(), min_size=1, max_size=3), label="leases")
+        for released in self.both(lambda s: s.release(leases, now=self.now)) or []:
+            event("release", str(released))
+
+    @rule()
+    def reset_expired(self) -> None:
+        report = self.both(lambda s: s.reset_expired(now=self.now))
+        assert report is not None
+        event("reset_expired", f"retried {len(report.retried)}, failed {len(report.failed)}")
+
+    # -- the clock ------------------------------------------------------------------
+    @rule(step=micros)
+    def advance(self, step: int) -> None:
+        self.now += timedelta(microseconds=step)
+
+    def lock_ends(self) -> list[datetime]:
+        return sorted(
+            j.worker_expires_at
+            for j in self.memory.list_jobs(status=JobStatus.RUNNING, limit=10**6)
+            if j.worker_expires_at is not None and j.worker_expires_at > self.now
+        )
+
+    @precondition(lambda self: self.lock_ends())
+    @rule(data=st.data(), early=st.sampled_from((0, 1)))
+    def reap_at_a_lock_end(self, data: st.DataObject, early: int) -> None:
+        """Reset expired locks exactly at (or a microsecond before) a lock's end: the reaper's boundary."""
+        self.now = data.draw(st.sampled_from(self.lock_ends()), label="lock end") - timedelta(microseconds=early)
+        self.reset_expired()
+
+    @precondition(lambda self: (due := self.memory.next_due()) is not None and due > self.now)
+    @rule()
+    def advance_to_next_due(self) -> None:
+        due = self.memory.next_due()
+        assert due is not None
+        self.now = due
+
+    # -- reads ----------------------------------------------------------------------
+    @rule(
+        status=st.none() | st.sampled_from(JobStatus),
+        name=st.none() | st.sampled_from(NAMES),
+        correlation_id=st.sampled_from(CORRELATIONS),
+        limit=st.integers(min_value=-1, max_value=5),
+    )
+    def list_jobs(self, status: JobStatus | None, name: str | None, correlation_id: str | None, limit: int) -> None:
+        self.both(lambda s: s.list_jobs(status=status, name=name, correlation_id=correlation_id, limit=limit))
+
+    @invariant()
+    def same_jobs(self) -> None:
+        memory, sqlite = self.stores
+        assert memory.list_jobs(limit=10**6) == sqlite.list_jobs(limit=10**6)
+        assert [memory.get(i) for i in IDS] == [sqlite.get(i) for i in IDS]
+        assert memory.counts() == sqlite.counts()
+        assert memory.next_due() == sqlite.next_due()
+
+
+TestStoresAgree = StoresAgree.TestCase
+TestStoresAgree.settings = settings(settings.get_profile(PROFILE), deadline=None)
