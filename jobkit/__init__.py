@@ -21,10 +21,12 @@ from jobkit.errors import (
     SchemaTooNew,
     StoreError,
     UnknownJobError,
+    UnknownScheduleError,
     ValidationError,
 )
 from jobkit.executor import execute
-from jobkit.model import JobRecord, JobResult, JobStatus
+from jobkit.model import JobRecord, JobResult, JobStatus, Schedule
+from jobkit.recurring import disable, enable, schedule, schedules, unschedule
 from jobkit.spec import JobSpec, Registry
 from jobkit.store import Store, open_store
 from jobkit.stores.memory import MemoryStore
@@ -62,16 +64,23 @@ __all__ = [
     "NotAJobkitDatabase",
     "PayloadTooLarge",
     "Registry",
+    "Schedule",
     "ScheduleError",
     "SchemaTooNew",
     "SqliteStore",
     "Store",
     "StoreError",
     "UnknownJobError",
+    "UnknownScheduleError",
     "ValidationError",
+    "disable",
+    "enable",
     "execute",
     "open_store",
     "run_worker",
+    "schedule",
+    "schedules",
     "tick",
     "tick_handler",
+    "unschedule",
 ]

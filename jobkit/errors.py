@@ -13,6 +13,7 @@ catch without knowing jobkit, and keeps the offending value::
     ├── JobFailed (RuntimeError)            JobResult.unwrap() on a failed job
     ├── Cancelled                           raised by a handler that stops on request
     ├── ScheduleError (ValueError)          a cron expression or schedule that cannot work
+    ├── UnknownScheduleError (LookupError)  no schedule has the given name
     └── StoreError (RuntimeError)           the database cannot be used
         ├── NotAJobkitDatabase              a file that jobkit did not create
         └── SchemaTooNew                    a file from a newer jobkit
@@ -110,6 +111,14 @@ class ScheduleError(JobkitError, ValueError):
     def __init__(self, message: str, *, value: Any = None):
         super().__init__(message)
         self.value = value
+
+
+class UnknownScheduleError(JobkitError, LookupError):
+    """No schedule has the given name."""
+
+    def __init__(self, name: str):
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
 
 
 class StoreError(JobkitError, RuntimeError):

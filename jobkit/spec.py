@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
-from jobkit.errors import DuplicateJobError, ValidationError
+from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
 from jobkit.retry import Backoff
 
 if TYPE_CHECKING:
@@ -183,6 +183,17 @@ def spec_from_function(
     )
 
 
+@attrs.frozen
+class CronEntry:
+    """A schedule declared in code: run ``spec`` with ``params`` on ``expression``."""
+
+    name: str
+    spec: JobSpec[Any, Any]
+    expression: str
+    params: Any
+    timezone: str = "UTC"
+
+
 class Registry:
     """The jobs one program knows, by name.
 
@@ -191,6 +202,7 @@ class Registry:
 
     def __init__(self, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         self._specs: dict[str, JobSpec[Any, Any]] = {}
+        self._crons: dict[str, CronEntry] = {}
         self.max_payload_bytes = max_payload_bytes
 
     def job(
@@ -222,6 +234,39 @@ class Registry:
             raise DuplicateJobError(spec.name)
         self._specs[spec.name] = spec
         return self
+
+    def cron(
+        self, expression: str, spec: JobSpec[Any, Any], params: Any, *, name: str, timezone: str = "UTC"
+    ) -> CronEntry:
+        """Declare that *spec* runs with *params* on the cron *expression*, as the schedule *name*.
+
+        Workers started with this registry write its schedules to the store, and disable
+        the ones that were declared before but are gone from the code. The expression,
+        timezone and params are checked now.
+        """
+        from jobkit.recurring import check_entry
+
+        if spec.name not in self._specs:
+            self.register(spec)
+        if name in self._crons:
+            raise ScheduleError(f"a schedule named {name!r} is already declared in this registry", value=name)
+        entry = check_entry(spec, expression, params, name=name, timezone=timezone)
+        self._crons[name] = entry
+        return entry
+
+    def include(self, other: Registry) -> Registry:
+        """Add every spec and declared schedule of *other*; return this registry."""
+        for spec in other:
+            self.register(spec)
+        for entry in other.crons():
+            if self._crons.get(entry.name, entry) != entry:
+                raise ScheduleError(f"two registries declare a schedule named {entry.name!r}", value=entry.name)
+            self._crons[entry.name] = entry
+        return self
+
+    def crons(self) -> list[CronEntry]:
+        """The schedules declared with :meth:`cron`, by name."""
+        return [self._crons[name] for name in sorted(self._crons)]
 
     def get(self, name: str) -> JobSpec[Any, Any] | None:
         """The spec called *name*, or None."""

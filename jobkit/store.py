@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Transition
+from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Schedule, Transition
 
 
 @runtime_checkable
@@ -75,6 +75,36 @@ class Store(Protocol):
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
         """Send running jobs whose lock expired back to pending, or fail them when spent."""
+
+    # -- recurring jobs (the cron_jobs table) --------------------------------------
+    def put_schedule(self, schedule: Schedule) -> Schedule:
+        """Create the schedule called ``schedule.name``, or update it in place.
+
+        An update keeps the stored ``id``, ``created_at``, ``last_run_at`` and
+        ``last_job_id``; everything else comes from *schedule*. Returns what is stored.
+        """
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule called *name*, or None."""
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete the schedule called *name*; False when there was none."""
+
+    def due_schedules(self, now: datetime) -> list[Schedule]:
+        """Enabled schedules whose ``next_run_at`` is at or before *now*, earliest first."""
+
+    def fire_schedule(
+        self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
+    ) -> bool:
+        """Enqueue *job* for one fire of *name* and move it on, in one transaction.
+
+        A compare-and-set: nothing happens (False) unless the schedule is enabled and its
+        ``next_run_at`` is still *expected*, so any number of workers firing the same
+        schedule at the same instant enqueue one job.
+        """
 
     def counts(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, zero included)."""

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import attrs
 
-from jobkit import executor
+from jobkit import executor, recurring
 from jobkit.context import Context
 from jobkit.errors import StoreError, UnknownJobError
 from jobkit.model import (
@@ -83,6 +83,13 @@ class Resolver:
     def names(self) -> Collection[str] | None:
         """The names this worker claims: None for any."""
         return None if self.import_on_demand else set(self.registry.names())
+
+    def find(self, name: str) -> JobSpec[Any, Any] | None:
+        """The spec for *name*, or None."""
+        try:
+            return self.resolve(name)
+        except UnknownJobError:
+            return None
 
     def resolve(self, name: str) -> JobSpec[Any, Any]:
         spec = self.registry.get(name)
@@ -137,8 +144,7 @@ def merge(registries: Iterable[Registry]) -> Registry:
     """One registry holding every spec of *registries*."""
     merged = Registry()
     for registry in registries:
-        for spec in registry:
-            merged.register(spec)
+        merged.include(registry)
     return merged
 
 
@@ -363,6 +369,7 @@ class Worker:
         if not ok:
             raise StoreError(message)
         logger.info("worker %s started: %s, concurrency %d", self.worker_id, message, self.concurrency)
+        self.sync_schedules()
         try:
             while not stop.is_set():
                 self._round(None)
@@ -373,9 +380,18 @@ class Worker:
             self._shutdown()
         return self.report
 
+    def sync_schedules(self) -> None:
+        """Write the registry's declared schedules; disable the declared ones it dropped."""
+        written, disabled = recurring.sync(self.store, self.resolver.registry, clock=self.clock)
+        for name in written:
+            logger.info("schedule %s written from code", name)
+        for name in disabled:
+            logger.warning("schedule %s is no longer declared in code; disabled", name)
+
     def run_once(self, limit: int) -> Report:
-        """One pass: reset expired locks, claim up to *limit* jobs, run them, record them."""
+        """One pass: reset expired locks, enqueue due cron runs, claim up to *limit* jobs, run them."""
         try:
+            self.sync_schedules()
             self._reap(force=True)
             self._round(limit)
             while self._held:
@@ -456,10 +472,16 @@ class Worker:
             logger.warning("%s postponed: %s", write.__name__.strip("_").replace("_", " "), exc)
 
     def _reap(self, *, force: bool = False) -> None:
+        """Reset expired locks and enqueue due cron runs (at most once a second)."""
         if not force and time.monotonic() < self._next_reap:
             return
         self._next_reap = time.monotonic() + REAP_EVERY
-        reset = self.store.reset_expired(now=self.clock())
+        now = self.clock()
+        fired = recurring.fire_due(self.store, now, names=self.resolver.names(), resolve=self.resolver.find)
+        self.report.cron_enqueued += len(fired)
+        if fired:
+            logger.info("enqueued %d cron runs", len(fired))
+        reset = self.store.reset_expired(now=now)
         self.report.reset += len(reset.retried)
         self.report.lost_failed += len(reset.failed)
         for job_id in reset.retried:

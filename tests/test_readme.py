@@ -57,3 +57,15 @@ def test_notebook_example_runs_as_written(tmp_path: Path) -> None:
     notebook = next(b for b in BLOCKS if "MemoryStore()" in b)
     (tmp_path / "notebook.py").write_text(notebook)
     assert run(tmp_path, "notebook.py").splitlines() == expected(notebook)
+
+
+def test_recurring_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "nightly.py").write_text(named("nightly.py"))
+    manage = next(b for b in BLOCKS if "jobkit.schedule(store" in b)
+    (tmp_path / "manage.py").write_text(manage)
+    run(tmp_path, "-c", "import jobkit; jobkit.SqliteStore('jobs.sqlite').close()")
+    out = run(tmp_path, "-m", "jobkit.worker", "jobs.sqlite", "--jobs", "nightly", "--once")
+    assert "0 claimed" in out
+    rows = run(tmp_path, "manage.py").splitlines()
+    assert [row.split()[0] for row in rows] == ["five-minute-report", "morning", "nightly-report"]
+    assert rows[1].split()[1:6] == ["0", "7", "*", "*", "1-5"]

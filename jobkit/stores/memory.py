@@ -23,6 +23,7 @@ from jobkit.model import (
     Lease,
     ResetReport,
     Retry,
+    Schedule,
     Transition,
     worker_lost,
 )
@@ -102,6 +103,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._jobs = _Table()
+        self._schedules: dict[str, Schedule] = {}
         self._lock = threading.RLock()
 
     # -- jobs ---------------------------------------------------------------------
@@ -320,6 +322,57 @@ class MemoryStore:
                     )
                     report.retried.append(job.id)
             return report
+
+    # -- recurring jobs -----------------------------------------------------------
+    def put_schedule(self, schedule: Schedule) -> Schedule:
+        aware(schedule.next_run_at, schedule.created_at, schedule.updated_at, schedule.last_run_at)
+        with self._lock:
+            old = self._schedules.get(schedule.name)
+            if old is not None:
+                schedule = attrs.evolve(
+                    schedule,
+                    id=old.id,
+                    created_at=old.created_at,
+                    last_run_at=old.last_run_at,
+                    last_job_id=old.last_job_id,
+                )
+            self._schedules[schedule.name] = schedule
+            self._jobs.version += 1
+            return schedule
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        with self._lock:
+            return self._schedules.get(name)
+
+    def list_schedules(self) -> list[Schedule]:
+        with self._lock:
+            return [self._schedules[name] for name in sorted(self._schedules)]
+
+    def remove_schedule(self, name: str) -> bool:
+        with self._lock:
+            return self._schedules.pop(name, None) is not None
+
+    def due_schedules(self, now: datetime) -> list[Schedule]:
+        aware(now)
+        with self._lock:
+            due = [
+                s for s in self._schedules.values() if s.enabled and s.next_run_at is not None and s.next_run_at <= now
+            ]
+        return sorted(due, key=lambda s: (s.next_run_at, s.name))
+
+    def fire_schedule(
+        self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
+    ) -> bool:
+        aware(expected, fire_time, next_run_at)
+        with self._lock:
+            current = self._schedules.get(name)
+            if current is None or not current.enabled or current.next_run_at != expected:
+                return False
+            self.add([job])
+            self._schedules[name] = attrs.evolve(
+                current, next_run_at=next_run_at, last_run_at=fire_time, last_job_id=job.id, updated_at=job.created_at
+            )
+            return True
 
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:

@@ -38,6 +38,7 @@ from jobkit.model import (
     Lease,
     ResetReport,
     Retry,
+    Schedule,
     Transition,
     worker_lost,
 )
@@ -94,6 +95,7 @@ CREATE TABLE cron_jobs (
     last_run_at     TEXT,
     next_run_at     TEXT,
     last_job_id     TEXT,
+    declared        INTEGER NOT NULL DEFAULT 0 CHECK (declared IN (0, 1)),
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 );
@@ -216,6 +218,67 @@ def _row(job: JobRecord) -> tuple[Any, ...]:
         int(job.cancel_requested),
     )
 
+
+SCHEDULE_COLUMNS = (
+    "id",
+    "name",
+    "job_name",
+    "cron_expression",
+    "params",
+    "timezone",
+    "enabled",
+    "next_run_at",
+    "created_at",
+    "updated_at",
+    "last_run_at",
+    "last_job_id",
+    "declared",
+)
+SCHEDULE_SELECT = ", ".join(SCHEDULE_COLUMNS)
+
+
+def _schedule(row: Sequence[Any]) -> Schedule:
+    (
+        id_,
+        name,
+        job_name,
+        expression,
+        params,
+        tz,
+        enabled,
+        next_run_at,
+        created,
+        updated,
+        last_run,
+        last_job,
+        declared,
+    ) = row
+    return Schedule(
+        id=id_,
+        name=name,
+        job_name=job_name,
+        cron_expression=expression,
+        params=params,
+        timezone=tz,
+        enabled=bool(enabled),
+        next_run_at=dt(next_run_at) if next_run_at else None,
+        created_at=dt(created),
+        updated_at=dt(updated),
+        last_run_at=dt(last_run) if last_run else None,
+        last_job_id=last_job,
+        declared=bool(declared),
+    )
+
+
+_PUT_SCHEDULE = f"""
+INSERT INTO cron_jobs ({SCHEDULE_SELECT}) VALUES ({", ".join("?" * len(SCHEDULE_COLUMNS))})
+ON CONFLICT (name) DO UPDATE SET job_name = excluded.job_name, cron_expression = excluded.cron_expression,
+    params = excluded.params, timezone = excluded.timezone, enabled = excluded.enabled,
+    next_run_at = excluded.next_run_at, updated_at = excluded.updated_at, declared = excluded.declared
+RETURNING {SCHEDULE_SELECT}
+"""
+_FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?, updated_at = ?
+    WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
 
 _INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
@@ -551,6 +614,60 @@ class SqliteStore:
             return report
 
         return self._write(reset)
+
+    # -- recurring jobs -----------------------------------------------------------
+    def put_schedule(self, schedule: Schedule) -> Schedule:
+        row = (
+            schedule.id,
+            schedule.name,
+            schedule.job_name,
+            schedule.cron_expression,
+            schedule.params,
+            schedule.timezone,
+            int(schedule.enabled),
+            ts(schedule.next_run_at) if schedule.next_run_at else None,
+            ts(schedule.created_at),
+            ts(schedule.updated_at),
+            ts(schedule.last_run_at) if schedule.last_run_at else None,
+            schedule.last_job_id,
+            int(schedule.declared),
+        )
+        rows = self._write(lambda conn: list(conn.execute(_PUT_SCHEDULE, row)))
+        return _schedule(rows[0])
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        rows = self._read(f"SELECT {SCHEDULE_SELECT} FROM cron_jobs WHERE name = ?", (name,))
+        return _schedule(rows[0]) if rows else None
+
+    def list_schedules(self) -> list[Schedule]:
+        return [_schedule(row) for row in self._read(f"SELECT {SCHEDULE_SELECT} FROM cron_jobs ORDER BY name")]
+
+    def remove_schedule(self, name: str) -> bool:
+        def remove(conn: apsw.Connection) -> bool:
+            conn.execute("DELETE FROM cron_jobs WHERE name = ?", (name,))
+            return conn.changes() > 0
+
+        return self._write(remove)
+
+    def due_schedules(self, now: datetime) -> list[Schedule]:
+        sql = f"""SELECT {SCHEDULE_SELECT} FROM cron_jobs WHERE enabled = 1 AND next_run_at <= ?
+                  ORDER BY next_run_at, name"""
+        return [_schedule(row) for row in self._read(sql, (ts(now),))]
+
+    def fire_schedule(
+        self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
+    ) -> bool:
+        values = (ts(next_run_at), ts(fire_time), job.id, ts(job.created_at), name, ts(expected))
+        row = _row(job)
+
+        def fire(conn: apsw.Connection) -> bool:
+            conn.execute(_FIRE, values)
+            if conn.changes() == 0:
+                return False
+            conn.execute(_INSERT, row)
+            return True
+
+        return self._write(fire)
 
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:

@@ -1,0 +1,1 @@
+"""Benchmarks: jobkit side by side with huey and raw SQLite (`make bench`)."""

@@ -1,0 +1,213 @@
+"""Recurring jobs: create, change and list schedules, and fire the ones that are due.
+
+A schedule is a row of ``cron_jobs``: a job name, its params, a cron expression and a
+timezone. Workers (and :func:`jobkit.tick`) call :func:`fire_due` to enqueue each due
+run; the store's compare-and-set makes that exactly once however many workers run.
+Schedules declared in code with :meth:`Registry.cron` are written by :func:`sync` when a
+worker starts, and those removed from code are disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from jobkit import cron
+from jobkit.errors import ScheduleError, UnknownScheduleError, ValidationError
+from jobkit.executor import validate
+from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id, utc_now
+from jobkit.spec import CronEntry, JobSpec, Registry
+from jobkit.store import Store
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ScheduleError(f"a schedule needs a name (a non-empty str), not {name!r}", value=name)
+    return name
+
+
+def schedule(
+    store: Store,
+    spec: JobSpec[Any, Any],
+    cron_expression: str,
+    params: Any,
+    *,
+    name: str,
+    timezone: str = "UTC",
+    enabled: bool = True,
+    clock: Clock = utc_now,
+) -> Schedule:
+    """Create or update the schedule called *name*: run *spec* with *params* on *cron_expression*.
+
+    Idempotent, so a program can call it at every start: when the expression and timezone
+    are unchanged the next fire time is kept (a due run is not skipped by a restart).
+    Invalid params, expressions, timezones, and expressions that never fire are refused
+    with :class:`ScheduleError` or :class:`ValidationError`, and nothing is written.
+    """
+    return _put(store, spec, cron_expression, params, name=name, timezone=timezone, enabled=enabled, clock=clock)
+
+
+def _put(
+    store: Store,
+    spec: JobSpec[Any, Any],
+    cron_expression: str,
+    params: Any,
+    *,
+    name: str,
+    timezone: str,
+    enabled: bool,
+    clock: Clock,
+    declared: bool = False,
+) -> Schedule:
+    _check_name(name)
+    now = clock()
+    upcoming = cron.validate(cron_expression, timezone, now)
+    _, encoded = validate(spec, params)
+    old = store.get_schedule(name)
+    keep = (
+        old is not None
+        and old.enabled
+        and enabled
+        and old.cron_expression == cron_expression
+        and old.timezone == timezone
+        and old.next_run_at is not None
+    )
+    new = Schedule(
+        id=old.id if old is not None else new_id(),
+        name=name,
+        job_name=spec.name,
+        cron_expression=cron_expression,
+        params=encoded,
+        timezone=timezone,
+        enabled=enabled,
+        next_run_at=old.next_run_at if keep and old is not None else (upcoming if enabled else None),
+        created_at=old.created_at if old is not None else now,
+        updated_at=now,
+        declared=declared,
+    )
+    if old is not None and attrs.evolve(new, updated_at=old.updated_at) == old:
+        return old  # nothing changed: write nothing
+    return store.put_schedule(new)
+
+
+def unschedule(store: Store, name: str) -> bool:
+    """Delete the schedule called *name*; False when there was none. Jobs it enqueued stay."""
+    return store.remove_schedule(_check_name(name))
+
+
+def schedules(store: Store) -> list[Schedule]:
+    """Every schedule, by name, with its next and last run."""
+    return store.list_schedules()
+
+
+def enable(store: Store, name: str, *, clock: Clock = utc_now) -> Schedule:
+    """Turn a schedule on; it next fires at its first fire time after now (no catch-up)."""
+    return _switch(store, name, True, clock)
+
+
+def disable(store: Store, name: str, *, clock: Clock = utc_now) -> Schedule:
+    """Turn a schedule off; it keeps its settings and history."""
+    return _switch(store, name, False, clock)
+
+
+def _switch(store: Store, name: str, on: bool, clock: Clock) -> Schedule:
+    old = store.get_schedule(_check_name(name))
+    if old is None:
+        raise UnknownScheduleError(name)
+    if old.enabled == on:
+        return old
+    now = clock()
+    upcoming = cron.next_fire(old.cron_expression, old.timezone, now) if on else None
+    return store.put_schedule(attrs.evolve(old, enabled=on, next_run_at=upcoming, updated_at=now))
+
+
+def cron_job(entry: Schedule, spec: JobSpec[Any, Any] | None, fire_time: datetime, now: datetime) -> JobRecord:
+    """The job one fire of *entry* enqueues: its correlation id names the schedule and fire time."""
+    stamp = fire_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return JobRecord(
+        id=new_id(),
+        job_name=entry.job_name,
+        params=entry.params,
+        status=JobStatus.PENDING,
+        scheduled_for=now,
+        created_at=now,
+        updated_at=now,
+        max_attempts=spec.max_attempts if spec is not None else 3,
+        correlation_id=f"cron:{entry.name}@{stamp}",
+    )
+
+
+def fire_due(
+    store: Store,
+    now: datetime,
+    *,
+    names: Collection[str] | None = None,
+    resolve: Callable[[str], JobSpec[Any, Any] | None] = lambda name: None,
+) -> list[str]:
+    """Enqueue one run of every due schedule (of *names*, when given); return the new job ids.
+
+    *resolve* finds a job name's spec, whose ``max_attempts`` the job gets (3 without).
+
+    A schedule that several workers fire at once yields one job: the store's
+    compare-and-set on ``next_run_at`` lets one of them through.
+    """
+    fired = []
+    for entry in store.due_schedules(now):
+        if names is not None and entry.job_name not in names:
+            continue
+        firing = cron.due(entry.cron_expression, entry.timezone, entry.next_run_at, now)
+        if firing is None or entry.next_run_at is None:  # pragma: no cover - due_schedules said due
+            continue
+        job = cron_job(entry, resolve(entry.job_name), firing.fire_time, now)
+        if store.fire_schedule(
+            entry.name, expected=entry.next_run_at, fire_time=firing.fire_time, next_run_at=firing.next_run_at, job=job
+        ):
+            fired.append(job.id)
+    return fired
+
+
+def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[list[str], list[str]]:
+    """Write the schedules declared in *registry*; disable declared ones it no longer has.
+
+    Only schedules of the registry's own job names are disabled, so worker pools with
+    different registries leave each other's schedules alone. Returns the names written
+    and the names disabled.
+    """
+    written = []
+    for entry in registry.crons():
+        before = store.get_schedule(entry.name)
+        after = _put(
+            store,
+            entry.spec,
+            entry.expression,
+            entry.params,
+            name=entry.name,
+            timezone=entry.timezone,
+            enabled=True,
+            clock=clock,
+            declared=True,
+        )
+        if after != before:
+            written.append(entry.name)
+    declared = {entry.name for entry in registry.crons()}
+    own = set(registry.names())
+    disabled = []
+    for stored in store.list_schedules():
+        if stored.declared and stored.enabled and stored.job_name in own and stored.name not in declared:
+            disable(store, stored.name, clock=clock)
+            disabled.append(stored.name)
+    return written, disabled
+
+
+def check_entry(spec: JobSpec[Any, Any], expression: str, params: Any, *, name: str, timezone: str) -> CronEntry:
+    """Validate a declared schedule when it is declared, not when a worker first syncs it."""
+    _check_name(name)
+    cron.validate(expression, timezone, utc_now())
+    try:
+        validate(spec, params)
+    except ValidationError as exc:
+        raise ValidationError(f"schedule {name!r}: {exc}", errors=exc.errors, value=params) from exc
+    return CronEntry(name=name, spec=spec, expression=expression, params=params, timezone=timezone)
