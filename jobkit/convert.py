@@ -151,10 +151,13 @@ def check_json(data: Any, path: str) -> None:
     )
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
     """Check plain *data* and encode it as compact JSON text no larger than *limit* bytes."""
     check_json(data, what)
-    text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(data)
     if len(text) * 4 > limit:  # cheap test first: a str of n chars is at most 4n bytes
         size = len(text.encode())
         if size > limit:

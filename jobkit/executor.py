@@ -60,8 +60,13 @@ PROGRESS_INTERVAL = 0.2  # seconds between progress writes of one job
 
 
 # -- validate -----------------------------------------------------------------------
+_PLAIN = frozenset({int, str, bool})  # an exact instance is its own plain data
+
+
 def validate(spec: JobSpec[Any, Any], params: Any, *, what: str = "params") -> tuple[Any, str]:
     """Structure *params* into the spec's params type; return the typed value and its JSON."""
+    if type(params) is spec.params_type and spec.params_type in _PLAIN:
+        return params, convert.encode(params, what=what, limit=spec.max_payload_bytes)
     typed = convert.structure(params, spec.params_type, what=what)
     data = typed if spec.params_type is Any else convert.unstructure(typed, spec.params_type)
     return typed, convert.encode(data, what=what, limit=spec.max_payload_bytes)

@@ -18,7 +18,7 @@ from jobkit.errors import JobFailed
 if sys.version_info >= (3, 14):  # pragma: no cover - depends on the interpreter
     from uuid import uuid7
 else:
-    from uuid6 import uuid7
+    from uuid_utils import uuid7
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
