@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobkit.model import Clock, utc_now
 
@@ -18,6 +17,29 @@ if TYPE_CHECKING:
 logger = logging.getLogger("jobkit.job")
 
 ProgressSink = Callable[[int, "str | None"], None]
+
+
+class Signal(Protocol):
+    """Something that is set once and read often: a threading.Event, or a :class:`Flag`."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+class Flag:
+    """A flag that is set once and read often; lighter than an Event, as nothing waits on it."""
+
+    __slots__ = ("_on",)
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def is_set(self) -> bool:
+        return self._on
 
 
 class JobLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -52,7 +74,7 @@ class Context:
         attempt: int = 1,
         store: Store | None = None,
         sink: ProgressSink | None = None,
-        cancel: threading.Event | None = None,
+        cancel: Signal | None = None,
         timeout: float | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -62,7 +84,7 @@ class Context:
         self.store = store
         self.log = JobLog(logger, {"job_id": job_id, "job_name": job_name})
         self._sink = sink
-        self._cancel = cancel or threading.Event()
+        self._cancel: Signal = cancel if cancel is not None else Flag()
         self._deadline = time.monotonic() + timeout if timeout else None
         self._clock = clock
 

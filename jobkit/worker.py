@@ -38,7 +38,7 @@ from typing import Any, Literal
 import attrs
 
 from jobkit import executor, recurring
-from jobkit.context import Context
+from jobkit.context import Context, Flag
 from jobkit.errors import StoreError, UnknownJobError
 from jobkit.model import (
     Cancel,
@@ -202,7 +202,7 @@ class _Running:
     job: JobRecord
     lease: Lease
     spec: JobSpec[Any, Any] | None = None
-    cancel: threading.Event = attrs.field(factory=threading.Event)
+    cancel: Flag = attrs.field(factory=Flag)
     started: float | None = None
     progress: tuple[int, str | None] | None = None
     progress_at: float = 0.0

@@ -53,8 +53,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 -- jobkit schema, version 1. Timestamps are UTC text, ISO 8601 with microseconds and a
 -- trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
--- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append), and the
--- lock index holds running jobs only, so an enqueue touches three b-trees, not five.
+-- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append). The
+-- queue index holds pending jobs only, the lock index running ones, the finished index
+-- the rest: a job's claim and its completion each move it between two small indexes.
 CREATE TABLE jobs (
     id                TEXT PRIMARY KEY NOT NULL,
     job_name          TEXT NOT NULL CHECK (length(job_name) > 0),
@@ -81,7 +82,7 @@ CREATE TABLE jobs (
     CHECK (status <> 'running' OR (worker_id IS NOT NULL AND worker_expires_at IS NOT NULL)),
     CHECK ((completed_at IS NOT NULL) = (status IN ('completed', 'failed', 'cancelled')))
 ) WITHOUT ROWID;
-CREATE INDEX jobs_status_scheduled_idx ON jobs (status, priority DESC, scheduled_for, id);
+CREATE INDEX jobs_status_scheduled_idx ON jobs (priority DESC, scheduled_for, id) WHERE status = 'pending';
 CREATE INDEX jobs_status_expires_idx ON jobs (worker_expires_at) WHERE status = 'running';
 CREATE INDEX jobs_name_idx ON jobs (job_name);
 CREATE INDEX jobs_correlation_idx ON jobs (correlation_id) WHERE correlation_id IS NOT NULL;
@@ -316,20 +317,20 @@ RETURNING {SELECT}
 _HELD = "id = ? AND status = 'running' AND worker_id = ?"
 
 _COMPLETE = f"""UPDATE jobs SET status = 'completed', result = ?, progress = 100, error = NULL,
-    traceback = NULL, worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {_HELD}"""
+    traceback = NULL, worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {_HELD} RETURNING id"""
 _RETRY = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = ?, scheduled_for = ?,
-    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = ? WHERE {_HELD}"""
+    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = ? WHERE {_HELD} RETURNING id"""
 _FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_expires_at = NULL,
-    completed_at = ?, updated_at = ? WHERE {_HELD}"""
+    completed_at = ?, updated_at = ? WHERE {_HELD} RETURNING id"""
 _CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at = NULL,
-    completed_at = ?, updated_at = ? WHERE {_HELD}"""
+    completed_at = ?, updated_at = ? WHERE {_HELD} RETURNING id"""
 _RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
     worker_started_at = NULL, worker_expires_at = NULL, progress = 0, progress_message = NULL,
     updated_at = ? WHERE {_HELD}"""
 _HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {_HELD} RETURNING id, cancel_requested"
 _PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {_HELD}"
-_EXPIRED = """SELECT id, attempt_count, max_attempts FROM jobs
-    WHERE status = 'running' AND worker_expires_at <= ? ORDER BY id"""
+_EXPIRED = """SELECT id, attempt_count, max_attempts FROM jobs INDEXED BY jobs_status_expires_idx
+    WHERE status = 'running' AND worker_expires_at <= ?"""
 
 
 def _transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
@@ -343,6 +344,30 @@ def _transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
         case Cancel(job_id=job_id, token=token, reason=reason, at=at):
             return _CANCEL, (reason, ts(at), ts(at), job_id, token)
     raise TypeError(f"not a transition: {t!r}")  # pragma: no cover
+
+
+def _apply(conn: apsw.Connection, transitions: Sequence[Transition]) -> list[bool]:
+    """Apply *transitions* in order; each True when its token still held the job.
+
+    A run of transitions of one kind on distinct jobs is one executemany (one prepared
+    statement, one call into SQLite); a run that names a job twice goes one by one, so
+    that the outcome is exactly that of applying them in order.
+    """
+    applied: list[bool] = []
+    start = 0
+    while start < len(transitions):
+        end = start + 1
+        while end < len(transitions) and type(transitions[end]) is type(transitions[start]):
+            end += 1
+        run = [_transition_sql(t) for t in transitions[start:end]]
+        ids = [t.job_id for t in transitions[start:end]]
+        if len(set(ids)) == len(ids):
+            done = {row[0] for row in conn.executemany(run[0][0], [values for _, values in run])}
+            applied.extend(job_id in done for job_id in ids)
+        else:
+            applied.extend(bool(list(conn.execute(sql, values))) for sql, values in run)
+        start = end
+    return applied
 
 
 Durability = Literal["full", "normal"]
@@ -542,16 +567,9 @@ class SqliteStore:
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         if not transitions:
             return []
-        statements = [_transition_sql(t) for t in transitions]
-
-        def apply(conn: apsw.Connection) -> list[bool]:
-            applied = []
-            for sql, bindings in statements:
-                conn.execute(sql, bindings)
-                applied.append(conn.changes() > 0)
-            return applied
-
-        return self._write(apply)
+        for transition in transitions:
+            _transition_sql(transition)  # refuse bad input before taking the write lock
+        return self._write(lambda conn: _apply(conn, transitions))
 
     def finish_and_claim(
         self,
@@ -567,7 +585,8 @@ class SqliteStore:
             raise TypeError(f"names must be a collection of job names, not the str {names!r}")
         if not transitions:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
-        statements = [_transition_sql(t) for t in transitions]
+        for transition in transitions:
+            _transition_sql(transition)  # refuse bad input before taking the write lock
         take = limit > 0 and (names is None or bool(names))
         bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
         sql = _CLAIM_ANY
@@ -576,10 +595,7 @@ class SqliteStore:
             bindings["names"] = _json_list(names)
 
         def swap(conn: apsw.Connection) -> tuple[list[bool], list[Any]]:
-            applied = []
-            for statement, values in statements:
-                conn.execute(statement, values)
-                applied.append(conn.changes() > 0)
+            applied = _apply(conn, transitions)
             return applied, list(conn.execute(sql, bindings)) if take else []
 
         applied, rows = self._write(swap)
@@ -609,7 +625,7 @@ class SqliteStore:
 
         def reset(conn: apsw.Connection) -> ResetReport:
             report = ResetReport()
-            for job_id, attempts, max_attempts in list(conn.execute(_EXPIRED, (at,))):
+            for job_id, attempts, max_attempts in sorted(conn.execute(_EXPIRED, (at,))):
                 error = worker_lost(attempts, max_attempts)
                 if attempts >= max_attempts:
                     conn.execute(
@@ -687,7 +703,14 @@ class SqliteStore:
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
-        for status, n in self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
+        # One query per partial index: each counts from its index alone, without the table.
+        (pending,) = self._read(
+            "SELECT count(*) FROM jobs INDEXED BY jobs_status_scheduled_idx WHERE status = 'pending'"
+        )
+        (running,) = self._read("SELECT count(*) FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'")
+        counts[JobStatus.PENDING], counts[JobStatus.RUNNING] = pending[0], running[0]
+        finished = "SELECT status, count(*) FROM jobs WHERE completed_at IS NOT NULL GROUP BY status"
+        for status, n in self._read(finished):
             counts[JobStatus(status)] = n
         return counts
 
