@@ -8,6 +8,7 @@ and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 from typing import TYPE_CHECKING, Any
 
 from jobkit.context import Context
+from jobkit.control import cancel, purge, retry, wait, wait_async
 from jobkit.errors import (
     Cancelled,
     DuplicateJobError,
@@ -73,14 +74,19 @@ __all__ = [
     "UnknownJobError",
     "UnknownScheduleError",
     "ValidationError",
+    "cancel",
     "disable",
     "enable",
     "execute",
     "open_store",
+    "purge",
+    "retry",
     "run_worker",
     "schedule",
     "schedules",
     "tick",
     "tick_handler",
     "unschedule",
+    "wait",
+    "wait_async",
 ]

@@ -185,10 +185,25 @@ class Lease:
 
 @attrs.frozen
 class ResetReport:
-    """What :meth:`Store.reset_expired` did: ids sent back to pending, and ids failed."""
+    """What :meth:`Store.reset_expired` did: ids sent back to pending, failed, or cancelled.
+
+    A job whose cancellation was asked for ends cancelled instead of running again.
+    """
 
     retried: list[str] = attrs.field(factory=list)
     failed: list[str] = attrs.field(factory=list)
+    cancelled: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Summary:
+    """What a queue is doing, for people: see ``python -m jobkit status``."""
+
+    counts: dict[JobStatus, int]
+    by_name: dict[str, dict[JobStatus, int]]
+    oldest_pending: datetime | None
+    running: list[JobRecord]
+    failed_since: int
 
 
 @attrs.frozen
@@ -216,6 +231,10 @@ class JobResult(Generic[T]):
         if not self.ok:
             raise JobFailed(self)
         return self.value  # type: ignore[return-value]
+
+
+CANCELLED_WHILE_LOST = "cancelled (its worker was lost before it could stop)"
+CANCELLED = "cancelled"
 
 
 def worker_lost(attempt_count: int, max_attempts: int) -> str:

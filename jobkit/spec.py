@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from jobkit.backoff import Backoff
 from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
-from jobkit.retry import Backoff
 
 if TYPE_CHECKING:
     from jobkit.context import Context
@@ -136,6 +136,20 @@ class JobSpec(Generic[P, R]):
         from jobkit import executor
 
         return executor.run_batch(self, params_list, store, concurrency=concurrency, stop_on_error=stop_on_error)
+
+    def wait(self, job_id: str, store: Store, timeout: float | None = None) -> R:
+        """Wait for a job of this spec to finish and return its typed value (raises JobFailed)."""
+        from jobkit.control import wait
+
+        result: JobResult[R] = wait(store, job_id, timeout, spec=self)
+        return result.unwrap()
+
+    async def wait_async(self, job_id: str, store: Store, timeout: float | None = None) -> R:
+        """:meth:`wait` for asyncio code."""
+        from jobkit.control import wait_async
+
+        result: JobResult[R] = await wait_async(store, job_id, timeout, spec=self)
+        return result.unwrap()
 
     def __call__(self, params: P, ctx: Context) -> Any:
         """Call the handler directly, as a plain function."""

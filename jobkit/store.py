@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Schedule, Transition
+from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Schedule, Summary, Transition
 
 
 @runtime_checkable
@@ -76,12 +76,34 @@ class Store(Protocol):
     def reset_expired(self, *, now: datetime) -> ResetReport:
         """Send running jobs whose lock expired back to pending, or fail them when spent."""
 
+    # -- operating ----------------------------------------------------------------
+    def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
+        """Cancel a job: a pending one ends ``cancelled``; a running one is asked to stop.
+
+        A finished job is left as it is. Returns the record after, or None for an unknown id.
+        """
+
+    def cancelling(self) -> list[str]:
+        """Ids of running jobs whose cancellation was asked for."""
+
+    def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
+        """Send failed or cancelled jobs back to pending with fresh attempts; return those sent."""
+
+    def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
+        """Delete up to *limit* finished jobs of *statuses* completed before *before*; return how many."""
+
+    def summary(self, *, since: datetime) -> Summary:
+        """Counts (overall and by job name), the oldest pending job, running jobs, failures since *since*."""
+
     # -- recurring jobs (the cron_jobs table) --------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
         """Create the schedule called ``schedule.name``, or update it in place.
 
         An update keeps the stored ``id``, ``created_at``, ``last_run_at`` and
-        ``last_job_id``; everything else comes from *schedule*. Returns what is stored.
+        ``last_job_id``, and the stored ``next_run_at`` too while the schedule is enabled
+        before and after with the same ``cron_expression`` and ``timezone`` (a worker may
+        have fired it since the caller read it: writing the old time back would fire that
+        time again); everything else comes from *schedule*. Returns what is stored.
         """
 
     def get_schedule(self, name: str) -> Schedule | None:

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import importlib
 import logging
 import os
 import queue
 import random
-import select
 import signal
 import socket
 import subprocess
@@ -33,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
@@ -47,22 +45,28 @@ from jobkit.model import (
     Fail,
     Failed,
     JobRecord,
+    JobStatus,
     Lease,
     Outcome,
     Retry,
+    Stopped,
     Transition,
     utc_now,
 )
 from jobkit.spec import JobSpec, Registry
 from jobkit.store import Store
+from jobkit.watch import Doorbell
 
 logger = logging.getLogger("jobkit.worker")
 
-WAKE_CHECK = 0.002  # seconds between checks for new work while idle, without inotify
 STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
 SETTLE = 0.05  # after a write to the WAL, how long to look for its commit
 SETTLE_CHECK = 0.001  # and how often
-REAP_EVERY = 1.0  # seconds between looks for expired locks
+REAP_EVERY = 1.0  # seconds between looks for expired locks, due cron runs and cancellations
+PRUNE_EVERY = 600.0  # seconds between deletions of old finished jobs
+PRUNE_BATCH = 500  # jobs deleted in one transaction
+KEEP_COMPLETED = timedelta(days=7)  # how long completed and cancelled jobs are kept by default
+KEEP_FAILED = timedelta(days=30)  # and failed ones
 PROGRESS_EVERY = 0.2  # seconds between progress writes of one job
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
 
@@ -163,6 +167,7 @@ class Report:
     cancelled: int = 0
     lost: int = 0
     released: int = 0
+    purged: int = 0
 
     def count(self, transition: Transition) -> None:
         match transition:
@@ -189,6 +194,7 @@ class Report:
             ("cron runs enqueued", self.cron_enqueued),
             ("leases lost", self.lost),
             ("given back", self.released),
+            ("old jobs purged", self.purged),
         ):
             if n:
                 parts.append(f"{n} {label}")
@@ -207,6 +213,7 @@ class _Running:
     progress: tuple[int, str | None] | None = None
     progress_at: float = 0.0
     lost: bool = False
+    cancel_requested: bool = False
 
 
 class _Pool:
@@ -231,88 +238,6 @@ class _Pool:
             self._tasks.put(None)
 
 
-class _Doorbell:
-    """Wakes an idle loop: outcomes and signals from this process, commits from any other.
-
-    Commits from other processes are seen through inotify on the file the store writes on
-    every commit (SQLite's WAL), so an idle worker sleeps in ``select`` and wakes within
-    a millisecond of an enqueue. Where inotify is missing it polls the store's
-    ``data_version`` every few milliseconds instead.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._event = threading.Event()
-        self._sleeping = False
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self._inotify = _watch(store.change_file())
-
-    @property
-    def watching(self) -> bool:
-        return self._inotify is not None
-
-    def ring(self) -> None:
-        """Wake the loop (any thread, or a signal handler)."""
-        self._event.set()
-        if self._sleeping:
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._write, b"!")
-
-    def wait(self, timeout: float) -> bool:
-        """Wait for a local ring up to *timeout*; True if rung. Ignores other processes."""
-        if self._event.wait(timeout):
-            self._event.clear()
-            return True
-        return False
-
-    def wait_for_commit(self, timeout: float) -> Literal["rung", "written", None]:
-        """Wait for a local ring or a write to the store by anyone; say which came first.
-
-        Without inotify, every few milliseconds counts as "written" (the caller polls).
-        """
-        if self._inotify is None:
-            return "rung" if self.wait(min(timeout, WAKE_CHECK)) else "written"
-        self._sleeping = True
-        try:
-            if self._event.is_set():
-                self._event.clear()
-                return "rung"
-            ready, _, _ = select.select([self._read, self._inotify.fileno()], [], [], timeout)
-        finally:
-            self._sleeping = False
-        if self._read in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._read, 4096)
-        if self._inotify.fileno() in ready:
-            self._inotify.read(timeout=0)
-        if self._event.is_set():
-            self._event.clear()
-            return "rung"
-        return "written" if ready else None
-
-    def close(self) -> None:
-        for fd in (self._read, self._write):
-            os.close(fd)
-        if self._inotify is not None:
-            self._inotify.close()
-
-
-def _watch(path: str | None) -> Any:
-    """An inotify watching *path* for writes, or None where that cannot be had."""
-    if path is None or not sys.platform.startswith("linux"):
-        return None
-    try:
-        from inotify_simple import INotify, flags
-
-        inotify = INotify(nonblocking=True)
-        inotify.add_watch(path, flags.MODIFY)
-        return inotify
-    except (ImportError, OSError) as exc:
-        logger.debug("no inotify on %s (%s); polling for new jobs instead", path, exc)
-        return None
-
-
 # -- the worker -----------------------------------------------------------------------
 class Worker:
     """Runs jobs from *store* until stopped. See :func:`run_worker` for the options.
@@ -334,6 +259,8 @@ class Worker:
         grace: float = 30.0,
         clock: Clock = utc_now,
         enforce_timeouts: bool = False,
+        keep_completed: timedelta | None = KEEP_COMPLETED,
+        keep_failed: timedelta | None = KEEP_FAILED,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -352,7 +279,7 @@ class Worker:
         self._claims = 0
         self._held: dict[str, _Running] = {}
         self._done: collections.deque[tuple[_Running, Outcome | None]] = collections.deque()
-        self._bell = _Doorbell(store)
+        self._bell = Doorbell(store)
         self._stopping = False
         self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -361,6 +288,11 @@ class Worker:
         self._next_reap = 0.0
         self._next_beat = 0.0
         self._version = -1
+        self._next_prune = 0.0
+        self._retention = (
+            ((JobStatus.COMPLETED, JobStatus.CANCELLED), keep_completed),
+            ((JobStatus.FAILED,), keep_failed),
+        )
 
     # -- public ---------------------------------------------------------------------
     def run(self, stop: threading.Event, *, burst: bool = False) -> Report:
@@ -423,7 +355,10 @@ class Worker:
         finished = [(r, o) for r, o in batch if o is not None]
         give_back = [r for r, o in batch if o is None]
         now = self.clock()
-        transitions = [executor.decide(r.spec, r.job, o, now, jitter=random.random()) for r, o in finished]
+        transitions = [
+            executor.decide(r.spec, r.job, Stopped() if r.cancel_requested else o, now, jitter=random.random())
+            for r, o in finished
+        ]
         if want is None:
             want = self._target() - (len(self._held) - len(batch))
         want = max(want, 0) if not self._stopping else 0
@@ -484,6 +419,12 @@ class Worker:
         reset = self.store.reset_expired(now=now)
         self.report.reset += len(reset.retried)
         self.report.lost_failed += len(reset.failed)
+        self.report.cancelled += len(reset.cancelled)
+        for job_id in self.store.cancelling():
+            running = self._held.get(job_id)
+            if running is not None:
+                self._asked_to_cancel(running)
+        self._prune(now)
         for job_id in reset.retried:
             logger.warning("job %s: its worker was lost (lock expired); back to pending", job_id)
         for job_id in reset.failed:
@@ -600,11 +541,28 @@ class Worker:
         for running in list(self._held.values()):
             if running.job.id not in held:
                 self._lose(running)
-            elif held[running.job.id] and not running.cancel.is_set():
-                logger.info("job %s: cancellation requested", running.job.id)
-                running.cancel.set()
+            elif held[running.job.id]:
+                self._asked_to_cancel(running)
         if self.enforce_timeouts:
             self._enforce_timeouts()
+
+    def _asked_to_cancel(self, running: _Running) -> None:
+        if not running.cancel_requested:
+            running.cancel_requested = True
+            running.cancel.set()
+            logger.info("job %s: cancellation requested; asking the handler to stop", running.job.id)
+
+    def _prune(self, now: datetime) -> None:
+        """Delete old finished jobs, one small batch per kind at a time."""
+        if time.monotonic() < self._next_prune:
+            return
+        full = False
+        for statuses, keep in self._retention:
+            if keep is not None:
+                deleted = self.store.purge(statuses=statuses, before=now - keep, limit=PRUNE_BATCH)
+                self.report.purged += deleted
+                full = full or deleted == PRUNE_BATCH
+        self._next_prune = time.monotonic() + (REAP_EVERY if full else PRUNE_EVERY)
 
     def _lose(self, running: _Running) -> None:
         if not running.lost:
@@ -736,6 +694,8 @@ def run_worker(
     stop: threading.Event | None = None,
     import_on_demand: bool | None = None,
     enforce_timeouts: bool = False,
+    keep_completed: timedelta | None = KEEP_COMPLETED,
+    keep_failed: timedelta | None = KEEP_FAILED,
     clock: Clock = utc_now,
 ) -> Report:
     """Run jobs from *store* until *stop* is set, SIGTERM/SIGINT arrive, or (*burst*) nothing is due.
@@ -745,7 +705,9 @@ def run_worker(
     SIGTERM or SIGINT stops claiming and lets running jobs finish within *grace*
     seconds; a second exits at once. From another thread (a notebook), stop it with
     *stop*. *enforce_timeouts* ends the process when a sync handler overruns its
-    timeout (for children of a supervisor, which starts another).
+    timeout (for children of a supervisor, which starts another). Finished jobs older
+    than *keep_completed* (completed, cancelled) and *keep_failed* (failed) are deleted
+    in small batches as the worker goes; None keeps them forever.
     """
     stop = stop or threading.Event()
     resolver = Resolver(
@@ -760,6 +722,8 @@ def run_worker(
         grace=grace,
         clock=clock,
         enforce_timeouts=enforce_timeouts,
+        keep_completed=keep_completed,
+        keep_failed=keep_failed,
     )
     with _signals_stop(stop, worker):
         return worker.run(stop, burst=burst)
@@ -870,6 +834,21 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM/SIGINT, how long running jobs may take to finish before they are given back (default 30)",
     )
     parser.add_argument(
+        "--keep-completed",
+        type=_duration,
+        default=KEEP_COMPLETED,
+        metavar="DURATION",
+        help="delete completed and cancelled jobs this long after they end, e.g. 12h, 7d; 'forever' keeps them "
+        "(default 7d)",
+    )
+    parser.add_argument(
+        "--keep-failed",
+        type=_duration,
+        default=KEEP_FAILED,
+        metavar="DURATION",
+        help="delete failed jobs this long after they end; 'forever' keeps them (default 30d)",
+    )
+    parser.add_argument(
         "--durability",
         choices=("full", "normal"),
         default="full",
@@ -882,6 +861,18 @@ def _parser() -> argparse.ArgumentParser:
     verbosity.add_argument("--quiet", "-q", action="store_true", help="log only warnings, errors and the summary")
     verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug detail too")
     return parser
+
+
+def _duration(text: str) -> timedelta | None:
+    from jobkit.control import parse_duration
+    from jobkit.errors import ValidationError
+
+    if text.strip().lower() == "forever":
+        return None
+    try:
+        return parse_duration(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _fail(message: str) -> int:
@@ -934,6 +925,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grace=args.grace,
             burst=args.burst,
             enforce_timeouts=os.environ.get("JOBKIT_SUPERVISED") == "1",
+            keep_completed=args.keep_completed,
+            keep_failed=args.keep_failed,
         )
         print(f"jobkit.worker: {report}", file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 import jobkit
-from jobkit import executor, retry
+from jobkit import backoff, executor
 from jobkit.model import Cancel, Complete, Fail, Failed, JobRecord, JobStatus, Retry, Stopped, Succeeded
 from jobkit.store import Store
 from tests.conftest import T0, FakeClock
@@ -770,7 +770,7 @@ def test_decide_failure_with_attempts_left_retries_after_the_backoff(
 ) -> None:
     outcome = Failed("RuntimeError: x", "Traceback ...")
     transition = executor.decide(resize, _running(attempt_count, max_attempts), outcome, NOW, jitter=jitter)
-    wait = retry.delay(10.0, attempt_count, jitter)
+    wait = backoff.delay(10.0, attempt_count, jitter)
     assert transition == Retry("job-1", "token-1", "RuntimeError: x", "Traceback ...", at=NOW, run_at=NOW + wait)
     assert (
         timedelta(seconds=7.5) * 2 ** (attempt_count - 1) <= wait <= timedelta(seconds=12.5) * 2 ** (attempt_count - 1)

@@ -15,6 +15,8 @@ import attrs
 
 from jobkit.errors import JobkitError
 from jobkit.model import (
+    CANCELLED,
+    CANCELLED_WHILE_LOST,
     Cancel,
     Complete,
     Fail,
@@ -24,6 +26,7 @@ from jobkit.model import (
     ResetReport,
     Retry,
     Schedule,
+    Summary,
     Transition,
     worker_lost,
 )
@@ -272,7 +275,16 @@ class MemoryStore:
             released = []
             for lease in leases:
                 job = self._held(lease)
-                if job is not None:
+                if job is not None and job.cancel_requested:
+                    self._jobs[job.id] = attrs.evolve(
+                        job,
+                        status=JobStatus.CANCELLED,
+                        error=CANCELLED,
+                        worker_expires_at=None,
+                        completed_at=now,
+                        updated_at=now,
+                    )
+                elif job is not None:
                     self._jobs[job.id] = attrs.evolve(
                         job,
                         status=PENDING,
@@ -297,7 +309,18 @@ class MemoryStore:
                 if job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
             ]
             for job in sorted(expired, key=lambda j: j.id):
-                if job.attempt_count >= job.max_attempts:
+                if job.cancel_requested:
+                    self._jobs[job.id] = attrs.evolve(
+                        job,
+                        status=JobStatus.CANCELLED,
+                        error=CANCELLED_WHILE_LOST,
+                        traceback=None,
+                        worker_expires_at=None,
+                        completed_at=now,
+                        updated_at=now,
+                    )
+                    report.cancelled.append(job.id)
+                elif job.attempt_count >= job.max_attempts:
                     self._jobs[job.id] = attrs.evolve(
                         job,
                         status=JobStatus.FAILED,
@@ -323,18 +346,107 @@ class MemoryStore:
                     report.retried.append(job.id)
             return report
 
+    # -- operating ----------------------------------------------------------------
+    def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
+        aware(now)
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status.finished:
+                return job
+            if job.status is PENDING:
+                job = attrs.evolve(job, status=JobStatus.CANCELLED, error=CANCELLED, completed_at=now, updated_at=now)
+            elif not job.cancel_requested:
+                job = attrs.evolve(job, cancel_requested=True, updated_at=now)
+            self._jobs[job_id] = job
+            return job
+
+    def cancelling(self) -> list[str]:
+        with self._lock:
+            return sorted(j.id for j in self._jobs.values() if j.status is RUNNING and j.cancel_requested)
+
+    def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
+        aware(now)
+        with self._lock:
+            sent = []
+            for job_id in dict.fromkeys(job_ids):
+                job = self._jobs.get(job_id)
+                if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                    continue
+                self._jobs[job_id] = attrs.evolve(
+                    job,
+                    status=PENDING,
+                    attempt_count=0,
+                    result=None,
+                    progress=0,
+                    progress_message=None,
+                    error=None,
+                    traceback=None,
+                    worker_id=None,
+                    worker_started_at=None,
+                    worker_expires_at=None,
+                    completed_at=None,
+                    cancel_requested=False,
+                    scheduled_for=now,
+                    updated_at=now,
+                )
+                sent.append(job_id)
+            return sent
+
+    def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
+        aware(before)
+        with self._lock:
+            doomed = sorted(
+                (
+                    j
+                    for j in self._jobs.values()
+                    if j.status in statuses
+                    and j.status.finished
+                    and j.completed_at is not None
+                    and j.completed_at < before
+                ),
+                key=lambda j: (j.completed_at, j.id),
+            )[: max(limit, 0)]
+            for job in doomed:
+                del self._jobs[job.id]
+            if doomed:
+                self._jobs.version += 1
+            return len(doomed)
+
+    def summary(self, *, since: datetime) -> Summary:
+        aware(since)
+        with self._lock:
+            jobs = list(self._jobs.values())
+        by_name: dict[str, dict[JobStatus, int]] = {}
+        for job in jobs:
+            by_name.setdefault(job.job_name, dict.fromkeys(JobStatus, 0))[job.status] += 1
+        pending = [j.created_at for j in jobs if j.status is PENDING]
+        return Summary(
+            counts=self.counts(),
+            by_name=dict(sorted(by_name.items())),
+            oldest_pending=min(pending, default=None),
+            running=sorted((j for j in jobs if j.status is RUNNING), key=lambda j: j.id),
+            failed_since=sum(
+                1
+                for j in jobs
+                if j.status is JobStatus.FAILED and j.completed_at is not None and j.completed_at >= since
+            ),
+        )
+
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
         aware(schedule.next_run_at, schedule.created_at, schedule.updated_at, schedule.last_run_at)
         with self._lock:
             old = self._schedules.get(schedule.name)
             if old is not None:
+                same_times = (old.cron_expression, old.timezone) == (schedule.cron_expression, schedule.timezone)
+                keep_next = same_times and old.enabled and schedule.enabled and old.next_run_at is not None
                 schedule = attrs.evolve(
                     schedule,
                     id=old.id,
                     created_at=old.created_at,
                     last_run_at=old.last_run_at,
                     last_job_id=old.last_job_id,
+                    next_run_at=old.next_run_at if keep_next else schedule.next_run_at,
                 )
             self._schedules[schedule.name] = schedule
             self._jobs.version += 1

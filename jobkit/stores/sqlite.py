@@ -31,6 +31,8 @@ import apsw
 
 from jobkit.errors import JobkitError, NotAJobkitDatabase, SchemaTooNew, StoreError
 from jobkit.model import (
+    CANCELLED,
+    CANCELLED_WHILE_LOST,
     Cancel,
     Complete,
     Fail,
@@ -40,6 +42,7 @@ from jobkit.model import (
     ResetReport,
     Retry,
     Schedule,
+    Summary,
     Transition,
     worker_lost,
 )
@@ -280,7 +283,10 @@ _PUT_SCHEDULE = f"""
 INSERT INTO cron_jobs ({SCHEDULE_SELECT}) VALUES ({", ".join("?" * len(SCHEDULE_COLUMNS))})
 ON CONFLICT (name) DO UPDATE SET job_name = excluded.job_name, cron_expression = excluded.cron_expression,
     params = excluded.params, timezone = excluded.timezone, enabled = excluded.enabled,
-    next_run_at = excluded.next_run_at, updated_at = excluded.updated_at, declared = excluded.declared
+    next_run_at = CASE WHEN cron_jobs.enabled = 1 AND excluded.enabled = 1 AND cron_jobs.next_run_at IS NOT NULL
+        AND cron_jobs.cron_expression = excluded.cron_expression AND cron_jobs.timezone = excluded.timezone
+        THEN cron_jobs.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at, declared = excluded.declared
 RETURNING {SCHEDULE_SELECT}
 """
 _FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?, updated_at = ?
@@ -326,10 +332,27 @@ _CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at
     completed_at = ?, updated_at = ? WHERE {_HELD} RETURNING id"""
 _RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
     worker_started_at = NULL, worker_expires_at = NULL, progress = 0, progress_message = NULL,
-    updated_at = ? WHERE {_HELD}"""
+    updated_at = ? WHERE {_HELD} AND cancel_requested = 0"""
+_RELEASE_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = '{CANCELLED}', worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {_HELD} AND cancel_requested = 1"""
+_CANCEL_JOB = f"""UPDATE jobs SET
+    status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
+    error = CASE status WHEN 'pending' THEN '{CANCELLED}' ELSE error END,
+    completed_at = CASE status WHEN 'pending' THEN :now ELSE completed_at END,
+    cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END,
+    updated_at = :now
+WHERE id = :id AND (status = 'pending' OR (status = 'running' AND cancel_requested = 0))"""
+_RETRY_JOB = """UPDATE jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
+    progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
+    worker_expires_at = NULL, completed_at = NULL, cancel_requested = 0, scheduled_for = ?, updated_at = ?
+WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING id"""
+_PURGE = """DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_finished_idx
+    WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?)) AND completed_at < ?
+    ORDER BY completed_at, id LIMIT ?)"""
 _HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {_HELD} RETURNING id, cancel_requested"
 _PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {_HELD}"
-_EXPIRED = """SELECT id, attempt_count, max_attempts FROM jobs INDEXED BY jobs_status_expires_idx
+_EXPIRED = """SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
     WHERE status = 'running' AND worker_expires_at <= ?"""
 
 
@@ -612,7 +635,11 @@ class SqliteStore:
             released = []
             for lease in leases:
                 conn.execute(_RELEASE, (at, lease.job_id, lease.token))
-                released.append(conn.changes() > 0)
+                done = conn.changes() > 0
+                if not done:  # a job asked to cancel is not given back: it ends cancelled
+                    conn.execute(_RELEASE_CANCELLED, (at, at, lease.job_id, lease.token))
+                    done = conn.changes() > 0
+                released.append(done)
             return released
 
         return self._write(give_back)
@@ -625,9 +652,16 @@ class SqliteStore:
 
         def reset(conn: apsw.Connection) -> ResetReport:
             report = ResetReport()
-            for job_id, attempts, max_attempts in sorted(conn.execute(_EXPIRED, (at,))):
+            for job_id, attempts, max_attempts, cancelling in sorted(conn.execute(_EXPIRED, (at,))):
                 error = worker_lost(attempts, max_attempts)
-                if attempts >= max_attempts:
+                if cancelling:
+                    conn.execute(
+                        """UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
+                           worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?""",
+                        (CANCELLED_WHILE_LOST, at, at, job_id),
+                    )
+                    report.cancelled.append(job_id)
+                elif attempts >= max_attempts:
                     conn.execute(
                         """UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
                            worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?""",
@@ -645,6 +679,66 @@ class SqliteStore:
             return report
 
         return self._write(reset)
+
+    # -- operating ----------------------------------------------------------------
+    def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
+        at = ts(now)
+
+        def cancel(conn: apsw.Connection) -> list[Any]:
+            conn.execute(_CANCEL_JOB, {"id": job_id, "now": at})
+            return list(conn.execute(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,)))
+
+        rows = self._write(cancel)
+        return _record(rows[0]) if rows else None
+
+    def cancelling(self) -> list[str]:
+        sql = """SELECT id FROM jobs INDEXED BY jobs_status_expires_idx
+                 WHERE status = 'running' AND cancel_requested = 1 ORDER BY id"""
+        return [row[0] for row in self._read(sql)]
+
+    def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
+        at = ts(now)
+        unique = list(dict.fromkeys(job_ids))
+        if not unique:
+            return []
+
+        def retry(conn: apsw.Connection) -> list[str]:
+            sent = {row[0] for row in conn.executemany(_RETRY_JOB, [(at, at, job_id) for job_id in unique])}
+            return [job_id for job_id in unique if job_id in sent]
+
+        return self._write(retry)
+
+    def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
+        chosen = json.dumps(sorted(JobStatus(s).value for s in statuses if JobStatus(s).finished))
+        cutoff = ts(before)
+        if limit <= 0 or chosen == "[]":
+            return 0
+
+        def purge(conn: apsw.Connection) -> int:
+            conn.execute(_PURGE, (chosen, cutoff, limit))
+            return int(conn.changes())
+
+        return self._write(purge)
+
+    def summary(self, *, since: datetime) -> Summary:
+        by_name: dict[str, dict[JobStatus, int]] = {}
+        for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
+            by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
+        oldest = self._read("SELECT min(created_at) FROM jobs WHERE status = 'pending'")[0][0]
+        running = self._read(
+            f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
+        )
+        failed = self._read(
+            "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?",
+            (ts(since),),
+        )[0][0]
+        return Summary(
+            counts=self.counts(),
+            by_name=dict(sorted(by_name.items())),
+            oldest_pending=dt(oldest) if oldest else None,
+            running=[_record(row) for row in running],
+            failed_since=failed,
+        )
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:

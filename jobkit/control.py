@@ -1,0 +1,149 @@
+"""Operating on jobs from any process: wait for a result, cancel, retry, purge old jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection, Sequence
+from datetime import timedelta
+from typing import Any
+
+from jobkit.errors import JobNotFound, ValidationError
+from jobkit.executor import result_of
+from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
+from jobkit.spec import JobSpec
+from jobkit.store import Store
+from jobkit.watch import Doorbell
+
+SETTLE = 0.05  # after a write to the store, how long to look for its commit
+SETTLE_CHECK = 0.002
+PURGE_BATCH = 500
+
+
+def wait(
+    store: Store, job_id: str, timeout: float | None = None, *, spec: JobSpec[Any, Any] | None = None
+) -> JobResult[Any]:
+    """Block until the job finishes and return its result; reading it deletes nothing.
+
+    The value is decoded with *spec*'s result type when given (plain JSON data without).
+    Raises :class:`JobNotFound` for an unknown id and :class:`TimeoutError` when the job
+    is not finished within *timeout* seconds. It sleeps between looks: a commit by any
+    process on this machine wakes it (inotify on the SQLite WAL), so it returns within
+    milliseconds of the job's end.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bell = Doorbell(store)
+    try:
+        while True:
+            job = _get(store, job_id)
+            if job.status in FINISHED:
+                return result_of(spec, job)
+            remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.status.value} after {timeout:g}s")
+            if bell.wait_for_commit(min(remaining, 1.0)) == "written":
+                _settle(store, job_id, min(SETTLE, max(0.0, remaining)))
+    finally:
+        bell.close()
+
+
+def _settle(store: Store, job_id: str, period: float) -> None:
+    """A WAL write comes a little before its commit is visible: look again for a moment."""
+    until = time.monotonic() + period
+    while time.monotonic() < until:
+        job = store.get(job_id)
+        if job is None or job.status in FINISHED:
+            return
+        time.sleep(SETTLE_CHECK)
+
+
+async def wait_async(
+    store: Store, job_id: str, timeout: float | None = None, *, spec: JobSpec[Any, Any] | None = None
+) -> JobResult[Any]:
+    """:func:`wait` for asyncio code: waits in a thread, so the event loop keeps running."""
+    return await asyncio.to_thread(wait, store, job_id, timeout, spec=spec)
+
+
+def cancel(store: Store, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
+    """Cancel a job and return its record.
+
+    A pending job ends ``cancelled`` at once. A running one is asked to stop: its
+    handler sees ``ctx.cancelled`` turn true within about a second, and the job ends
+    ``cancelled`` when the handler returns or raises :class:`jobkit.Cancelled`. A
+    finished job is left as it is. Raises :class:`JobNotFound` for an unknown id.
+    """
+    job = store.cancel(job_id, now=clock())
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now) -> list[str]:
+    """Send failed or cancelled jobs back to pending with fresh attempts; return the ids sent."""
+    return store.retry(list(job_ids), now=clock())
+
+
+def purge(
+    store: Store,
+    *,
+    older_than: timedelta,
+    statuses: Collection[JobStatus | str] = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED),
+    clock: Clock = utc_now,
+    batch: int = PURGE_BATCH,
+) -> int:
+    """Delete finished jobs of *statuses* that finished more than *older_than* ago; return how many.
+
+    Works in batches of *batch* jobs, one short transaction each, so workers are never
+    held up for long. Pending and running jobs are never touched.
+    """
+    chosen = _finished(statuses)
+    if older_than < timedelta(0):
+        raise ValidationError(f"older_than must not be negative, not {older_than}", value=older_than)
+    before = clock() - older_than
+    total = 0
+    while (deleted := store.purge(statuses=chosen, before=before, limit=batch)) > 0:
+        total += deleted
+        if deleted < batch:
+            break
+    return total
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` (or plain seconds) as a timedelta."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit is not None else value
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = float("nan")
+    if not (amount >= 0 and amount != float("inf")):
+        raise ValidationError(
+            f"bad duration {text!r}: give a number and a unit, such as 90s, 30m, 12h, 7d or 2w", value=text
+        )
+    return timedelta(seconds=amount * (unit or 1))
+
+
+def _finished(statuses: Collection[JobStatus | str]) -> set[JobStatus]:
+    chosen = set()
+    for status in statuses:
+        try:
+            value = JobStatus(status)
+        except ValueError as exc:
+            raise ValidationError(f"unknown status {status!r}", value=status) from exc
+        if not value.finished:
+            raise ValidationError(
+                f"only finished jobs can be purged (completed, failed, cancelled), not {value.value}", value=status
+            )
+        chosen.add(value)
+    return chosen
+
+
+def _get(store: Store, job_id: str) -> JobRecord:
+    job = store.get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
