@@ -25,6 +25,7 @@ from jobkit.errors import (
     UnknownScheduleError,
     ValidationError,
 )
+from jobkit.events import Event
 from jobkit.executor import execute
 from jobkit.model import JobRecord, JobResult, JobStatus, Schedule
 from jobkit.recurring import disable, enable, schedule, schedules, unschedule
@@ -53,6 +54,7 @@ __all__ = [
     "Cancelled",
     "Context",
     "DuplicateJobError",
+    "Event",
     "JobFailed",
     "JobNotFound",
     "JobRecord",

@@ -27,8 +27,10 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from jobkit import convert
+from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
 from jobkit.errors import Cancelled, JobNotFound, JobStateError, UnknownJobError, ValidationError
+from jobkit.events import Event
 from jobkit.model import (
     Cancel,
     Clock,
@@ -48,7 +50,6 @@ from jobkit.model import (
     seconds,
     utc_now,
 )
-from jobkit.retry import delay as retry_delay
 from jobkit.spec import JobSpec
 from jobkit.store import Store
 
@@ -194,6 +195,9 @@ def enqueue(
         for text in encoded
     ]
     store.add(records)
+    if spec.hooks:
+        for record in records:
+            spec.hooks.emit(Event("enqueued", record.id, record.job_name, now))
     return [r.id for r in records]
 
 
@@ -351,6 +355,20 @@ def result_of(
     )
 
 
+def event_of(job: JobRecord, transition: Transition, duration: float | None) -> Event:
+    """The event that tells listeners what *transition* did to *job*."""
+    match transition:
+        case Complete(at=at):
+            return Event("completed", job.id, job.job_name, at, job.attempt_count, duration=duration)
+        case Retry(error=error, at=at, run_at=run_at):
+            return Event("retried", job.id, job.job_name, at, job.attempt_count, error, duration, run_at)
+        case Fail(error=error, at=at):
+            return Event("failed", job.id, job.job_name, at, job.attempt_count, error, duration)
+        case Cancel(reason=reason, at=at):
+            return Event("cancelled", job.id, job.job_name, at, job.attempt_count, reason, duration)
+    raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover
+
+
 def applied(job: JobRecord, transition: Transition) -> JobRecord:
     """The record as the store holds it after *transition* (for results without a re-read)."""
     import attrs
@@ -440,12 +458,18 @@ def run_claimed(
             timeout=spec.timeout,
             clock=clock,
         )
+        if spec.hooks:
+            spec.hooks.emit(Event("started", job.id, job.job_name, clock(), job.attempt_count))
         started = time.perf_counter()
         outcome, fatal = attempt(spec, typed, ctx)
         duration = time.perf_counter() - started
     transition = decide(spec, job, outcome, clock(), jitter=random.random(), retry=retry)
     if not store.finish([transition])[0]:
         logger.warning("job %s: lease lost before its outcome was recorded; outcome dropped", job.id)
+        if spec.hooks:
+            spec.hooks.emit(Event("lease_lost", job.id, job.job_name, clock(), job.attempt_count))
+    elif spec.hooks:
+        spec.hooks.emit(event_of(job, transition, duration))
     if fatal is not None:
         raise fatal
     value = outcome.value if isinstance(outcome, Succeeded) else None

@@ -14,6 +14,7 @@ import attrs
 from jobkit.backoff import Backoff
 from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
+from jobkit.events import EventKind, Hooks, Listener
 
 if TYPE_CHECKING:
     from jobkit.context import Context
@@ -61,6 +62,7 @@ class JobSpec(Generic[P, R]):
     timeout: float | None = attrs.field(default=None, validator=_optional_positive)
     retry_backoff: Backoff = attrs.field(default=2.0, validator=_backoff)
     max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
+    hooks: Hooks = attrs.field(factory=Hooks, eq=False, repr=False)
     is_async: bool = attrs.field(init=False)
 
     @is_async.default
@@ -169,6 +171,7 @@ def spec_from_function(
     timeout: float | None = None,
     retry_backoff: Backoff = 2.0,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    hooks: Hooks | None = None,
 ) -> JobSpec[Any, Any]:
     """Build a spec, reading the params and result types from *fn*'s annotations."""
     try:
@@ -194,6 +197,7 @@ def spec_from_function(
         timeout=timeout,
         retry_backoff=retry_backoff,
         max_payload_bytes=max_payload_bytes,
+        hooks=hooks if hooks is not None else Hooks(),
     )
 
 
@@ -217,6 +221,7 @@ class Registry:
     def __init__(self, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         self._specs: dict[str, JobSpec[Any, Any]] = {}
         self._crons: dict[str, CronEntry] = {}
+        self.hooks = Hooks()
         self.max_payload_bytes = max_payload_bytes
 
     def job(
@@ -236,6 +241,7 @@ class Registry:
                 timeout=timeout,
                 retry_backoff=retry_backoff,
                 max_payload_bytes=self.max_payload_bytes,
+                hooks=self.hooks,
             )
             self.register(spec)
             return spec
@@ -248,6 +254,19 @@ class Registry:
             raise DuplicateJobError(spec.name)
         self._specs[spec.name] = spec
         return self
+
+    def on(self, *kinds: EventKind) -> Callable[[Listener], Listener]:
+        """Decorate a function ``(event) -> None`` to hear events of this registry's jobs.
+
+        Kinds: enqueued, started, completed, failed, retried, cancelled, lease_lost
+        (all of them when none is given). See :mod:`jobkit.events`.
+        """
+
+        def subscribe(listener: Listener) -> Listener:
+            self.hooks.subscribe(listener, *kinds)
+            return listener
+
+        return subscribe
 
     def cron(
         self, expression: str, spec: JobSpec[Any, Any], params: Any, *, name: str, timezone: str = "UTC"

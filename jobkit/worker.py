@@ -38,6 +38,7 @@ import attrs
 from jobkit import executor, recurring
 from jobkit.context import Context, Flag
 from jobkit.errors import StoreError, UnknownJobError
+from jobkit.events import Event
 from jobkit.model import (
     Cancel,
     Clock,
@@ -387,12 +388,20 @@ class Worker:
             self._held.pop(running.job.id, None)
         for (running, _), transition, ok in zip(finished, transitions, applied, strict=True):
             self._held.pop(running.job.id, None)
+            hooks = running.spec.hooks if running.spec is not None else None
             if not ok or running.lost:
                 self.report.lost += 1
                 logger.warning("job %s: lease lost; this worker's outcome was dropped", running.job.id)
+                if hooks:
+                    hooks.emit(
+                        Event("lease_lost", running.job.id, running.job.job_name, now, running.job.attempt_count)
+                    )
                 continue
             self.report.count(transition)
             self._log(running, transition)
+            if hooks:
+                took = time.monotonic() - running.started if running.started is not None else None
+                hooks.emit(executor.event_of(running.job, transition, took))
         self.report.claimed += len(jobs)
         for job in jobs:
             self._start(job, token)
@@ -467,6 +476,8 @@ class Worker:
         running.started = time.monotonic()
         job = running.job
         logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+        if running.spec is not None and running.spec.hooks:
+            running.spec.hooks.emit(Event("started", job.id, job.job_name, self.clock(), job.attempt_count))
         return True
 
     def _run_sync(self, running: _Running, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
