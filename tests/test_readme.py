@@ -69,3 +69,18 @@ def test_recurring_example_runs_as_written(tmp_path: Path) -> None:
     rows = run(tmp_path, "manage.py").splitlines()
     assert [row.split()[0] for row in rows] == ["five-minute-report", "morning", "nightly-report"]
     assert rows[1].split()[1:6] == ["0", "7", "*", "*", "1-5"]
+
+
+def test_results_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(named("tasks.py"))
+    block = next(b for b in BLOCKS if "resize.wait(" in b)
+    script = block + "\n    print(value.path, result.ok, result.status)\n"
+    (tmp_path / "results.py").write_text(script)
+    run(tmp_path, "-c", "import jobkit; jobkit.SqliteStore('jobs.sqlite').close()")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-m", "jobkit.worker", "jobs.sqlite", "--quiet"], cwd=tmp_path, env=env)
+    try:
+        assert run(tmp_path, "results.py").split() == ["thumbs/100/g.png", "True", "completed"]
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
