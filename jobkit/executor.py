@@ -58,6 +58,7 @@ T = TypeVar("T")
 
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=300)
 PROGRESS_INTERVAL = 0.2  # seconds between progress writes of one job
+CANCEL_CHECK = 1.0  # seconds between looks for a cancellation of a job run by now()
 
 
 # -- validate -----------------------------------------------------------------------
@@ -392,6 +393,7 @@ class _Lease:
     def __init__(self, store: Store, job: JobRecord, lock: timedelta, clock: Clock) -> None:
         self.store, self.lease, self.lock, self.clock = store, Lease(job.id, job.worker_id or ""), lock, clock
         self.cancel = threading.Event()
+        self.cancel_requested = False
         self._stop = threading.Event()
         self._last = 0.0
         self._pending: tuple[int, str | None] | None = None
@@ -410,13 +412,21 @@ class _Lease:
     def _beat(self) -> None:
         beat_every = self.lock.total_seconds() / 3
         next_beat = time.monotonic() + beat_every
+        next_look = time.monotonic() + CANCEL_CHECK
         while not self._stop.wait(min(PROGRESS_INTERVAL, beat_every)):
             self._flush()
+            if time.monotonic() >= next_look:  # cancellation asked from elsewhere
+                next_look = time.monotonic() + CANCEL_CHECK
+                job = self.store.get(self.lease.job_id)
+                if job is not None and job.cancel_requested:
+                    self.cancel_requested = True
+                    self.cancel.set()
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + beat_every
                 now = self.clock()
                 held = self.store.heartbeat([self.lease], now=now, lock_until=now + self.lock)
                 if held.get(self.lease.job_id):
+                    self.cancel_requested = True
                     self.cancel.set()
 
     def _flush(self, force: bool = False) -> None:
@@ -463,6 +473,8 @@ def run_claimed(
         started = time.perf_counter()
         outcome, fatal = attempt(spec, typed, ctx)
         duration = time.perf_counter() - started
+    if lease.cancel_requested:  # asked to stop: the job ends cancelled, whatever the handler did
+        outcome = Stopped()
     transition = decide(spec, job, outcome, clock(), jitter=random.random(), retry=retry)
     if not store.finish([transition])[0]:
         logger.warning("job %s: lease lost before its outcome was recorded; outcome dropped", job.id)
