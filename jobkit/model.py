@@ -197,7 +197,11 @@ class ResetReport:
 
 @attrs.frozen
 class Summary:
-    """What a queue is doing, for people: see ``python -m jobkit status``."""
+    """What a queue is doing, for people: see ``python -m jobkit status``.
+
+    ``oldest_pending`` is the earliest time a pending job became (or becomes) due: how
+    long the queue has kept someone waiting, not when a delayed job was enqueued.
+    """
 
     counts: dict[JobStatus, int]
     by_name: dict[str, dict[JobStatus, int]]

@@ -419,7 +419,7 @@ class MemoryStore:
         by_name: dict[str, dict[JobStatus, int]] = {}
         for job in jobs:
             by_name.setdefault(job.job_name, dict.fromkeys(JobStatus, 0))[job.status] += 1
-        pending = [j.created_at for j in jobs if j.status is PENDING]
+        pending = [j.scheduled_for for j in jobs if j.status is PENDING]
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),

@@ -436,7 +436,7 @@ class SqliteStore:
             _create(self.path)
         _check_file(self.path)
         try:
-            self._migrate(self._connection())
+            self._migrate(self._connection(), create=create)
         except BaseException:
             self.close()  # refused or failed: keep no connection (nor -wal/-shm files) on the file
             raise
@@ -495,10 +495,16 @@ class SqliteStore:
     def _read(self, sql: str, bindings: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         return list(self._connection().execute(sql, bindings))
 
-    def _migrate(self, conn: apsw.Connection) -> None:
+    def _migrate(self, conn: apsw.Connection, *, create: bool) -> None:
         version = _version(conn, self.path)
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and not create:
+            raise NotAJobkitDatabase(
+                f"{self.path}: an empty SQLite database without jobkit's tables; left untouched "
+                "(open it with create=True, e.g. by enqueuing a job, to make it a jobkit database)",
+                path=self.path,
+            )
 
         def upgrade(conn: apsw.Connection) -> None:
             if _version(conn, self.path) == 0:  # re-read under the write lock
@@ -724,7 +730,7 @@ class SqliteStore:
         by_name: dict[str, dict[JobStatus, int]] = {}
         for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
-        oldest = self._read("SELECT min(created_at) FROM jobs WHERE status = 'pending'")[0][0]
+        oldest = self._read("SELECT min(scheduled_for) FROM jobs WHERE status = 'pending'")[0][0]
         running = self._read(
             f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
         )
