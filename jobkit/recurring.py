@@ -9,6 +9,7 @@ worker starts, and those removed from code are disabled.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from jobkit.executor import validate
 from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id, utc_now
 from jobkit.spec import CronEntry, JobSpec, Registry
 from jobkit.store import Store
+
+logger = logging.getLogger("jobkit")
 
 
 def _check_name(name: object) -> str:
@@ -86,10 +89,14 @@ def _put(
         next_run_at=old.next_run_at if keep and old is not None else (upcoming if enabled else None),
         created_at=old.created_at if old is not None else now,
         updated_at=now,
+        last_run_at=old.last_run_at if old is not None else None,
+        last_job_id=old.last_job_id if old is not None else None,
         declared=declared,
     )
     if old is not None and attrs.evolve(new, updated_at=old.updated_at) == old:
-        return old  # nothing changed: write nothing
+        return old  # nothing changed: write nothing (a worker syncs its declared schedules at every tick)
+    # When keep is true, the store keeps its own next_run_at: a worker may have fired the
+    # schedule since it was read here, and writing old.next_run_at back would fire it again.
     return store.put_schedule(new)
 
 
@@ -158,7 +165,17 @@ def fire_due(
     for entry in store.due_schedules(now):
         if names is not None and entry.job_name not in names:
             continue
-        firing = cron.due(entry.cron_expression, entry.timezone, entry.next_run_at, now)
+        try:
+            firing = cron.due(entry.cron_expression, entry.timezone, entry.next_run_at, now)
+        except ScheduleError as exc:
+            # A row this jobkit cannot read (written by hand or by another version, or a timezone
+            # this host lacks) must not stop the other schedules, or the reaping that follows.
+            logger.error(
+                "schedule %r cannot fire: %s; fix it with jobkit.schedule() or remove it with jobkit.unschedule()",
+                entry.name,
+                exc,
+            )
+            continue
         if firing is None or entry.next_run_at is None:  # pragma: no cover - due_schedules said due
             continue
         job = cron_job(entry, resolve(entry.job_name), firing.fire_time, now)
@@ -172,9 +189,12 @@ def fire_due(
 def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[list[str], list[str]]:
     """Write the schedules declared in *registry*; disable declared ones it no longer has.
 
-    Only schedules of the registry's own job names are disabled, so worker pools with
-    different registries leave each other's schedules alone. Returns the names written
-    and the names disabled.
+    A declared schedule someone disabled (``jobkit.disable``, ``python -m jobkit
+    schedules disable``) stays disabled. One dropped from the code is disabled and
+    marked undeclared, so that declaring it again turns it back on. Only schedules of
+    the registry's own job names are disabled, so worker pools with different
+    registries leave each other's schedules alone. Returns the names written and the
+    names disabled.
     """
     written = []
     for entry in registry.crons():
@@ -186,7 +206,7 @@ def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[l
             entry.params,
             name=entry.name,
             timezone=entry.timezone,
-            enabled=True,
+            enabled=before.enabled if before is not None and before.declared else True,
             clock=clock,
             declared=True,
         )
@@ -196,8 +216,10 @@ def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[l
     own = set(registry.names())
     disabled = []
     for stored in store.list_schedules():
-        if stored.declared and stored.enabled and stored.job_name in own and stored.name not in declared:
-            disable(store, stored.name, clock=clock)
+        if stored.declared and stored.job_name in own and stored.name not in declared:
+            store.put_schedule(
+                attrs.evolve(stored, enabled=False, next_run_at=None, declared=False, updated_at=clock())
+            )
             disabled.append(stored.name)
     return written, disabled
 

@@ -1,8 +1,9 @@
 """MemoryStore and SqliteStore agree: the same calls give the same answers and leave the same records.
 
 A Hypothesis state machine drives both stores (SqliteStore on a real file) through random
-sequences of every write, including writes with stale and made-up fencing tokens, and
-compares answers after each call and every record after each step.
+sequences of every write, including writes with stale and made-up fencing tokens and cron
+fires with stale and made-up ``expected`` times, and compares answers after each call and
+every job and schedule after each step.
 
 How much it explores is a Hypothesis settings profile: "agreement-ci" when the CI
 environment variable is set (200 examples of up to 30 steps, the same ones every run),
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import jobkit
-from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Transition
+from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Schedule, Transition
 from jobkit.store import Store
 from tests.conftest import T0
 
@@ -83,6 +84,27 @@ name_filters = st.sampled_from(
 )
 
 
+# Schedules: the stores never parse expressions, but put_schedule compares them (and the timezone)
+# to decide whether to keep the stored next_run_at, so a few of each.
+SCHEDULE_NAMES = ("five", "nightly", "hourly")
+EXPRESSIONS = ("*/5 * * * *", "0 3 * * *")
+ZONES = ("UTC", "Europe/Berlin")
+EXPECTED = ("current", "current", "stale", "made up")
+
+new_schedules = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(SCHEDULE_NAMES),
+        "job_name": st.sampled_from(NAMES),
+        "cron_expression": st.sampled_from(EXPRESSIONS),
+        "params": st.sampled_from(("{}", '"today"')),
+        "timezone": st.sampled_from(ZONES),
+        "enabled": st.sampled_from((True, True, False)),
+        "next_in": st.one_of(offsets, offsets, st.none()),
+        "declared": st.booleans(),
+    }
+)
+
+
 class StoresAgree(RuleBasedStateMachine):
     """Every operation gives the same answer on every store, and leaves the same jobs behind."""
 
@@ -95,6 +117,8 @@ class StoresAgree(RuleBasedStateMachine):
         self.now: datetime = T0
         self.tokens = 0
         self.leases: list[Lease] = []
+        self.made = 0  # schedules and cron jobs made, for unique ids
+        self.next_run_ats: list[datetime] = []  # every next_run_at a schedule had: stale `expected` values
 
     def teardown(self) -> None:
         self.sqlite.close()
@@ -264,6 +288,92 @@ class StoresAgree(RuleBasedStateMachine):
         assert report is not None
         event("reset_expired", f"retried {len(report.retried)}, failed {len(report.failed)}")
 
+    # -- schedules ------------------------------------------------------------------
+    def serial(self, prefix: str) -> str:
+        self.made += 1
+        return f"{prefix}-{self.made:03d}"
+
+    @initialize(schedules=st.lists(new_schedules, max_size=3))
+    def start_with_schedules(self, schedules: list[dict[str, Any]]) -> None:
+        for fields in schedules:
+            self.put_schedule(fields)
+
+    @rule(fields=new_schedules)
+    def put_schedule(self, fields: dict[str, Any]) -> None:
+        fields = dict(fields)
+        next_in = fields.pop("next_in")
+        next_run_at = None if next_in is None else self.now + timedelta(microseconds=next_in)
+        entry = Schedule(
+            id=self.serial("schedule"), next_run_at=next_run_at, created_at=self.now, updated_at=self.now, **fields
+        )
+        before = self.memory.get_schedule(entry.name)
+        stored = self.both(lambda s: s.put_schedule(entry))
+        assert stored is not None
+        self.next_run_ats += [t for t in (next_run_at, stored.next_run_at) if t is not None]
+        kept = before is not None and stored.next_run_at != next_run_at
+        event("put_schedule", "created" if before is None else "updated, next_run_at kept" if kept else "updated")
+
+    @rule(name=st.sampled_from(SCHEDULE_NAMES))
+    def remove_schedule(self, name: str) -> None:
+        event("remove_schedule", str(self.both(lambda s: s.remove_schedule(name))))
+
+    @rule()
+    def due_schedules(self) -> None:
+        due = self.both(lambda s: s.due_schedules(self.now))
+        event("due_schedules", len(due or []))
+
+    @rule(data=st.data(), name=st.sampled_from(SCHEDULE_NAMES), which=st.sampled_from(EXPECTED), next_in=micros)
+    def fire_schedule(self, data: st.DataObject, name: str, which: str, next_in: int) -> None:
+        """Fire with the schedule's own next_run_at, one it had before (or another one's), or a made-up time."""
+        current = self.memory.get_schedule(name)
+        if which == "current" and current is not None and current.next_run_at is not None:
+            expected = current.next_run_at
+        elif which == "stale" and self.next_run_ats:
+            expected = data.draw(st.sampled_from(self.next_run_ats), label="stale expected")
+        else:
+            which, expected = "made up", self.now - timedelta(microseconds=1)
+        self.fire(name, expected, next_in, which)
+
+    @precondition(lambda self: self.memory.due_schedules(self.now))
+    @rule(data=st.data(), next_in=micros)
+    def fire_a_due_schedule(self, data: st.DataObject, next_in: int) -> None:
+        """What a worker does: fire a schedule that due_schedules returned, with the next_run_at it read."""
+        entry = data.draw(st.sampled_from(self.memory.due_schedules(self.now)), label="due schedule")
+        assert entry.next_run_at is not None
+        self.fire(entry.name, entry.next_run_at, next_in, "due")
+
+    def fire(self, name: str, expected: datetime, next_in: int, which: str) -> None:
+        job = JobRecord(
+            id=self.serial("cron-job"),
+            job_name=NAMES[self.made % len(NAMES)],
+            params="{}",
+            status=JobStatus.PENDING,
+            scheduled_for=self.now,
+            created_at=self.now,
+            updated_at=self.now,
+            correlation_id=f"cron:{name}@{expected.isoformat()}",
+        )
+        next_run_at = self.now + timedelta(microseconds=next_in + 1)
+        fired = self.both(
+            lambda s: s.fire_schedule(name, expected=expected, fire_time=expected, next_run_at=next_run_at, job=job)
+        )
+        if fired:
+            self.next_run_ats.append(next_run_at)
+        event("fire_schedule", f"{which}: {'fired' if fired else 'refused'}")
+
+    @precondition(lambda self: self.upcoming_fires())
+    @rule()
+    def advance_to_next_fire(self) -> None:
+        """Move the clock exactly onto the earliest next_run_at ahead: due_schedules' boundary."""
+        self.now = self.upcoming_fires()[0]
+
+    def upcoming_fires(self) -> list[datetime]:
+        return sorted(
+            s.next_run_at
+            for s in self.memory.list_schedules()
+            if s.enabled and s.next_run_at is not None and s.next_run_at > self.now
+        )
+
     # -- the clock ------------------------------------------------------------------
     @rule(step=micros)
     def advance(self, step: int) -> None:
@@ -307,6 +417,12 @@ class StoresAgree(RuleBasedStateMachine):
         assert [memory.get(i) for i in IDS] == [sqlite.get(i) for i in IDS]
         assert memory.counts() == sqlite.counts()
         assert memory.next_due() == sqlite.next_due()
+
+    @invariant()
+    def same_schedules(self) -> None:
+        memory, sqlite = self.stores
+        assert memory.list_schedules() == sqlite.list_schedules()
+        assert [memory.get_schedule(n) for n in SCHEDULE_NAMES] == [sqlite.get_schedule(n) for n in SCHEDULE_NAMES]
 
 
 TestStoresAgree = StoresAgree.TestCase
