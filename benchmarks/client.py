@@ -1,0 +1,218 @@
+"""The enqueuing side of the benchmarks, run in a fresh process: ``python -m benchmarks.client``.
+
+Roles (each prints one JSON object on its last line):
+
+- ``enqueue``: N jobs, one call (one transaction) each; ``{"seconds": ...}``.
+- ``bulk``: N jobs in chunks of ``--chunk``, one transaction per chunk; ``{"seconds": ...}``.
+- ``fill``: N queued jobs for a drain, as fast as the side allows; ``{"seconds": ...}``.
+- ``produce``: waits at the barrier, then enqueues N jobs one by one; ``{"seconds": ...}``.
+- ``latency``: runs one job to warm up, waits at the barrier, then ``--n`` jobs one at a
+  time, each awaited before the next; ``{"latencies": [seconds, ...]}`` where each is the
+  job's own start time minus the time just before it was enqueued.
+
+huey reads its file and settings from the environment (see :mod:`benchmarks.huey_jobs`);
+the ``database`` argument must name the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from benchmarks import processes, raw
+
+POLL = 0.0005  # seconds between looks for a latency job's result
+LATENCY_TIMEOUT = 30.0  # seconds one latency job may take before the run is abandoned
+
+
+class Queue(Protocol):
+    """What the benchmarks do with a job queue, whatever it is."""
+
+    def enqueue(self, n: int) -> None:
+        """Enqueue one no-op job, durably (as the side's durability setting defines it)."""
+
+    def enqueue_many(self, numbers: Sequence[int]) -> None:
+        """Enqueue many no-op jobs, in one transaction if the side can."""
+
+    def stamp(self, n: int) -> Callable[[], float | None]:
+        """Enqueue one job that returns its start time; return a function that polls for it."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class JobkitQueue:
+    """jobkit, through its public API."""
+
+    def __init__(self, path: str, durability: str) -> None:
+        import jobkit
+        from benchmarks import jobkit_jobs
+
+        self.jobs = jobkit_jobs
+        self.completed = jobkit.JobStatus.COMPLETED
+        self.store = jobkit.SqliteStore(path, durability="normal" if durability == "normal" else "full")
+
+    def enqueue(self, n: int) -> None:
+        self.jobs.noop.later(n, self.store)
+
+    def enqueue_many(self, numbers: Sequence[int]) -> None:
+        self.jobs.noop.later_many(list(numbers), self.store)
+
+    def stamp(self, n: int) -> Callable[[], float | None]:
+        job_id = self.jobs.stamp.later(n, self.store)
+
+        def started_at() -> float | None:
+            record = self.store.get(job_id)
+            if record is None or record.status is not self.completed:
+                return None
+            assert record.result is not None
+            return float(record.result)
+
+        return started_at
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class HueyQueue:
+    """huey's SqliteHuey, calling its tasks as its documentation shows."""
+
+    def __init__(self, path: str) -> None:
+        from benchmarks import huey_config, huey_jobs
+
+        if huey_jobs.huey.storage.filename != path:
+            raise SystemExit(
+                f"{huey_config.PATH_VARIABLE}={huey_jobs.huey.storage.filename!r} but the database is {path!r}"
+            )
+        self.tasks = huey_jobs
+
+    def enqueue(self, n: int) -> None:
+        self.tasks.noop(n)
+
+    def enqueue_many(self, numbers: Sequence[int]) -> None:
+        for n in numbers:  # huey has no bulk enqueue
+            self.tasks.noop(n)
+
+    def stamp(self, n: int) -> Callable[[], float | None]:
+        handle: Any = self.tasks.stamp(n)
+
+        def started_at() -> float | None:
+            value = handle.get(blocking=False)
+            return None if value is None else float(value)
+
+        return started_at
+
+    def close(self) -> None:
+        self.tasks.huey.storage.close()
+
+
+class RawQueue:
+    """The raw APSW queue of :mod:`benchmarks.raw` (no latency role: it has no idle worker)."""
+
+    def __init__(self, path: str, durability: str) -> None:
+        self.conn = raw.connect(path, "normal" if durability == "normal" else "full")
+
+    def enqueue(self, n: int) -> None:
+        raw.enqueue(self.conn, n)
+
+    def enqueue_many(self, numbers: Sequence[int]) -> None:
+        raw.enqueue_many(self.conn, numbers)
+
+    def stamp(self, n: int) -> Callable[[], float | None]:
+        raise SystemExit("the raw queue has no latency role")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_queue(side: str, path: str, durability: str) -> Queue:
+    """The queue of *side* on *path*."""
+    if side == "jobkit":
+        return JobkitQueue(path, durability)
+    if side == "huey":
+        return HueyQueue(path)
+    return RawQueue(path, durability)
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """``range(n)`` cut into consecutive ranges of at most *size*."""
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def enqueue_each(queue: Queue, n: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    for i in range(n):
+        queue.enqueue(i)
+    return {"seconds": time.perf_counter() - started}
+
+
+def enqueue_chunks(queue: Queue, n: int, chunk: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    for numbers in chunks(n, chunk):
+        queue.enqueue_many(numbers)
+    return {"seconds": time.perf_counter() - started}
+
+
+def wait_at_barrier() -> None:
+    """Say ``ready``, then block until the parent says ``go``."""
+    print(processes.READY, flush=True)
+    line = sys.stdin.readline().strip()
+    if line != processes.GO:
+        raise SystemExit(f"expected {processes.GO!r} on stdin, got {line!r}")
+
+
+def one_latency(queue: Queue, n: int) -> float:
+    """Enqueue one stamp job, wait for it, return its start time minus the enqueue time."""
+    before = time.time()
+    started_at = queue.stamp(n)
+    deadline = time.monotonic() + LATENCY_TIMEOUT
+    while (start := started_at()) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"latency job {n} did not complete within {LATENCY_TIMEOUT:.0f}s")
+        time.sleep(POLL)
+    return start - before
+
+
+def latencies(queue: Queue, n: int) -> dict[str, Any]:
+    one_latency(queue, -1)  # the worker is up and has run a job
+    wait_at_barrier()
+    return {"latencies": [one_latency(queue, i) for i in range(n)]}
+
+
+def produce(queue: Queue, n: int) -> dict[str, Any]:
+    wait_at_barrier()
+    return enqueue_each(queue, n)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.client", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=("enqueue", "bulk", "fill", "produce", "latency"))
+    parser.add_argument("side", choices=("jobkit", "huey", "raw"))
+    parser.add_argument("database")
+    parser.add_argument("--n", type=int, required=True, help="how many jobs")
+    parser.add_argument("--durability", choices=("default", "normal"), default="default")
+    parser.add_argument("--chunk", type=int, default=1000, help="jobs per transaction for bulk and fill")
+    args = parser.parse_args(argv)
+    queue = open_queue(args.side, args.database, args.durability)
+    try:
+        match args.role:
+            case "enqueue":
+                outcome = enqueue_each(queue, args.n)
+            case "bulk" | "fill":
+                outcome = enqueue_chunks(queue, args.n, args.chunk)
+            case "produce":
+                outcome = produce(queue, args.n)
+            case _:
+                outcome = latencies(queue, args.n)
+    finally:
+        queue.close()
+    print(json.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Ratios, goals, the printed table and the saved JSON of one benchmark run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.metrics import DURABILITIES, GROWTH, IDLE_CPU, P50, P99, THROUGHPUT, Case, Durability, Metric, Side
+from benchmarks.scenarios import Scenario, Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RATIO_SIDES: tuple[Side, ...] = ("huey", "raw")
+
+
+# -- looking things up --------------------------------------------------------------------
+def best_median(
+    cases: Sequence[Case], scenario: str, durability: Durability, side: Side, metric: Metric
+) -> float | None:
+    """The best median of *metric* among *side*'s configurations (huey's best of its thread counts)."""
+    medians = [
+        median
+        for case in cases
+        if (case.scenario, case.durability, case.side) == (scenario, durability, side)
+        and (median := case.median(metric)) is not None
+    ]
+    if not medians:
+        return None
+    return max(medians) if metric.higher_is_better else min(medians)
+
+
+def ratio(cases: Sequence[Case], scenario: str, durability: Durability, metric: Metric, versus: Side) -> float | None:
+    """jobkit's median over *versus*'s best median, or None when either is missing."""
+    mine = best_median(cases, scenario, durability, "jobkit", metric)
+    theirs = best_median(cases, scenario, durability, versus, metric)
+    if mine is None or not theirs:
+        return None
+    return mine / theirs
+
+
+# -- goals (issue 5) ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Goal:
+    """One goal of the performance issue, checked on the medians of this run."""
+
+    text: str
+    durability: Durability
+    value: float
+    target: float
+    unit: str
+    at_least: bool
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.target if self.at_least else self.value <= self.target
+
+
+def goals(cases: Sequence[Case]) -> list[Goal]:
+    """Every goal this run has the figures for."""
+
+    def jobkit(scenario: str, d: Durability, metric: Metric) -> float | None:
+        return best_median(cases, scenario, d, "jobkit", metric)
+
+    def scaling(d: Durability) -> float | None:
+        one, two = jobkit("drain", d, THROUGHPUT), jobkit("drain2", d, THROUGHPUT)
+        return two / one if one and two else None
+
+    # (what, its value at a durability, target, unit, at least the target or at most)
+    specs: list[tuple[str, Callable[[Durability], float | None], float, str, bool]] = [
+        ("enqueue one by one, jobkit/huey", lambda d: ratio(cases, "enqueue", d, THROUGHPUT, "huey"), 1.3, "x", True),
+        ("bulk enqueue, jobkit", lambda d: jobkit("bulk", d, THROUGHPUT), 100_000, " jobs/s", True),
+        ("bulk enqueue, jobkit/raw executemany", lambda d: ratio(cases, "bulk", d, THROUGHPUT, "raw"), 0.15, "x", True),
+        ("drain, one process, jobkit/huey best", lambda d: ratio(cases, "drain", d, THROUGHPUT, "huey"), 5, "x", True),
+        ("drain, jobkit 2 processes / 1 process", scaling, 1.5, "x", True),
+        ("latency p50", lambda d: jobkit("latency", d, P50), 5, " ms", False),
+        ("latency p99", lambda d: jobkit("latency", d, P99), 25, " ms", False),
+        ("idle worker CPU", lambda d: jobkit("latency", d, IDLE_CPU), 2, "% of a core", False),
+        ("peak RSS, 5N jobs / N/2 jobs", lambda d: jobkit("memory", d, GROWTH), 1.10, "x", False),
+    ]
+    return [
+        Goal(text, d, value, target, unit, at_least)
+        for d in DURABILITIES
+        for text, measured, target, unit, at_least in specs
+        if (value := measured(d)) is not None
+    ]
+
+
+# -- the table ----------------------------------------------------------------------------
+def number(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+
+
+def times(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
+
+
+def header(facts: dict[str, Any], settings: Settings, huey: dict[str, Any]) -> list[str]:
+    huey_sync = ", ".join(f"{d}: synchronous={v.get('synchronous')}" for d, v in huey.items())
+    return [
+        f"jobkit benchmarks, {facts['date']}",
+        f"machine: {facts['cpu']}, {facts['cores']} cores ({facts['usable_cores']} usable), {facts['os']}, "
+        f"load average at start {', '.join(f'{x:.2f}' for x in facts['load_average_at_start'] or [])}",
+        f"software: {facts['python']}, jobkit {facts['jobkit']} (commit {facts['commit']}), "
+        f"SQLite {facts['sqlite_apsw']} via apsw {facts['apsw']} (jobkit, raw); "
+        f"huey {facts['huey']} on SQLite {facts['sqlite_python']} (Python's sqlite3)",
+        f"files: temporary folders on {facts['temp_filesystem']}",
+        "durability 'default': jobkit durability='full', raw PRAGMA synchronous=FULL, huey SqliteHuey() unchanged; "
+        "'normal': all at synchronous=NORMAL",
+        f"huey's connection, as it reports it (0 OFF, 1 NORMAL, 2 FULL): {huey_sync}",
+        f"N={settings.n:,} jobs; {settings.rounds} round(s) each, sides interleaved; median [min .. max] of the rounds",
+        f"latency over {settings.latency_jobs} jobs; idle CPU over {settings.idle_seconds:g}s (/proc/PID/stat)",
+        "ratios: jobkit's median over huey's best configuration and over raw SQLite; "
+        "throughput higher is better, latency, CPU and RSS lower",
+    ]
+
+
+COLUMNS = f"  {'side':<28} {'durab.':<8} {'metric':<34} {'median':>10} {'min':>10} {'max':>10} "
+COLUMNS += f"{'jobkit/huey':>12} {'jobkit/raw':>11}"
+
+
+def case_rows(case: Case, cases: Sequence[Case]) -> list[str]:
+    rows = []
+    for metric in case.metrics:
+        summary = case.summary(metric)
+        assert summary is not None
+        ratios = ["", ""]
+        if case.side == "jobkit":
+            ratios = [times(ratio(cases, case.scenario, case.durability, metric, side)) for side in RATIO_SIDES]
+        rows.append(
+            f"  {case.label:<28} {case.durability:<8} {metric.key:<34} {number(summary.median):>10} "
+            f"{number(summary.min):>10} {number(summary.max):>10} {ratios[0]:>12} {ratios[1]:>11}"
+        )
+    rows += [f"  {case.label:<28} {case.durability:<8} error: {error.splitlines()[0]}" for error in case.errors]
+    return rows
+
+
+def goal_rows(found: Sequence[Goal]) -> list[str]:
+    rows = ["goals (issue 5), on the medians above:"]
+    for goal in found:
+        sign = ">=" if goal.at_least else "<="
+        verdict = "met" if goal.met else "MISSED"
+        value, target = f"{number(goal.value)}{goal.unit}", f"{sign} {number(goal.target)}{goal.unit}"
+        rows.append(f"  {goal.text:<40} {goal.durability:<8} {value:>18}   goal {target:<22} {verdict}")
+    return rows
+
+
+def table(
+    facts: dict[str, Any],
+    settings: Settings,
+    huey: dict[str, Any],
+    scenarios: Sequence[Scenario],
+    cases: Sequence[Case],
+) -> str:
+    lines = [*header(facts, settings, huey), ""]
+    for scenario in scenarios:
+        lines += [f"{scenario.number}. {scenario.title}", COLUMNS]
+        ordered = sorted(
+            (c for c in cases if c.scenario == scenario.key), key=lambda c: DURABILITIES.index(c.durability)
+        )
+        for case in ordered:
+            lines += case_rows(case, cases)
+        lines.append("")
+    found = goals(cases)
+    if found:
+        lines += goal_rows(found)
+    errors = [(case, error) for case in cases for error in case.errors]
+    if errors:
+        lines += ["", "errors:"]
+        lines += [f"  {case.scenario} {case.durability} {case.label}: {error}" for case, error in errors]
+    return "\n".join(lines)
+
+
+# -- the JSON -----------------------------------------------------------------------------
+def document(
+    facts: dict[str, Any],
+    settings: Settings,
+    huey: dict[str, Any],
+    cases: Sequence[Case],
+    text: str,
+) -> dict[str, Any]:
+    ratios = [
+        {
+            "scenario": case.scenario,
+            "durability": case.durability,
+            "metric": metric.key,
+            "versus": side,
+            "ratio": ratio(cases, case.scenario, case.durability, metric, side),
+        }
+        for case in cases
+        if case.side == "jobkit"
+        for metric in case.metrics
+        for side in RATIO_SIDES
+    ]
+    return {
+        "machine": facts,
+        "settings": asdict(settings),
+        "huey_connection": huey,
+        "cases": [case.as_json() for case in cases],
+        "ratios": ratios,
+        "goals": [{**asdict(goal), "met": goal.met} for goal in goals(cases)],
+        "table": text.splitlines(),
+    }
+
+
+def save(doc: dict[str, Any], *, latest: bool, folder: Path = RESULTS) -> list[Path]:
+    """Write *doc* to a timestamped file, and to ``latest.json`` when *latest*; return the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    paths = [folder / f"{stamp}.json"] + ([folder / "latest.json"] if latest else [])
+    text = json.dumps(doc, indent=2) + "\n"
+    for path in paths:
+        path.write_text(text)
+    return paths
