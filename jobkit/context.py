@@ -64,7 +64,7 @@ class Context:
     - ``now()``: the time, from the clock the job runs under
     """
 
-    __slots__ = ("_cancel", "_clock", "_deadline", "_sink", "attempt", "job_id", "job_name", "log", "store")
+    __slots__ = ("_cancel", "_clock", "_deadline", "_log", "_sink", "attempt", "job_id", "job_name", "store")
 
     def __init__(
         self,
@@ -82,11 +82,18 @@ class Context:
         self.job_name = job_name
         self.attempt = attempt
         self.store = store
-        self.log = JobLog(logger, {"job_id": job_id, "job_name": job_name})
+        self._log: JobLog | None = None
         self._sink = sink
         self._cancel: Signal = cancel if cancel is not None else Flag()
         self._deadline = time.monotonic() + timeout if timeout else None
         self._clock = clock
+
+    @property
+    def log(self) -> JobLog:
+        """A :class:`logging.LoggerAdapter` whose lines carry the job's name and id."""
+        if self._log is None:  # made on first use: most handlers never log
+            self._log = JobLog(logger, {"job_id": self.job_id, "job_name": self.job_name})
+        return self._log
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is, 0 to 100 (clamped); NaN is refused."""

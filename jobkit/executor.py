@@ -76,6 +76,11 @@ def validate(spec: JobSpec[Any, Any], params: Any, *, what: str = "params") -> t
 
 def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
     """Turn a handler's return value into Succeeded, or Failed when it does not fit."""
+    if type(value) is spec.result_type and value.__class__ in _PLAIN:  # an exact int, str or bool
+        try:
+            return Succeeded(value, convert.encode(value, what="result", limit=spec.max_payload_bytes))
+        except ValidationError as exc:
+            return Failed(f"ValidationError: {exc}", None)
     try:
         if spec.result_type is type(None):
             if value is not None:
@@ -204,7 +209,10 @@ def enqueue(
 
 def stored_params(spec: JobSpec[Any, Any], job: JobRecord) -> Any:
     """The typed params of a stored job; ValidationError when they no longer decode."""
-    return convert.structure(convert.decode(job.params), spec.params_type, what="params")
+    data = convert.decode(job.params)
+    if type(data) is spec.params_type and data.__class__ in _PLAIN:
+        return data
+    return convert.structure(data, spec.params_type, what="params")
 
 
 def unreadable(exc: Exception) -> Failed:
