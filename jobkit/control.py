@@ -18,6 +18,7 @@ from jobkit.watch import Doorbell
 SETTLE = 0.05  # after a write to the store, how long to look for its commit
 SETTLE_CHECK = 0.002
 PURGE_BATCH = 500
+WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
 
 
 def wait(
@@ -31,7 +32,17 @@ def wait(
     process on this machine wakes it (inotify on the SQLite WAL), so it returns within
     milliseconds of the job's end.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
+    found = _watch(store, job_id, timeout, spec)
+    if isinstance(found, JobRecord):
+        raise TimeoutError(_still(found, timeout))
+    return found
+
+
+def _watch(
+    store: Store, job_id: str, period: float | None, spec: JobSpec[Any, Any] | None
+) -> JobResult[Any] | JobRecord:
+    """Watch a job for up to *period* seconds (None: until it ends): its result, or its record if unfinished."""
+    deadline = None if period is None else time.monotonic() + period
     bell = Doorbell(store)
     try:
         while True:
@@ -40,11 +51,15 @@ def wait(
                 return result_of(spec, job)
             remaining = 3600.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"job {job_id} is still {job.status.value} after {timeout:g}s")
+                return job
             if bell.wait_for_commit(min(remaining, 1.0)) == "written":
                 _settle(store, job_id, min(SETTLE, max(0.0, remaining)))
     finally:
         bell.close()
+
+
+def _still(job: JobRecord, timeout: float | None) -> str:
+    return f"job {job.id} is still {job.status.value} after {timeout or 0:g}s"
 
 
 def _settle(store: Store, job_id: str, period: float) -> None:
@@ -60,8 +75,20 @@ def _settle(store: Store, job_id: str, period: float) -> None:
 async def wait_async(
     store: Store, job_id: str, timeout: float | None = None, *, spec: JobSpec[Any, Any] | None = None
 ) -> JobResult[Any]:
-    """:func:`wait` for asyncio code: waits in a thread, so the event loop keeps running."""
-    return await asyncio.to_thread(wait, store, job_id, timeout, spec=spec)
+    """:func:`wait` for asyncio code: waits in a thread, so the event loop keeps running.
+
+    The thread watches in slices of at most a quarter second, so a cancelled wait (say,
+    under ``asyncio.wait_for``) lets its thread go at once instead of holding one of the
+    loop's executor threads, and ``asyncio.run``'s shutdown, until the job ends.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+        found = await asyncio.to_thread(_watch, store, job_id, left, spec)
+        if not isinstance(found, JobRecord):
+            return found
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(_still(found, timeout))
 
 
 def cancel(store: Store, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
@@ -99,7 +126,12 @@ def purge(
     chosen = _finished(statuses)
     if older_than < timedelta(0):
         raise ValidationError(f"older_than must not be negative, not {older_than}", value=older_than)
-    before = clock() - older_than
+    if type(batch) is not int or batch < 1:
+        raise ValidationError(f"batch must be an int of at least 1, not {batch!r}", value=batch)
+    try:
+        before = clock() - older_than
+    except OverflowError:
+        return 0  # a cutoff before the year 1: no job is that old
     total = 0
     while (deleted := store.purge(statuses=chosen, before=before, limit=batch)) > 0:
         total += deleted
@@ -124,7 +156,10 @@ def parse_duration(text: str) -> timedelta:
         raise ValidationError(
             f"bad duration {text!r}: give a number and a unit, such as 90s, 30m, 12h, 7d or 2w", value=text
         )
-    return timedelta(seconds=amount * (unit or 1))
+    try:
+        return timedelta(seconds=amount * (unit or 1))
+    except OverflowError:
+        raise ValidationError(f"bad duration {text!r}: too long", value=text) from None
 
 
 def _finished(statuses: Collection[JobStatus | str]) -> set[JobStatus]:

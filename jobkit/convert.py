@@ -112,9 +112,14 @@ def unstructure(value: Any, type_: Any = None) -> Any:
 
 
 def _is_instance(value: Any, type_: Any) -> bool:
-    if not (isinstance(type_, type) and isinstance(value, type_)):
+    """Whether *value* is an instance of the attrs class or dataclass *type_*."""
+    # A parameterised generic (list[int]) passes isinstance(_, type) on Python 3.10 but
+    # cannot be the second argument of isinstance.
+    if typing.get_origin(type_) is not None or not isinstance(type_, type):
         return False
-    return hasattr(type_, "__attrs_attrs__") or hasattr(type_, "__dataclass_fields__")
+    if not (hasattr(type_, "__attrs_attrs__") or hasattr(type_, "__dataclass_fields__")):
+        return False
+    return isinstance(value, type_)
 
 
 def check_json(data: Any, path: str) -> None:

@@ -20,6 +20,8 @@ from typing import Literal
 
 import attrs
 
+from jobkit.errors import ValidationError
+
 logger = logging.getLogger("jobkit.events")
 
 EventKind = Literal["enqueued", "started", "completed", "failed", "retried", "cancelled", "lease_lost"]
@@ -54,7 +56,7 @@ class Hooks:
         """Call *listener* for events of *kinds* (every kind when none given); return an unsubscribe."""
         unknown = set(kinds) - KINDS
         if unknown:
-            raise ValueError(f"unknown event kinds {sorted(unknown)}; choose from {sorted(KINDS)}")
+            raise ValidationError(f"unknown event kinds {sorted(unknown)}; choose from {sorted(KINDS)}", value=kinds)
         entry = (frozenset(kinds or KINDS), listener)
         with self._guard:
             self._listeners = [*self._listeners, entry]

@@ -570,7 +570,11 @@ class Worker:
         full = False
         for statuses, keep in self._retention:
             if keep is not None:
-                deleted = self.store.purge(statuses=statuses, before=now - keep, limit=PRUNE_BATCH)
+                try:
+                    before = now - keep
+                except OverflowError:  # kept longer than the calendar reaches: nothing is that old
+                    continue
+                deleted = self.store.purge(statuses=statuses, before=before, limit=PRUNE_BATCH)
                 self.report.purged += deleted
                 full = full or deleted == PRUNE_BATCH
         self._next_prune = time.monotonic() + (REAP_EVERY if full else PRUNE_EVERY)
@@ -611,7 +615,8 @@ class Worker:
         start = time.monotonic()
         deadline = start + self.poll_interval
         if self._held:
-            deadline = min(deadline, self._next_beat)
+            # Heartbeats, and the once-a-second look for cancellations, come round on time.
+            deadline = min(deadline, self._next_beat, max(start, self._next_reap))
             if any(r.progress is not None for r in self._held.values()):
                 deadline = min(deadline, start + PROGRESS_EVERY)
         hungry = len(self._held) < self._target()
@@ -625,7 +630,7 @@ class Worker:
             if remaining <= 0:
                 return
             if not hungry:
-                if self._bell.wait(remaining):
+                if self._bell.wait(min(remaining, STOP_CHECK)):
                     return
                 continue
             if time.monotonic() < settling:

@@ -861,8 +861,7 @@ class SqliteStore:
             rows = self._read(f"SELECT min(scheduled_for) FROM {_PENDING}")
         else:
             rows = self._read(
-                f"SELECT min(scheduled_for) FROM {_PENDING} "
-                "AND job_name IN (SELECT value FROM json_each(?))",
+                f"SELECT min(scheduled_for) FROM {_PENDING} AND job_name IN (SELECT value FROM json_each(?))",
                 (_json_list(names),),
             )
         return dt(rows[0][0]) if rows and rows[0][0] else None
