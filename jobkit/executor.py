@@ -26,6 +26,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import attrs
+
 from jobkit import convert
 from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
@@ -380,8 +382,6 @@ def event_of(job: JobRecord, transition: Transition, duration: float | None) -> 
 
 def applied(job: JobRecord, transition: Transition) -> JobRecord:
     """The record as the store holds it after *transition* (for results without a re-read)."""
-    import attrs
-
     match transition:
         case Complete(result=result, at=at):
             return attrs.evolve(job, status=JobStatus.COMPLETED, result=result, progress=100, completed_at=at)
@@ -514,27 +514,23 @@ def _run_validated(
 ) -> JobResult[Any]:
     job_id = new_id()
     if store is None:
+        # Not persisted: the same stages, over a record that lives only here.
+        now = clock()
+        job = attrs.evolve(
+            new_record(spec, encoded, job_id=job_id, now=now),
+            status=JobStatus.RUNNING,
+            attempt_count=1,
+            worker_started_at=now,
+        )
         ctx = Context(job_id=job_id, job_name=spec.name, timeout=spec.timeout, clock=clock)
-        started, began = clock(), time.perf_counter()
+        began = time.perf_counter()
         outcome, fatal = attempt(spec, typed, ctx)
+        duration = time.perf_counter() - began
         if fatal is not None:
             raise fatal
-        ok = isinstance(outcome, Succeeded)
-        return JobResult(
-            ok=ok,
-            value=outcome.value if isinstance(outcome, Succeeded) else None,
-            error=None if ok else getattr(outcome, "error", None) or getattr(outcome, "reason", None),
-            job_id=job_id,
-            status=JobStatus.COMPLETED
-            if ok
-            else (JobStatus.CANCELLED if isinstance(outcome, Stopped) else JobStatus.FAILED),
-            attempt_count=1,
-            duration=time.perf_counter() - began,
-            created_at=started,
-            started_at=started,
-            completed_at=clock(),
-            traceback=getattr(outcome, "traceback", None),
-        )
+        transition = decide(spec, job, outcome, clock(), retry=False)
+        value = outcome.value if isinstance(outcome, Succeeded) else None
+        return result_of(spec, applied(job, transition), value=value, duration=duration)
     now = clock()
     lock = DEFAULT_LOCK_TIMEOUT
     job = new_record(spec, encoded, job_id=job_id, now=now)
