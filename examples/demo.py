@@ -20,9 +20,9 @@ JOBS = 36
 BAR = 30
 
 
-def bar(fraction: float) -> str:
-    filled = round(fraction * BAR)
-    return "#" * filled + "." * (BAR - filled)
+def bar(fraction: float, width: int = BAR) -> str:
+    filled = round(fraction * width)
+    return "#" * filled + "." * (width - filled)
 
 
 def main() -> int:
@@ -64,7 +64,7 @@ def show(store: jobkit.Store, ids: list[str], elapsed: float, shown: int) -> int
     total = sum(100 if r.status.finished else r.progress for r in records) / (100 * len(records))
     lines = [f"[{bar(total)}] {done:>2}/{len(records)} done, {len(running)} running  ({elapsed:4.1f}s)"]
     lines += [
-        f"    {r.id[-12:]} [{bar(r.progress / 100)[:20]}] {r.progress:>3}% {r.progress_message or ''}" for r in running
+        f"    {r.id[-12:]} [{bar(r.progress / 100, 20)}] {r.progress:>3}% {r.progress_message or ''}" for r in running
     ]
     if sys.stdout.isatty() and shown:
         sys.stdout.write(f"\x1b[{shown}F\x1b[J")  # back to the first line drawn last time, clear below
