@@ -31,7 +31,7 @@ import attrs
 from jobkit import convert
 from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
-from jobkit.errors import Cancelled, JobNotFound, JobStateError, UnknownJobError, ValidationError
+from jobkit.errors import Cancelled, JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
 from jobkit.events import Event
 from jobkit.model import (
     Cancel,
@@ -422,20 +422,23 @@ class _Lease:
         next_beat = time.monotonic() + beat_every
         next_look = time.monotonic() + CANCEL_CHECK
         while not self._stop.wait(min(PROGRESS_INTERVAL, beat_every)):
-            self._flush()
-            if time.monotonic() >= next_look:  # cancellation asked from elsewhere
-                next_look = time.monotonic() + CANCEL_CHECK
-                job = self.store.get(self.lease.job_id)
-                if job is not None and job.cancel_requested:
-                    self.cancel_requested = True
-                    self.cancel.set()
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + beat_every
-                now = self.clock()
-                held = self.store.heartbeat([self.lease], now=now, lock_until=now + self.lock)
-                if held.get(self.lease.job_id):
-                    self.cancel_requested = True
-                    self.cancel.set()
+            try:
+                self._flush()
+                if time.monotonic() >= next_look:  # cancellation asked from elsewhere
+                    next_look = time.monotonic() + CANCEL_CHECK
+                    job = self.store.get(self.lease.job_id)
+                    if job is not None and job.cancel_requested:
+                        self.cancel_requested = True
+                        self.cancel.set()
+                if time.monotonic() >= next_beat:
+                    now = self.clock()
+                    held = self.store.heartbeat([self.lease], now=now, lock_until=now + self.lock)
+                    next_beat = time.monotonic() + beat_every
+                    if held.get(self.lease.job_id):
+                        self.cancel_requested = True
+                        self.cancel.set()
+            except StoreError as exc:  # a busy database postpones a beat; it must not end them
+                logger.warning("job %s: heartbeat postponed: %s", self.lease.job_id, exc)
 
     def _flush(self, force: bool = False) -> None:
         with self._guard:
@@ -484,16 +487,33 @@ def run_claimed(
     if lease.cancel_requested:  # asked to stop: the job ends cancelled, whatever the handler did
         outcome = Stopped()
     transition = decide(spec, job, outcome, clock(), jitter=random.random(), retry=retry)
-    if not store.finish([transition])[0]:
+    recorded = _finish(store, transition)
+    if fatal is not None:
+        raise fatal
+    if not recorded:
         logger.warning("job %s: lease lost before its outcome was recorded; outcome dropped", job.id)
         if spec.hooks:
             spec.hooks.emit(Event("lease_lost", job.id, job.job_name, clock(), job.attempt_count))
-    elif spec.hooks:
+        current = store.get(job.id)  # tell the caller what the store holds, not what was dropped
+        if current is None:
+            raise JobNotFound(job.id)
+        return result_of(spec, current)
+    if spec.hooks:
         spec.hooks.emit(event_of(job, transition, duration))
-    if fatal is not None:
-        raise fatal
     value = outcome.value if isinstance(outcome, Succeeded) else None
     return result_of(spec, applied(job, transition), value=value, duration=duration)
+
+
+def _finish(store: Store, transition: Transition, tries: int = 3) -> bool:
+    """Record an outcome; a database locked past its busy timeout is tried again, not a failure."""
+    for attempt_ in range(tries):
+        try:
+            return store.finish([transition])[0]
+        except StoreError as exc:
+            if attempt_ == tries - 1:
+                raise
+            logger.warning("job %s: recording its outcome postponed: %s", transition.job_id, exc)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def run_now(

@@ -34,6 +34,22 @@ def new_id() -> str:
     return str(uuid7())
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """An aware time in UTC, so that times compare by instant even within one zone.
+
+    (Python compares two times of the same zone by their wall clocks, ignoring ``fold``:
+    01:30 before and after a fall-back change would be equal.) Naive times pass through,
+    for the stores to refuse with a clear error.
+    """
+    if value is None or value.tzinfo is None or value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)
+
+
+def _utc_required(value: datetime) -> datetime:
+    return _utc(value)  # type: ignore[return-value]
+
+
 class JobStatus(str, enum.Enum):
     """Where a job is in its life: pending -> running -> completed | failed | cancelled."""
 
@@ -67,9 +83,9 @@ class JobRecord:
     job_name: str
     params: str
     status: JobStatus
-    scheduled_for: datetime
-    created_at: datetime
-    updated_at: datetime
+    scheduled_for: datetime = attrs.field(converter=_utc_required)
+    created_at: datetime = attrs.field(converter=_utc_required)
+    updated_at: datetime = attrs.field(converter=_utc_required)
     max_attempts: int = 3
     attempt_count: int = 0
     priority: int = 0
@@ -80,9 +96,9 @@ class JobRecord:
     error: str | None = None
     traceback: str | None = None
     worker_id: str | None = None
-    worker_started_at: datetime | None = None
-    worker_expires_at: datetime | None = None
-    completed_at: datetime | None = None
+    worker_started_at: datetime | None = attrs.field(default=None, converter=_utc)
+    worker_expires_at: datetime | None = attrs.field(default=None, converter=_utc)
+    completed_at: datetime | None = attrs.field(default=None, converter=_utc)
     cancel_requested: bool = False
 
 
@@ -101,10 +117,10 @@ class Schedule:
     params: str
     timezone: str
     enabled: bool
-    next_run_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    last_run_at: datetime | None = None
+    next_run_at: datetime | None = attrs.field(converter=_utc)
+    created_at: datetime = attrs.field(converter=_utc_required)
+    updated_at: datetime = attrs.field(converter=_utc_required)
+    last_run_at: datetime | None = attrs.field(default=None, converter=_utc)
     last_job_id: str | None = None
     declared: bool = False
 

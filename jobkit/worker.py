@@ -349,7 +349,7 @@ class Worker:
 
         *want* None fills the worker up to its target, counting the jobs just finished.
         """
-        self._guarded(self._reap)
+        self._reap()
         batch = []
         while self._done:
             batch.append(self._done.popleft())
@@ -385,9 +385,9 @@ class Worker:
             self._done.extendleft(reversed(batch))
             return
         for running in give_back:
-            self._held.pop(running.job.id, None)
+            self._forget(running)
         for (running, _), transition, ok in zip(finished, transitions, applied, strict=True):
-            self._held.pop(running.job.id, None)
+            self._forget(running)
             hooks = running.spec.hooks if running.spec is not None else None
             if not ok or running.lost:
                 self.report.lost += 1
@@ -408,39 +408,64 @@ class Worker:
         self._guarded(self._beat)
         self._guarded(self._write_progress)
 
-    def _guarded(self, write: Callable[[], None]) -> None:
-        """Run a housekeeping write; a locked database only postpones it to the next round."""
+    def _guarded(self, write: Callable[[], None], what: str | None = None) -> None:
+        """Run one housekeeping step; a failure (a locked database, a bad row) only postpones it.
+
+        Each step is guarded on its own, so that one that keeps failing (say, a schedule
+        row edited by hand into nonsense) does not hold up the others.
+        """
         try:
             write()
         except StoreError as exc:
-            logger.warning("%s postponed: %s", write.__name__.strip("_").replace("_", " "), exc)
+            logger.warning("%s postponed: %s", what or write.__name__.strip("_").replace("_", " "), exc)
+        except Exception:
+            logger.exception("%s failed; trying again next round", what or write.__name__.strip("_").replace("_", " "))
 
     def _reap(self, *, force: bool = False) -> None:
-        """Reset expired locks and enqueue due cron runs (at most once a second)."""
+        """Fire due cron runs, reset expired locks, look for cancellations, prune (once a second)."""
         if not force and time.monotonic() < self._next_reap:
             return
         self._next_reap = time.monotonic() + REAP_EVERY
         now = self.clock()
+        self._guarded(lambda: self._fire_cron(now), "firing cron schedules")
+        self._guarded(lambda: self._reset_expired(now), "resetting expired locks")
+        self._guarded(self._look_for_cancellations)
+        self._guarded(lambda: self._prune(now), "pruning old jobs")
+
+    def _fire_cron(self, now: datetime) -> None:
         fired = recurring.fire_due(self.store, now, names=self.resolver.names(), resolve=self.resolver.find)
         self.report.cron_enqueued += len(fired)
         if fired:
             logger.info("enqueued %d cron runs", len(fired))
-        reset = self.store.reset_expired(now=now)
-        self.report.reset += len(reset.retried)
-        self.report.lost_failed += len(reset.failed)
-        self.report.cancelled += len(reset.cancelled)
+
+    def _look_for_cancellations(self) -> None:
         for job_id in self.store.cancelling():
             running = self._held.get(job_id)
             if running is not None:
                 self._asked_to_cancel(running)
-        self._prune(now)
+
+    def _reset_expired(self, now: datetime) -> None:
+        reset = self.store.reset_expired(now=now)
+        self.report.reset += len(reset.retried)
+        self.report.lost_failed += len(reset.failed)
+        self.report.cancelled += len(reset.cancelled)
         for job_id in reset.retried:
             logger.warning("job %s: its worker was lost (lock expired); back to pending", job_id)
         for job_id in reset.failed:
             logger.error("job %s: its worker was lost (lock expired) and its attempts are used up; failed", job_id)
 
+    def _forget(self, running: _Running) -> None:
+        """Stop holding *running*; a newer attempt of the same job held here is kept."""
+        if self._held.get(running.job.id) is running:
+            del self._held[running.job.id]
+
     def _start(self, job: JobRecord, token: str) -> None:
         running = _Running(job, Lease(job.id, token))
+        older = self._held.get(job.id)
+        if older is not None:
+            # This worker stalled past its own lock and took the job again: the older
+            # attempt has lost its lease and must not be tracked in place of this one.
+            self._lose(older)
         self._held[job.id] = running
         try:
             spec = self.resolver.resolve(job.job_name)
@@ -664,7 +689,10 @@ class Worker:
         logger.info("worker %s stopped: %s", self.worker_id, self.report)
 
     def _release_all(self) -> None:
-        left = [r for r in self._held.values() if not r.lost]
+        # A job whose outcome came back but could not be written is not given back (it
+        # would run again); it stays running and returns only if its lock expires.
+        finished = {id(running) for running, _ in self._done}
+        left = [r for r in self._held.values() if not r.lost and id(r) not in finished]
         for running in left:
             running.cancel.set()
         if left:

@@ -283,7 +283,7 @@ def test_wait_returns_as_soon_as_the_worker_finishes_the_job(store: Store) -> No
     (result, at), (committed_at,) = returned[0], recorded_at
     assert result.ok and result.status is COMPLETED and result.value == {"sum": 42}
     assert result.job_id == job_id and result.attempt_count == 1
-    assert at - committed_at < 0.5, f"wait returned {at - committed_at:.3f}s after the job's outcome was written"
+    assert at - committed_at < 0.9, f"wait returned {at - committed_at:.3f}s after the job's outcome was written"
 
 
 def test_wait_on_a_finished_job_returns_at_once_and_leaves_the_record(store: Store) -> None:

@@ -771,14 +771,28 @@ def test_tick_handler_opens_the_store_runs_one_tick_and_closes_it() -> None:
 
 def test_tick_handler_closes_the_store_when_the_tick_fails() -> None:
     class Failing(RecordingStore):
-        def reset_expired(self, *, now: datetime) -> ResetReport:
-            raise StoreError("database is locked")
+        def finish_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError("disk gone")
 
     failing = Failing()
     handler = tick_handler(lambda: failing, worker_jobs.jobs)
-    with pytest.raises(StoreError, match="locked"):
+    with pytest.raises(OSError, match="disk gone"):
         handler()
     assert failing.closed == 1
+
+
+def test_a_housekeeping_step_that_fails_is_postponed_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    class Locked(jobkit.MemoryStore):
+        def reset_expired(self, *, now: datetime) -> ResetReport:
+            raise StoreError("database is locked")
+
+    store = Locked()
+    job_id = worker_jobs.add.later(worker_jobs.Pair(2, 3), store)
+    with caplog.at_level(logging.WARNING, logger="jobkit.worker"):
+        report = tick(store, worker_jobs.jobs)
+    assert report.completed == 1, "the jobs still ran"
+    assert record(store, job_id).status is JobStatus.COMPLETED
+    assert "resetting expired locks postponed: database is locked" in caplog.text
 
 
 # -- load_registry and merge ------------------------------------------------------------------------------
@@ -1127,3 +1141,63 @@ def test_python_m_jobkit_worker_reports_a_missing_database_in_one_line(tmp_path:
 def test_the_library_form_is_reachable_from_the_package() -> None:
     assert (jobkit.run_worker, jobkit.tick, jobkit.tick_handler) == (run_worker, tick, tick_handler)
     assert {"run_worker", "tick", "tick_handler"} <= set(jobkit.__all__)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll *predicate* until it holds, failing with *what* after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_attempt(
+    store: Store, clock: FakeClock
+) -> None:
+    """A stall (GC pause, SIGSTOP) past the lock, then the same worker claims the job again.
+
+    The older attempt is lost: its late outcome is dropped and must not make the worker
+    forget the newer attempt, which it keeps heartbeating until it completes.
+    """
+    from jobkit.worker import Worker
+
+    registry = jobkit.Registry()
+    gates = {1: threading.Event(), 2: threading.Event()}
+    started: list[int] = []
+
+    @registry.job(name="gated")
+    def gated(n: int, ctx: jobkit.Context) -> int:
+        started.append(ctx.attempt)
+        assert gates[ctx.attempt].wait(10), "the test never opened this attempt's gate"
+        return ctx.attempt
+
+    job_id = gated.later(1, store)  # enqueued by the real clock: the fake one starts from there
+    clock.now = record(store, job_id).scheduled_for
+    worker = Worker(store, Resolver(registry, import_on_demand=False), concurrency=2, lock_timeout=10, clock=clock)
+    worker._round(None)
+    wait_for(lambda: started == [1], "attempt 1 to start")
+
+    clock.advance(30)  # the worker's loop stalled past its own lock
+    worker._next_reap = 0.0
+    worker._round(None)  # reaps the job and claims it again: attempt 2
+    wait_for(lambda: started == [1, 2], "attempt 2 to start")
+
+    gates[1].set()  # the stale attempt finishes; its outcome must be dropped
+    wait_for(lambda: bool(worker._done), "attempt 1's outcome to come back")
+    worker._round(None)
+    assert record(store, job_id).attempt_count == 2
+    assert [r.job.attempt_count for r in worker._held.values()] == [2], "the newer attempt was forgotten"
+
+    for _ in range(4):  # time goes on: attempt 2 must stay locked by its heartbeats
+        clock.advance(4)
+        worker._next_beat = worker._next_reap = 0.0
+        worker._round(None)
+    assert started == [1, 2], "the job was taken a third time while attempt 2 ran"
+
+    gates[2].set()
+    wait_for(lambda: bool(worker._done), "attempt 2's outcome to come back")
+    worker._round(None)
+    done = record(store, job_id)
+    assert (done.status, done.attempt_count, done.result) == (JobStatus.COMPLETED, 2, "2")
+    assert worker.report.lost == 1
+    worker._close()

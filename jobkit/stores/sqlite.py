@@ -137,13 +137,17 @@ SELECT = ", ".join(COLUMNS)
 _TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
 
 
-@functools.lru_cache(maxsize=256)  # a batch shares its times: format each once
 def ts(value: datetime) -> str:
     """The stored form of a time: UTC, ISO 8601, microseconds, trailing Z."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
-    if value.utcoffset():
-        value = value.astimezone(timezone.utc)
+    # Converted before the cache: two local times that differ only in `fold` (the
+    # repeated hour of a DST change) compare and hash equal, but are an hour apart.
+    return _utc_text(value.astimezone(timezone.utc))
+
+
+@functools.lru_cache(maxsize=256)  # a batch shares its times: format each once
+def _utc_text(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
@@ -518,7 +522,10 @@ class SqliteStore:
                 pause = min(pause * 2, 0.1)
 
     def _read(self, sql: str, bindings: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
-        return list(self._connection().execute(sql, bindings))
+        try:
+            return list(self._connection().execute(sql, bindings))
+        except apsw.BusyError as exc:  # rare in WAL (recovery, a checkpoint's reset)
+            raise StoreError(f"{self.path}: the database stayed busy for a read: {exc}", path=self.path) from exc
 
     def _migrate(self, conn: apsw.Connection, *, create: bool) -> None:
         version = _version(conn, self.path)

@@ -124,7 +124,9 @@ def test_cancel_stops_a_job_running_in_a_worker_process(h: Harness, then: str, c
 
     seen = [t for t in h.traces() if t.event == "cancel-seen" and t.job_id == job_id]
     assert len(seen) == 1 and seen[0].pid == worker.pid
-    assert seen[0].at - asked_at < 3.0, f"the handler saw the cancellation {seen[0].at - asked_at:.2f}s later"
+    # Workers look once a second; the bound is loose for a loaded CI machine, and far
+    # below the 300 s lock timeout that a heartbeat-only design would need.
+    assert seen[0].at - asked_at < 10.0, f"the handler saw the cancellation {seen[0].at - asked_at:.2f}s later"
     ended = record(h, job_id)
     assert ended.attempt_count == 1 and ended.error == "cancelled" and ended.worker_expires_at is None
     assert events(h, job_id) == ["start", "cancel-seen"]

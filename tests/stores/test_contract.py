@@ -975,3 +975,16 @@ def test_sqlite_closed_store_refuses_use_and_reports_unhealthy(db: Path) -> None
     ok, message = store.health()
     assert ok is False
     assert "closed" in message
+
+
+def test_the_two_readings_of_a_repeated_local_hour_are_kept_apart(store: Store) -> None:
+    """01:30 happens twice in New York on 2026-11-01; `fold` tells which, an hour apart."""
+    from zoneinfo import ZoneInfo
+
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York"))
+    second = first.replace(fold=1)
+    assert first == second  # equal as Python compares them, which a cache keyed on them would trust
+    store.add([make_job("a", scheduled_for=first), make_job("b", scheduled_for=second)])
+    a, b = store.get("a"), store.get("b")
+    assert a is not None and b is not None
+    assert b.scheduled_for - a.scheduled_for == timedelta(hours=1)
