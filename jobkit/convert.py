@@ -157,12 +157,19 @@ def check_json(data: Any, path: str) -> None:
 
 
 _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what _ENCODER does to a str
 
 
 def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
     """Check plain *data* and encode it as compact JSON text no larger than *limit* bytes."""
-    check_json(data, what)
-    text = _ENCODER.encode(data)
+    kind = type(data)
+    if kind is int or kind is bool:  # the common plain params, without the encoder's overhead
+        text = "true" if data is True else "false" if data is False else int.__repr__(data)
+    elif kind is str:
+        text = _encode_str(data)
+    else:
+        check_json(data, what)
+        text = _ENCODER.encode(data)
     if len(text) * 4 > limit:  # cheap test first: a str of n chars is at most 4n bytes
         size = len(text.encode())
         if size > limit:
