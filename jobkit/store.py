@@ -10,6 +10,7 @@ the claim): a write whose token no longer holds the job changes nothing and repo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -163,11 +164,13 @@ class Store(Protocol):
     ) -> None: ...
 
 
-def open_store(target: str | Store, **options: object) -> Store:
+def open_store(target: str | os.PathLike[str] | Store, **options: object) -> Store:
     """A store for *target*: ``"memory:"`` gives a MemoryStore, a path a SqliteStore.
 
     A store passed in is returned as it is.
     """
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
     if not isinstance(target, str):
         return target
     if target == "memory:":

@@ -988,3 +988,13 @@ def test_the_two_readings_of_a_repeated_local_hour_are_kept_apart(store: Store) 
     a, b = store.get("a"), store.get("b")
     assert a is not None and b is not None
     assert b.scheduled_for - a.scheduled_for == timedelta(hours=1)
+
+
+def test_open_store_takes_memory_a_str_path_or_a_pathlike(tmp_path: Path) -> None:
+    assert isinstance(jobkit.open_store("memory:"), jobkit.MemoryStore)
+    for target in (str(tmp_path / "a.sqlite"), tmp_path / "b.sqlite"):
+        with jobkit.open_store(target) as opened:
+            assert isinstance(opened, jobkit.SqliteStore)
+            assert opened.path == str(target)
+    given = jobkit.MemoryStore()
+    assert jobkit.open_store(given) is given
