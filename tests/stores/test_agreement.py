@@ -14,22 +14,16 @@ picks one by name, e.g. "agreement-thorough" (2,000 x 60) for a long hunt.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
-import jobkit
 from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Schedule, Transition
-from jobkit.store import Store
-from tests.conftest import T0
+from tests.stores.agreement import TwoStores
 
 T = TypeVar("T")
 
@@ -105,38 +99,15 @@ new_schedules = st.fixed_dictionaries(
 )
 
 
-class StoresAgree(RuleBasedStateMachine):
+class StoresAgree(TwoStores):
     """Every operation gives the same answer on every store, and leaves the same jobs behind."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.folder = Path(tempfile.mkdtemp(prefix="jobkit-agree-"))
-        self.memory = jobkit.MemoryStore()
-        self.sqlite = jobkit.SqliteStore(self.folder / "jobs.sqlite")
-        self.stores: tuple[Store, Store] = (self.memory, self.sqlite)
-        self.now: datetime = T0
-        self.tokens = 0
-        self.leases: list[Lease] = []
         self.made = 0  # schedules and cron jobs made, for unique ids
         self.next_run_ats: list[datetime] = []  # every next_run_at a schedule had: stale `expected` values
 
-    def teardown(self) -> None:
-        self.sqlite.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
     # -- helpers --------------------------------------------------------------------
-    def both(self, call: Callable[[Store], T]) -> T | None:
-        """Call both stores; they must return equal values or raise the same type of error."""
-        outcomes: list[tuple[str, Any]] = []
-        for store in self.stores:
-            try:
-                outcomes.append(("returned", call(store)))
-            except Exception as exc:
-                outcomes.append(("raised", type(exc)))
-        memory, sqlite = outcomes
-        assert memory == sqlite, f"MemoryStore {memory} but SqliteStore {sqlite}"
-        return memory[1] if memory[0] == "returned" else None
-
     def token(self) -> str:
         self.tokens += 1
         return f"tok-{self.tokens}"

@@ -14,21 +14,15 @@ freshly random); JOBKIT_OPERATIONS_PROFILE picks one by name, e.g. "operations-t
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
-import jobkit
 from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Transition
-from jobkit.store import Store
-from tests.conftest import T0
+from tests.stores.agreement import TwoStores
 
 T = TypeVar("T")
 
@@ -77,36 +71,12 @@ new_jobs = st.fixed_dictionaries(
 )
 
 
-class OperationsAgree(RuleBasedStateMachine):
+class OperationsAgree(TwoStores):
     """Every operating verb gives the same answer on every store, and leaves the same jobs behind."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.folder = Path(tempfile.mkdtemp(prefix="jobkit-operations-"))
-        self.memory = jobkit.MemoryStore()
-        self.sqlite = jobkit.SqliteStore(self.folder / "jobs.sqlite")
-        self.stores: tuple[Store, Store] = (self.memory, self.sqlite)
-        self.now: datetime = T0
-        self.tokens = 0
-        self.leases: list[Lease] = []
-
-    def teardown(self) -> None:
-        self.sqlite.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+    folder_prefix = "jobkit-operations-"
 
     # -- helpers --------------------------------------------------------------------
-    def both(self, call: Callable[[Store], T]) -> T | None:
-        """Call both stores; they must return equal values or raise the same type of error."""
-        outcomes: list[tuple[str, Any]] = []
-        for store in self.stores:
-            try:
-                outcomes.append(("returned", call(store)))
-            except Exception as exc:
-                outcomes.append(("raised", type(exc)))
-        memory, sqlite = outcomes
-        assert memory == sqlite, f"MemoryStore {memory} but SqliteStore {sqlite}"
-        return memory[1] if memory[0] == "returned" else None
-
     def jobs(self, status: JobStatus | None = None) -> list[JobRecord]:
         return self.memory.list_jobs(status=status, limit=10**6)
 
