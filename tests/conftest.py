@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +13,23 @@ import jobkit
 from jobkit.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TIMEOUT = 10.0  # the longest any single wait in a test may take
+
+
+def poll(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
+    """Whether *condition* became true within *timeout* seconds, checked every few ms."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)  # a polling interval, not a wait for something to happen
+    return True
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Fail the test unless *condition* becomes true within *timeout* seconds."""
+    if not poll(condition, timeout):
+        pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 class FakeClock:

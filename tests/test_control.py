@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,30 +26,14 @@ from jobkit.events import Event
 from jobkit.model import CANCELLED_WHILE_LOST, JobRecord, JobStatus, Lease, Summary, new_id, utc_now
 from jobkit.store import Store
 from jobkit.worker import Report, run_worker, tick
-from tests.conftest import T0, FakeClock
+from tests.conftest import T0, TIMEOUT, FakeClock, poll, wait_until
 
-TIMEOUT = 10.0  # the longest any single wait in this file may take
 CANCEL_SEEN_WITHIN = 2.5  # the worker looks for cancellations every second
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 
 
 # -- helpers --------------------------------------------------------------------------
-def poll(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    """Whether *condition* became true within *timeout* seconds, checked every few ms."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)  # a polling interval, not a wait for something to happen
-    return True
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    if not poll(condition, timeout):
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
 def get(store: Store, job_id: str) -> JobRecord:
     found = store.get(job_id)
     assert found is not None, f"job {job_id} is gone"

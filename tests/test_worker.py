@@ -29,29 +29,13 @@ from jobkit.model import JobRecord, JobStatus, ResetReport, new_id, utc_now
 from jobkit.store import Store
 from jobkit.worker import Report, Resolver, load_registry, main, merge, run_worker, tick, tick_handler
 from tests import worker_jobs
-from tests.conftest import FakeClock
+from tests.conftest import TIMEOUT, FakeClock, poll, wait_until
 
-TIMEOUT = 10.0  # the longest any single wait in this file may take
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 
 
 # -- helpers --------------------------------------------------------------------------
-def poll(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    """Whether *condition* became true within *timeout* seconds, checked every few ms."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)  # a polling interval, not a wait for something to happen
-    return True
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    if not poll(condition, timeout):
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
 def record(store: Store, job_id: str) -> JobRecord:
     found = store.get(job_id)
     assert found is not None, job_id
@@ -1143,14 +1127,6 @@ def test_the_library_form_is_reachable_from_the_package() -> None:
     assert {"run_worker", "tick", "tick_handler"} <= set(jobkit.__all__)
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll *predicate* until it holds, failing with *what* after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_attempt(
     store: Store, clock: FakeClock
 ) -> None:
@@ -1175,15 +1151,15 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
     clock.now = record(store, job_id).scheduled_for
     worker = Worker(store, Resolver(registry, import_on_demand=False), concurrency=2, lock_timeout=10, clock=clock)
     worker._round(None)
-    wait_for(lambda: started == [1], "attempt 1 to start")
+    wait_until(lambda: started == [1], "attempt 1 to start")
 
     clock.advance(30)  # the worker's loop stalled past its own lock
     worker._next_reap = 0.0
     worker._round(None)  # reaps the job and claims it again: attempt 2
-    wait_for(lambda: started == [1, 2], "attempt 2 to start")
+    wait_until(lambda: started == [1, 2], "attempt 2 to start")
 
     gates[1].set()  # the stale attempt finishes; its outcome must be dropped
-    wait_for(lambda: bool(worker._done), "attempt 1's outcome to come back")
+    wait_until(lambda: bool(worker._done), "attempt 1's outcome to come back")
     worker._round(None)
     assert record(store, job_id).attempt_count == 2
     assert [r.job.attempt_count for r in worker._held.values()] == [2], "the newer attempt was forgotten"
@@ -1195,7 +1171,7 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
     assert started == [1, 2], "the job was taken a third time while attempt 2 ran"
 
     gates[2].set()
-    wait_for(lambda: bool(worker._done), "attempt 2's outcome to come back")
+    wait_until(lambda: bool(worker._done), "attempt 2's outcome to come back")
     worker._round(None)
     done = record(store, job_id)
     assert (done.status, done.attempt_count, done.result) == (JobStatus.COMPLETED, 2, "2")
