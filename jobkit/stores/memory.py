@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 import attrs
 
@@ -87,6 +88,11 @@ def check_percent(percent: int) -> None:
 def check_names(names: Collection[str] | None) -> None:
     if isinstance(names, str):
         raise TypeError(f"names must be a collection of job names, not the str {names!r}")
+
+
+def _ended(job: JobRecord, status: JobStatus, error: str | None, at: datetime, **more: Any) -> JobRecord:
+    """*job* finished with *status* at *at*: no longer locked (it keeps who ran it)."""
+    return attrs.evolve(job, status=status, error=error, worker_expires_at=None, completed_at=at, updated_at=at, **more)
 
 
 class _Table(dict[str, JobRecord]):
@@ -207,17 +213,7 @@ class MemoryStore:
             return False
         match transition:
             case Complete(result=result, at=at):
-                done = attrs.evolve(
-                    job,
-                    status=JobStatus.COMPLETED,
-                    result=result,
-                    progress=100,
-                    error=None,
-                    traceback=None,
-                    worker_expires_at=None,
-                    completed_at=at,
-                    updated_at=at,
-                )
+                done = _ended(job, JobStatus.COMPLETED, None, at, result=result, progress=100, traceback=None)
             case Retry(error=error, traceback=tb, at=at, run_at=run_at):
                 done = attrs.evolve(
                     job,
@@ -231,24 +227,9 @@ class MemoryStore:
                     updated_at=at,
                 )
             case Fail(error=error, traceback=tb, at=at):
-                done = attrs.evolve(
-                    job,
-                    status=JobStatus.FAILED,
-                    error=error,
-                    traceback=tb,
-                    worker_expires_at=None,
-                    completed_at=at,
-                    updated_at=at,
-                )
+                done = _ended(job, JobStatus.FAILED, error, at, traceback=tb)
             case Cancel(reason=reason, at=at):
-                done = attrs.evolve(
-                    job,
-                    status=JobStatus.CANCELLED,
-                    error=reason,
-                    worker_expires_at=None,
-                    completed_at=at,
-                    updated_at=at,
-                )
+                done = _ended(job, JobStatus.CANCELLED, reason, at)
         self._jobs[job.id] = done
         return True
 
@@ -276,14 +257,7 @@ class MemoryStore:
             for lease in leases:
                 job = self._held(lease)
                 if job is not None and job.cancel_requested:
-                    self._jobs[job.id] = attrs.evolve(
-                        job,
-                        status=JobStatus.CANCELLED,
-                        error=CANCELLED,
-                        worker_expires_at=None,
-                        completed_at=now,
-                        updated_at=now,
-                    )
+                    self._jobs[job.id] = _ended(job, JobStatus.CANCELLED, CANCELLED, now)
                 elif job is not None:
                     self._jobs[job.id] = attrs.evolve(
                         job,
@@ -310,26 +284,11 @@ class MemoryStore:
             ]
             for job in sorted(expired, key=lambda j: j.id):
                 if job.cancel_requested:
-                    self._jobs[job.id] = attrs.evolve(
-                        job,
-                        status=JobStatus.CANCELLED,
-                        error=CANCELLED_WHILE_LOST,
-                        traceback=None,
-                        worker_expires_at=None,
-                        completed_at=now,
-                        updated_at=now,
-                    )
+                    self._jobs[job.id] = _ended(job, JobStatus.CANCELLED, CANCELLED_WHILE_LOST, now, traceback=None)
                     report.cancelled.append(job.id)
                 elif job.attempt_count >= job.max_attempts:
-                    self._jobs[job.id] = attrs.evolve(
-                        job,
-                        status=JobStatus.FAILED,
-                        error=worker_lost(job.attempt_count, job.max_attempts),
-                        traceback=None,
-                        worker_expires_at=None,
-                        completed_at=now,
-                        updated_at=now,
-                    )
+                    lost = worker_lost(job.attempt_count, job.max_attempts)
+                    self._jobs[job.id] = _ended(job, JobStatus.FAILED, lost, now, traceback=None)
                     report.failed.append(job.id)
                 else:
                     self._jobs[job.id] = attrs.evolve(
@@ -354,7 +313,7 @@ class MemoryStore:
             if job is None or job.status.finished:
                 return job
             if job.status is PENDING:
-                job = attrs.evolve(job, status=JobStatus.CANCELLED, error=CANCELLED, completed_at=now, updated_at=now)
+                job = _ended(job, JobStatus.CANCELLED, CANCELLED, now)
             elif not job.cancel_requested:
                 job = attrs.evolve(job, cancel_requested=True, updated_at=now)
             self._jobs[job_id] = job
