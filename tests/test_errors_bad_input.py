@@ -13,6 +13,7 @@ import pytest
 import jobkit
 from jobkit import errors
 from jobkit.store import Store
+from jobkit.stores.sqlite import SCHEMA_VERSION
 
 # -- the error tree ----------------------------------------------------------------------
 
@@ -175,7 +176,7 @@ def _empty(path: Path) -> None:
 def _newer(path: Path) -> None:
     jobkit.SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
 
@@ -202,7 +203,7 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], type[jobkit.StoreError], str]
         "newer",
         _newer,
         jobkit.SchemaTooNew,
-        "schema version 2 is newer than this jobkit understands (1); upgrade jobkit",
+        f"schema version {SCHEMA_VERSION + 1} is newer than this jobkit understands ({SCHEMA_VERSION}); upgrade jobkit",
     ),
     ("unversioned", _jobkit_mark_without_version, jobkit.NotAJobkitDatabase, "jobkit mark without a schema version"),
 ]

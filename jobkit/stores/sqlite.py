@@ -33,6 +33,7 @@ from jobkit.errors import JobkitError, NotAJobkitDatabase, SchemaTooNew, StoreEr
 from jobkit.model import (
     CANCELLED,
     CANCELLED_WHILE_LOST,
+    FINISHED,
     Cancel,
     Complete,
     Fail,
@@ -50,22 +51,17 @@ from jobkit.model import (
 T = TypeVar("T")
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-SCHEMA = """
--- jobkit schema, version 1. Timestamps are UTC text, ISO 8601 with microseconds and a
--- trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
--- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append). The
--- queue index holds pending jobs only, the lock index running ones, the finished index
--- the rest: a job's claim and its completion each move it between two small indexes.
+JOBS_TABLE = """
 CREATE TABLE jobs (
     id                TEXT PRIMARY KEY NOT NULL,
     job_name          TEXT NOT NULL CHECK (length(job_name) > 0),
     params            TEXT NOT NULL,
     result            TEXT,
-    status            TEXT NOT NULL DEFAULT 'pending'
-                      CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    status            TEXT NOT NULL DEFAULT 'pending' CHECK (status = 'pending' OR status = 'running'
+                      OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),
     progress          INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
     progress_message  TEXT,
     error             TEXT,
@@ -78,19 +74,22 @@ CREATE TABLE jobs (
     priority          INTEGER NOT NULL DEFAULT 0,
     scheduled_for     TEXT NOT NULL,
     correlation_id    TEXT,
-    cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested = 0 OR cancel_requested = 1),
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL,
     completed_at      TEXT,
     CHECK (status <> 'running' OR (worker_id IS NOT NULL AND worker_expires_at IS NOT NULL)),
-    CHECK ((completed_at IS NOT NULL) = (status IN ('completed', 'failed', 'cancelled')))
+    CHECK ((completed_at IS NOT NULL) = (status = 'completed' OR status = 'failed' OR status = 'cancelled'))
 ) WITHOUT ROWID;
+"""
+JOBS_INDEXES = """
 CREATE INDEX jobs_status_scheduled_idx ON jobs (priority DESC, scheduled_for, id) WHERE status = 'pending';
 CREATE INDEX jobs_status_expires_idx ON jobs (worker_expires_at) WHERE status = 'running';
-CREATE INDEX jobs_name_idx ON jobs (job_name);
+CREATE INDEX jobs_name_idx ON jobs (job_name) WHERE completed_at IS NOT NULL;
 CREATE INDEX jobs_correlation_idx ON jobs (correlation_id) WHERE correlation_id IS NOT NULL;
 CREATE INDEX jobs_finished_idx ON jobs (status, completed_at) WHERE completed_at IS NOT NULL;
-
+"""
+CRON_TABLE = """
 CREATE TABLE cron_jobs (
     id              TEXT PRIMARY KEY NOT NULL,
     name            TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
@@ -109,6 +108,16 @@ CREATE TABLE cron_jobs (
 CREATE INDEX cron_jobs_next_run_idx ON cron_jobs (enabled, next_run_at);
 CREATE INDEX cron_jobs_name_idx ON cron_jobs (name);
 """
+SCHEMA = f"""
+-- jobkit schema, version {SCHEMA_VERSION}. Timestamps are UTC text, ISO 8601 with microseconds and
+-- a trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
+-- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append). The
+-- queue index holds pending jobs only, the lock index running ones, the finished and
+-- name indexes the rest: an enqueue writes two b-trees, and a claim or a completion
+-- moves a job between small indexes. CHECKs spell their lists out with OR: an IN list
+-- in a CHECK builds a lookup table for every row written.
+{JOBS_TABLE}{JOBS_INDEXES}{CRON_TABLE}"""
+
 
 COLUMNS = (
     "id",
@@ -137,8 +146,26 @@ SELECT = ", ".join(COLUMNS)
 _TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
 
 
+def _v1_to_v2(conn: apsw.Connection) -> None:
+    """Version 2: the CHECKs without IN lists, and the name index over finished jobs only.
+
+    A CHECK cannot be altered in place, so the table is copied into the new definition.
+    """
+    conn.execute(JOBS_TABLE.replace("CREATE TABLE jobs", "CREATE TABLE jobs_v2"))
+    conn.execute(f"INSERT INTO jobs_v2 ({SELECT}) SELECT {SELECT} FROM jobs")
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+    conn.execute(JOBS_INDEXES)
+
+
+MIGRATIONS: dict[int, Callable[[apsw.Connection], None]] = {1: _v1_to_v2}
+"""From each older version, the step to the next one."""
+
+
 def ts(value: datetime) -> str:
     """The stored form of a time: UTC, ISO 8601, microseconds, trailing Z."""
+    if value.tzinfo is timezone.utc:  # as records hold them
+        return _utc_text(value)
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
     # Converted before the cache: two local times that differ only in `fold` (the
@@ -155,6 +182,9 @@ def _utc_text(value: datetime) -> str:
 def dt(value: str) -> datetime:
     """Read a stored time back as an aware UTC datetime."""
     return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
+
+
+_STATUS = {status.value: status for status in JobStatus}  # faster than JobStatus(text)
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
@@ -185,7 +215,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         id=id_,
         job_name=job_name,
         params=params,
-        status=JobStatus(status),
+        status=_STATUS[status],
         scheduled_for=dt(scheduled_for),
         created_at=dt(created_at),
         updated_at=dt(updated_at),
@@ -309,15 +339,41 @@ WHERE id IN (
     LIMIT :limit)
 RETURNING {SELECT}
 """
-_CLAIM_ANY = _CLAIM.format(names="")
-_CLAIM_NAMED = _CLAIM.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
 
 # Queue reads name the pending index: with a job-name filter the planner would rather use
 # the name index, and scan every job of that name ever run.
 _PENDING = "jobs INDEXED BY jobs_status_scheduled_idx WHERE status = 'pending'"
+_BY_STATUS = (
+    (_PENDING, {JobStatus.PENDING}),
+    ("jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {JobStatus.RUNNING}),
+    ("jobs WHERE completed_at IS NOT NULL", FINISHED),
+)
 _DUE = f"SELECT 1 FROM {_PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
-_DUE_ANY = _DUE.format(names="")
-_DUE_NAMED = _DUE.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
+_NEXT_DUE = f"SELECT min(scheduled_for) FROM {_PENDING} {{names}}"
+
+
+@functools.lru_cache(maxsize=64)
+def _queue_sql(template: str, count: int | None) -> str:
+    """*template* for any job (*count* None) or for one of *count* names bound as :n0, :n1, ...
+
+    A list of bound values, unlike a JSON array unpacked by json_each, is matched by the
+    planner once per statement rather than once per row it looks at.
+    """
+    if count is None:
+        return template.format(names="")
+    return template.format(names=f"AND job_name IN ({', '.join(f':n{i}' for i in range(count))})")
+
+
+def _queue_bindings(names: Collection[str] | None, **bindings: Any) -> tuple[int | None, dict[str, Any]]:
+    """The name count for :func:`_queue_sql`, and *bindings* with the names added."""
+    if names is None:
+        return None, bindings
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
+    chosen = sorted(set(names))
+    bindings.update((f"n{i}", name) for i, name in enumerate(chosen))
+    return len(chosen), bindings
+
 
 _CLAIM_ONE = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
@@ -376,28 +432,41 @@ def _transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
     raise TypeError(f"not a transition: {t!r}")  # pragma: no cover
 
 
-def _apply(conn: apsw.Connection, transitions: Sequence[Transition]) -> list[bool]:
-    """Apply *transitions* in order; each True when its token still held the job.
+def _writes(transitions: Sequence[Transition]) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """Each transition as (job id, statement, values); TypeError for anything else."""
+    return [(t.job_id, *_transition_sql(t)) for t in transitions]
 
-    A run of transitions of one kind on distinct jobs is one executemany (one prepared
+
+def _apply(conn: apsw.Connection, writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> list[bool]:
+    """Apply *writes* (from :func:`_writes`) in order; each True when its token still held the job.
+
+    A run of writes of one kind on distinct jobs is one executemany (one prepared
     statement, one call into SQLite); a run that names a job twice goes one by one, so
     that the outcome is exactly that of applying them in order.
     """
     applied: list[bool] = []
     start = 0
-    while start < len(transitions):
+    while start < len(writes):
+        sql = writes[start][1]
         end = start + 1
-        while end < len(transitions) and type(transitions[end]) is type(transitions[start]):
+        while end < len(writes) and writes[end][1] is sql:
             end += 1
-        run = [_transition_sql(t) for t in transitions[start:end]]
-        ids = [t.job_id for t in transitions[start:end]]
+        run = writes[start:end]
+        ids = [job_id for job_id, _, _ in run]
         if len(set(ids)) == len(ids):
-            done = {row[0] for row in conn.executemany(run[0][0], [values for _, values in run])}
+            done = {row[0] for row in conn.executemany(sql, [values for _, _, values in run])}
             applied.extend(job_id in done for job_id in ids)
         else:
-            applied.extend(bool(list(conn.execute(sql, values))) for sql, values in run)
+            applied.extend(bool(list(conn.execute(sql, values))) for _, sql, values in run)
         start = end
     return applied
+
+
+def _claimed(rows: list[Any]) -> list[JobRecord]:
+    """The records a claim returned, in queue order (RETURNING promises no order)."""
+    records = [_record(row) for row in rows]
+    records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
+    return records
 
 
 class _Patience:
@@ -539,10 +608,14 @@ class SqliteStore:
             )
 
         def upgrade(conn: apsw.Connection) -> None:
-            if _version(conn, self.path) == 0:  # re-read under the write lock
+            version = _version(conn, self.path)  # re-read under the write lock: another process may have won
+            if version == 0:
                 conn.execute(SCHEMA)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            while 0 < version < SCHEMA_VERSION:
+                MIGRATIONS[version](conn)
+                version += 1
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -578,22 +651,15 @@ class SqliteStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> list[JobRecord]:
-        if isinstance(names, str):
-            raise TypeError(f"names must be a collection of job names, not the str {names!r}")
-        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
-        if limit <= 0 or (names is not None and not names):
+        count, probe = _queue_bindings(names, now=ts(now))
+        if limit <= 0 or count == 0:
             return []
-        sql, probe = _CLAIM_ANY, _DUE_ANY
-        if names is not None:
-            sql, probe = _CLAIM_NAMED, _DUE_NAMED
-            bindings["names"] = _json_list(names)
         # A read first: an idle worker's claim must not take the write lock for nothing.
-        if not self._read(probe, {k: v for k, v in bindings.items() if k in ("now", "names")}):
+        if not self._read(_queue_sql(_DUE, count), probe):
             return []
-        rows = self._write(lambda conn: list(conn.execute(sql, bindings)))
-        records = [_record(row) for row in rows]
-        records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
-        return records
+        bindings = {**probe, "token": token, "until": ts(lock_until), "limit": limit}
+        sql = _queue_sql(_CLAIM, count)
+        return _claimed(self._write(lambda conn: list(conn.execute(sql, bindings))))
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
@@ -628,9 +694,8 @@ class SqliteStore:
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         if not transitions:
             return []
-        for transition in transitions:
-            _transition_sql(transition)  # refuse bad input before taking the write lock
-        return self._write(lambda conn: _apply(conn, transitions))
+        writes = _writes(transitions)  # bad input is refused before the write lock is taken
+        return self._write(lambda conn: _apply(conn, writes))
 
     def finish_and_claim(
         self,
@@ -642,27 +707,19 @@ class SqliteStore:
         lock_until: datetime,
         names: Collection[str] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
-        if isinstance(names, str):
-            raise TypeError(f"names must be a collection of job names, not the str {names!r}")
         if not transitions:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
-        for transition in transitions:
-            _transition_sql(transition)  # refuse bad input before taking the write lock
-        take = limit > 0 and (names is None or bool(names))
-        bindings: dict[str, Any] = {"token": token, "now": ts(now), "until": ts(lock_until), "limit": limit}
-        sql = _CLAIM_ANY
-        if names is not None:
-            sql = _CLAIM_NAMED
-            bindings["names"] = _json_list(names)
+        count, bindings = _queue_bindings(names, now=ts(now), token=token, until=ts(lock_until), limit=limit)
+        writes = _writes(transitions)  # bad input is refused before the write lock is taken
+        take = limit > 0 and count != 0
+        sql = _queue_sql(_CLAIM, count)
 
         def swap(conn: apsw.Connection) -> tuple[list[bool], list[Any]]:
-            applied = _apply(conn, transitions)
+            applied = _apply(conn, writes)
             return applied, list(conn.execute(sql, bindings)) if take else []
 
         applied, rows = self._write(swap)
-        records = [_record(row) for row in rows]
-        records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
-        return applied, records
+        return applied, _claimed(rows)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         at = ts(now)
@@ -854,23 +911,32 @@ class SqliteStore:
         correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[JobRecord]:
-        where, bindings = [], []
+        where = []
+        bindings: dict[str, Any] = {"limit": max(limit, 0)}
         for column, value in (("status", status), ("job_name", name), ("correlation_id", correlation_id)):
             if value is not None:
-                where.append(f"{column} = ?")
-                bindings.append(value.value if isinstance(value, JobStatus) else value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT ?"
-        return [_record(row) for row in self._read(sql, (*bindings, max(limit, 0)))]
+                where.append(f"{column} = :{column}")
+                bindings[column] = value.value if isinstance(value, JobStatus) else value
+        if name is None:
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            sql = f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
+        else:
+            # The name index holds finished jobs only; pending and running ones of that
+            # name are found through the (small) indexes of their own status.
+            filters = " AND ".join(where)
+            parts = [
+                f"SELECT {SELECT} FROM {source} AND {filters}"
+                for source, statuses in _BY_STATUS
+                if status is None or status in statuses
+            ]
+            if not parts:  # a status no job can have
+                return []
+            sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY created_at DESC, id DESC LIMIT :limit"
+        return [_record(row) for row in self._read(sql, bindings)]
 
     def next_due(self, names: Collection[str] | None = None) -> datetime | None:
-        if names is None:
-            rows = self._read(f"SELECT min(scheduled_for) FROM {_PENDING}")
-        else:
-            rows = self._read(
-                f"SELECT min(scheduled_for) FROM {_PENDING} AND job_name IN (SELECT value FROM json_each(?))",
-                (_json_list(names),),
-            )
+        count, bindings = _queue_bindings(names)
+        rows = self._read(_queue_sql(_NEXT_DUE, count), bindings)
         return dt(rows[0][0]) if rows and rows[0][0] else None
 
     def data_version(self) -> int:
@@ -911,10 +977,6 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r}, durability={self.durability!r})"
-
-
-def _json_list(values: Collection[str]) -> str:
-    return json.dumps(sorted(values))
 
 
 def _version(conn: apsw.Connection, path: str) -> int:

@@ -1,0 +1,164 @@
+"""Opening a file made by an older jobkit migrates it in place: every row kept, the new schema exact."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import jobkit
+from jobkit.stores import sqlite as sqlite_store
+from tests.conftest import T0
+
+V1_SCHEMA = (Path(__file__).parent / "schemas" / "v1.sql").read_text()
+T = "2026-01-01T00:00:00.000000Z"
+LATER = "2026-01-01T00:05:00.000000Z"
+NAME = "shop.tasks:resize"
+
+
+def job(n: int, status: str, **fields: object) -> dict[str, object]:
+    """A v1 row: job number *n* in *status*, with *fields* over the defaults."""
+    return {
+        "id": f"0193c0de-0000-7000-8000-{n:012d}",
+        "job_name": NAME,
+        "params": str(n),
+        "status": status,
+        "scheduled_for": T,
+        "created_at": T,
+        "updated_at": T,
+        **fields,
+    }
+
+
+# One job in each status, with the columns that status uses filled in.
+RUNNING = {"worker_id": "host:1:ab:1", "worker_started_at": T, "worker_expires_at": LATER, "attempt_count": 1}
+V1_JOBS = [
+    job(1, "pending", correlation_id="order-1", params='{"w":1}'),
+    job(2, "running", progress=40, progress_message="halfway", cancel_requested=1, priority=5, **RUNNING),
+    job(3, "completed", result='{"path":"a.png"}', progress=100, completed_at=LATER, correlation_id="order-1"),
+    job(4, "failed", job_name="other:job", error="ValueError: no", traceback="Traceback ...", completed_at=LATER),
+    job(5, "cancelled", error="cancelled", priority=-1, completed_at=LATER),
+]
+
+COLUMNS = ", ".join(sqlite_store.COLUMNS)
+SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER, "0193c0de", 1, T, T)
+
+
+def make_v1(path: Path) -> None:
+    """A database exactly as jobkit wrote schema version 1, holding V1_JOBS and one schedule."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(V1_SCHEMA)
+    conn.execute(f"PRAGMA application_id = {sqlite_store.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    for row in V1_JOBS:
+        conn.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    conn.execute(
+        "INSERT INTO cron_jobs (id, name, job_name, cron_expression, params, timezone, enabled, last_run_at, "
+        "next_run_at, last_job_id, declared, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        SCHEDULE,
+    )
+    conn.commit()
+    conn.close()
+
+
+def contents(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        jobs = conn.execute(f"SELECT {COLUMNS} FROM jobs ORDER BY id").fetchall()
+        schedules = conn.execute("SELECT * FROM cron_jobs ORDER BY name").fetchall()
+        return jobs, schedules
+    finally:
+        conn.close()
+
+
+def schema_of(path: Path) -> dict[str, str]:
+    """Each table and index by name, its SQL with the quoting of the name made uniform."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL").fetchall()
+    finally:
+        conn.close()
+    return {name: " ".join(sql.replace('"jobs"', "jobs").split()) for name, sql in rows}
+
+
+def pragma(path: Path, name: str) -> object:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_version_1_file_is_migrated_with_every_row_kept(tmp_path: Path) -> None:
+    old = tmp_path / "old.sqlite"
+    make_v1(old)
+    before = contents(old)
+
+    with jobkit.SqliteStore(old) as store:
+        assert store.get(V1_JOBS[1]["id"]) is not None
+
+    assert pragma(old, "user_version") == sqlite_store.SCHEMA_VERSION == 2
+    assert pragma(old, "application_id") == sqlite_store.APPLICATION_ID
+    assert pragma(old, "integrity_check") == "ok"
+    assert contents(old) == before
+    fresh = tmp_path / "fresh.sqlite"
+    jobkit.SqliteStore(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
+def test_a_migrated_file_works_like_a_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    with jobkit.SqliteStore(path) as store:
+        by_name = store.list_jobs(name=NAME)
+        assert [j.id for j in by_name] == sorted((j["id"] for j in V1_JOBS if j["job_name"] == NAME), reverse=True)
+        assert [j.status for j in store.list_jobs(name=NAME, status=jobkit.JobStatus.COMPLETED)] == ["completed"]
+        claimed = store.claim(limit=5, now=T0.replace(hour=1), token="t", lock_until=T0.replace(hour=2))
+        assert [j.id for j in claimed] == [V1_JOBS[0]["id"]]
+        assert store.counts()[jobkit.JobStatus.RUNNING] == 2
+        schedule = store.get_schedule("nightly")
+        assert schedule is not None and schedule.cron_expression == "0 3 * * *"
+
+
+def test_a_bad_status_is_still_refused_after_migration(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    jobkit.SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        for sql in (
+            "UPDATE jobs SET status = 'lost' WHERE id = ?",
+            "UPDATE jobs SET cancel_requested = 2 WHERE id = ?",
+            "UPDATE jobs SET completed_at = NULL WHERE id = ?",
+        ):
+            try:
+                conn.execute(sql, (V1_JOBS[2]["id"],))
+            except sqlite3.IntegrityError as exc:
+                assert "CHECK constraint failed" in str(exc)
+            else:
+                raise AssertionError(f"{sql} was allowed")
+    finally:
+        conn.close()
+
+
+OPEN = """
+import sys
+import jobkit
+jobkit.SqliteStore(sys.argv[1]).close()
+"""
+
+
+def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    before = contents(path)
+    starters = [
+        subprocess.Popen([sys.executable, "-c", OPEN, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    for starter in starters:
+        _, err = starter.communicate(timeout=60)
+        assert starter.returncode == 0, err
+    assert pragma(path, "user_version") == 2
+    assert contents(path) == before
