@@ -40,7 +40,10 @@ class Doorbell:
 
     def ring(self) -> None:
         """Wake the loop (any thread, or a signal handler)."""
-        self._event.set()
+        # Set once until the loop clears it: a busy worker's outcomes would each pay
+        # Event.set's lock and notify. (The loop clears it before it looks at what came.)
+        if not self._event.is_set():
+            self._event.set()
         if self._sleeping:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._write, b"!")

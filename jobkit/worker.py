@@ -500,7 +500,10 @@ class Worker:
             return False
         running.started = time.monotonic()
         job = running.job
-        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+        if logger.isEnabledFor(logging.INFO):  # spares a busy worker the arguments
+            logger.info(
+                "job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts
+            )
         if running.spec is not None and running.spec.hooks:
             running.spec.hooks.emit(Event("started", job.id, job.job_name, self.clock(), job.attempt_count))
         return True
@@ -531,10 +534,11 @@ class Worker:
 
     def _log(self, running: _Running, transition: Transition) -> None:
         job = running.job
-        took = time.monotonic() - running.started if running.started is not None else 0.0
         match transition:
             case Complete():
-                logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, took)
+                if logger.isEnabledFor(logging.INFO):
+                    took = time.monotonic() - running.started if running.started is not None else 0.0
+                    logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, took)
             case Retry(error=error, run_at=run_at):
                 logger.warning(
                     "job %s %s: attempt %d failed: %s; retry at %s",

@@ -552,6 +552,9 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: the store is closed", path=self.path)
             conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
             conn.set_busy_handler(_Patience(self.busy_timeout))
+            # A plan that depends on a bound value (a claim's LIMIT :limit) would be
+            # prepared again for every new binding: 40-60 us a claim, for the same plan.
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
             conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
             self._local.conn = conn
             with self._guard:
