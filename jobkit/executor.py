@@ -24,7 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -52,8 +52,10 @@ from jobkit.model import (
     seconds,
     utc_now,
 )
-from jobkit.spec import JobSpec
 from jobkit.store import Store
+
+if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
 
 logger = logging.getLogger("jobkit")
 T = TypeVar("T")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from jobkit import executor
 from jobkit.backoff import Backoff
 from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
@@ -71,8 +72,6 @@ class JobSpec(Generic[P, R]):
 
     def now(self, params: P | Any, store: Store | None = None) -> JobResult[R]:
         """Run once in this process and return the result; persisted when *store* is given."""
-        from jobkit import executor
-
         return executor.run_now(self, params, store)
 
     def later(
@@ -87,8 +86,6 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
     ) -> str:
         """Enqueue for a worker; return the new job's id."""
-        from jobkit import executor
-
         return executor.enqueue(
             self,
             [params],
@@ -112,8 +109,6 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
     ) -> list[str]:
         """Enqueue many jobs in one transaction, all or nothing; return their ids in order."""
-        from jobkit import executor
-
         return executor.enqueue(
             self,
             params_list,
@@ -135,8 +130,6 @@ class JobSpec(Generic[P, R]):
         stop_on_error: bool = False,
     ) -> list[JobResult[R]]:
         """Run many now, at most *concurrency* at a time; results in input order."""
-        from jobkit import executor
-
         return executor.run_batch(self, params_list, store, concurrency=concurrency, stop_on_error=stop_on_error)
 
     def wait(self, job_id: str, store: Store, timeout: float | None = None) -> R:
