@@ -667,7 +667,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def _open(path: str) -> SqliteStore:
     try:
-        return SqliteStore(path, create=False)
+        return SqliteStore(path, create=False, upgrade=False)  # an admin command changes only what it says
     except JobkitError as exc:
         raise CommandError(str(exc), USAGE) from None
 

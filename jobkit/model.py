@@ -48,7 +48,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _utc_required(value: datetime) -> datetime:
     # _utc's body again rather than a call to it: three of these run for every record.
-    if value.tzinfo is None or value.tzinfo is timezone.utc:
+    if value is None or value.tzinfo is None or value.tzinfo is timezone.utc:
         return value
     return value.astimezone(timezone.utc)
 

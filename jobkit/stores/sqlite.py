@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import random
 import threading
@@ -49,9 +50,10 @@ from jobkit.model import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("jobkit")
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 JOBS_TABLE = """
@@ -146,20 +148,57 @@ SELECT = ", ".join(COLUMNS)
 _TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
 
 
-def _v1_to_v2(conn: apsw.Connection) -> None:
-    """Version 2: the CHECKs without IN lists, and the name index over finished jobs only.
+# Files made before these definitions hold the jobs table with IN lists in its CHECKs
+# and a name index over every job. Both layouts are schema version 1: every jobkit
+# version reads and writes either, so bringing a file up to date locks nobody out.
+_OLD_CHECKS = {
+    "CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled'))": (
+        "CHECK (status = 'pending' OR status = 'running' OR status = 'completed' "
+        "OR status = 'failed' OR status = 'cancelled')"
+    ),
+    "CHECK (cancel_requested IN (0, 1))": "CHECK (cancel_requested = 0 OR cancel_requested = 1)",
+    "(status IN ('completed', 'failed', 'cancelled'))": (
+        "(status = 'completed' OR status = 'failed' OR status = 'cancelled')"
+    ),
+}
+_TABLE_SQL = JOBS_TABLE.strip().rstrip(";")  # as sqlite_schema keeps it
+_NAME_INDEX_SQL = next(line for line in JOBS_INDEXES.splitlines() if " jobs_name_idx " in line).rstrip(";")
 
-    A CHECK cannot be altered in place, so the table is copied into the new definition.
+
+def _words(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def _upgrade_layout(conn: apsw.Connection) -> bool:
+    """Give an older file this version's name index and CHECKs; False when it had them.
+
+    The CHECKs are rewritten in sqlite_schema, as SQLite documents for changing a
+    table's constraints without copying it (lang_altertable.html, "other kinds of table
+    schema changes"): the old and new ones accept exactly the same rows, and only a
+    table whose text is jobkit's own, constraint for constraint, is rewritten. Views,
+    triggers and indexes of the user's own on the table are left as they are.
     """
-    conn.execute(JOBS_TABLE.replace("CREATE TABLE jobs", "CREATE TABLE jobs_v2"))
-    conn.execute(f"INSERT INTO jobs_v2 ({SELECT}) SELECT {SELECT} FROM jobs")
-    conn.execute("DROP TABLE jobs")
-    conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
-    conn.execute(JOBS_INDEXES)
-
-
-MIGRATIONS: dict[int, Callable[[apsw.Connection], None]] = {1: _v1_to_v2}
-"""From each older version, the step to the next one."""
+    found = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('jobs', 'jobs_name_idx')"))
+    changed = False
+    if found.get("jobs_name_idx") != _NAME_INDEX_SQL:
+        conn.execute("DROP INDEX IF EXISTS jobs_name_idx")
+        conn.execute(_NAME_INDEX_SQL)
+        changed = True
+    table = found.get("jobs")
+    if isinstance(table, str) and table != _TABLE_SQL:
+        modern = table
+        for old, new in _OLD_CHECKS.items():
+            modern = modern.replace(old, new)
+        if _words(modern) == _words(_TABLE_SQL):
+            cookie = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+            conn.execute("PRAGMA writable_schema = ON")
+            try:
+                conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'jobs'", (_TABLE_SQL,))
+                conn.execute(f"PRAGMA schema_version = {cookie + 1}")  # other connections re-read it
+            finally:
+                conn.execute("PRAGMA writable_schema = OFF")
+            changed = True
+    return changed
 
 
 def ts(value: datetime) -> str:
@@ -184,7 +223,7 @@ def dt(value: str) -> datetime:
     return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
 
 
-_STATUS = {status.value: status for status in JobStatus}  # faster than JobStatus(text)
+_STATUS = {status.value: status for status in JobStatus}  # faster than JobStatus(text); holds the enum too
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
@@ -215,7 +254,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         id=id_,
         job_name=job_name,
         params=params,
-        status=_STATUS[status],
+        status=_STATUS.get(status) or JobStatus(status),
         scheduled_for=dt(scheduled_for),
         created_at=dt(created_at),
         updated_at=dt(updated_at),
@@ -352,15 +391,21 @@ _DUE = f"SELECT 1 FROM {_PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 _NEXT_DUE = f"SELECT min(scheduled_for) FROM {_PENDING} {{names}}"
 
 
+BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as one JSON array
+
+
 @functools.lru_cache(maxsize=64)
 def _queue_sql(template: str, count: int | None) -> str:
     """*template* for any job (*count* None) or for one of *count* names bound as :n0, :n1, ...
 
     A list of bound values, unlike a JSON array unpacked by json_each, is matched by the
-    planner once per statement rather than once per row it looks at.
+    planner once per statement rather than once per row it looks at. Past BOUND_NAMES
+    (and SQLite's limit on bound values) the names go as one array, :names.
     """
     if count is None:
         return template.format(names="")
+    if count > BOUND_NAMES:
+        return template.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
     return template.format(names=f"AND job_name IN ({', '.join(f':n{i}' for i in range(count))})")
 
 
@@ -371,7 +416,10 @@ def _queue_bindings(names: Collection[str] | None, **bindings: Any) -> tuple[int
     if isinstance(names, str):
         raise TypeError(f"names must be a collection of job names, not the str {names!r}")
     chosen = sorted(set(names))
-    bindings.update((f"n{i}", name) for i, name in enumerate(chosen))
+    if len(chosen) > BOUND_NAMES:
+        bindings["names"] = json.dumps(chosen)
+    else:
+        bindings.update((f"n{i}", name) for i, name in enumerate(chosen))
     return len(chosen), bindings
 
 
@@ -434,7 +482,11 @@ def _transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
 
 def _writes(transitions: Sequence[Transition]) -> list[tuple[str, str, tuple[Any, ...]]]:
     """Each transition as (job id, statement, values); TypeError for anything else."""
-    return [(t.job_id, *_transition_sql(t)) for t in transitions]
+    writes = []
+    for t in transitions:
+        sql, values = _transition_sql(t)  # first: it names what is not a transition
+        writes.append((t.job_id, sql, values))
+    return writes
 
 
 def _apply(conn: apsw.Connection, writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> list[bool]:
@@ -500,7 +552,10 @@ class SqliteStore:
     *durability* ``"full"`` (default) survives power loss once a call returns;
     ``"normal"`` survives a crash of the process but may lose the last commits on power
     loss. *busy_timeout* (seconds) bounds how long a write waits for another writer
-    before :class:`StoreError` is raised; nothing is lost when it is.
+    before :class:`StoreError` is raised; nothing is lost when it is. *create* False
+    refuses a path with no jobkit database. *upgrade* (default) gives a file made by an
+    older jobkit this version's indexes and constraints as it is opened; the file stays
+    usable by that older version.
     """
 
     shared = True
@@ -512,6 +567,7 @@ class SqliteStore:
         durability: Durability = "full",
         busy_timeout: float = 30.0,
         create: bool = True,
+        upgrade: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file:"):
@@ -534,7 +590,7 @@ class SqliteStore:
             _create(self.path)
         _check_file(self.path)
         try:
-            self._migrate(self._connection(), create=create)
+            self._migrate(self._connection(), create=create, upgrade=upgrade)
         except BaseException:
             self.close()  # refused or failed: keep no connection (nor -wal/-shm files) on the file
             raise
@@ -599,30 +655,38 @@ class SqliteStore:
         except apsw.BusyError as exc:  # rare in WAL (recovery, a checkpoint's reset)
             raise StoreError(f"{self.path}: the database stayed busy for a read: {exc}", path=self.path) from exc
 
-    def _migrate(self, conn: apsw.Connection, *, create: bool) -> None:
+    def _migrate(self, conn: apsw.Connection, *, create: bool, upgrade: bool) -> None:
         version = _version(conn, self.path)
-        if version == SCHEMA_VERSION:
-            return
         if version == 0 and not create:
             raise NotAJobkitDatabase(
                 f"{self.path}: an empty SQLite database without jobkit's tables; left untouched "
                 "(open it with create=True, e.g. by enqueuing a job, to make it a jobkit database)",
                 path=self.path,
             )
+        if version == SCHEMA_VERSION:
+            if upgrade and self._outdated(conn):
+                try:
+                    if self._write(_upgrade_layout):
+                        logger.info("%s: indexes and constraints brought up to date", self.path)
+                except (apsw.Error, StoreError) as exc:  # e.g. a defensive build refusing writable_schema
+                    logger.warning("%s: left with its older indexes and constraints (%s)", self.path, exc)
+            return
 
-        def upgrade(conn: apsw.Connection) -> None:
-            version = _version(conn, self.path)  # re-read under the write lock: another process may have won
-            if version == 0:
+        def build(conn: apsw.Connection) -> None:
+            if _version(conn, self.path) == 0:  # re-read under the write lock: another process may have won
                 conn.execute(SCHEMA)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            while 0 < version < SCHEMA_VERSION:
-                MIGRATIONS[version](conn)
-                version += 1
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
-        self._write(upgrade)
+        self._write(build)
+
+    @staticmethod
+    def _outdated(conn: apsw.Connection) -> bool:
+        """Whether the file's name index or jobs table differ from this version's (a read)."""
+        found = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('jobs', 'jobs_name_idx')"))
+        return found.get("jobs_name_idx") != _NAME_INDEX_SQL or found.get("jobs") != _TABLE_SQL
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
@@ -916,10 +980,18 @@ class SqliteStore:
     ) -> list[JobRecord]:
         where = []
         bindings: dict[str, Any] = {"limit": max(limit, 0)}
-        for column, value in (("status", status), ("job_name", name), ("correlation_id", correlation_id)):
+        if status is not None:
+            if status not in _STATUS:  # a status no job can have
+                return []
+            # Written into the SQL (from the allow-list above), not bound: the planner
+            # picks a partial index by the status it sees in the text (QPSG hides bound values).
+            where.append(f"status = '{_STATUS[status].value}'")
+            if _STATUS[status].finished:  # always so for these (a CHECK), and it lets the finished index serve
+                where.append("completed_at IS NOT NULL")
+        for column, value in (("job_name", name), ("correlation_id", correlation_id)):
             if value is not None:
                 where.append(f"{column} = :{column}")
-                bindings[column] = value.value if isinstance(value, JobStatus) else value
+                bindings[column] = value
         if name is None:
             clause = f"WHERE {' AND '.join(where)}" if where else ""
             sql = f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
@@ -932,8 +1004,6 @@ class SqliteStore:
                 for source, statuses in _BY_STATUS
                 if status is None or status in statuses
             ]
-            if not parts:  # a status no job can have
-                return []
             sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY created_at DESC, id DESC LIMIT :limit"
         return [_record(row) for row in self._read(sql, bindings)]
 

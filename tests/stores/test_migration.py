@@ -1,4 +1,10 @@
-"""Opening a file made by an older jobkit migrates it in place: every row kept, the new schema exact."""
+"""Opening a file made by an older jobkit brings its layout up to date in place.
+
+The first jobkit files (schema version 1 as first released) had IN lists in the jobs
+table's CHECKs and a name index over every job. Opening one gives it today's name index
+and CHECKs without copying the table: every row, and the user's own views, triggers and
+indexes, are kept, and the version stays 1 so that older jobkit processes still open it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import jobkit
 from jobkit.stores import sqlite as sqlite_store
 from tests.conftest import T0
 
-V1_SCHEMA = (Path(__file__).parent / "schemas" / "v1.sql").read_text()
+V1_SCHEMA = (Path(__file__).parent / "schemas" / "v1_first_layout.sql").read_text()
 T = "2026-01-01T00:00:00.000000Z"
 LATER = "2026-01-01T00:05:00.000000Z"
 NAME = "shop.tasks:resize"
@@ -46,7 +54,7 @@ SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER
 
 
 def make_v1(path: Path) -> None:
-    """A database exactly as jobkit wrote schema version 1, holding V1_JOBS and one schedule."""
+    """A database exactly as the first jobkit wrote it, holding V1_JOBS and one schedule."""
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.executescript(V1_SCHEMA)
@@ -80,7 +88,7 @@ def schema_of(path: Path) -> dict[str, str]:
         rows = conn.execute("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL").fetchall()
     finally:
         conn.close()
-    return {name: " ".join(sql.replace('"jobs"', "jobs").split()) for name, sql in rows}
+    return {name: " ".join(sql.split()) for name, sql in rows}
 
 
 def pragma(path: Path, name: str) -> object:
@@ -91,15 +99,16 @@ def pragma(path: Path, name: str) -> object:
         conn.close()
 
 
-def test_a_version_1_file_is_migrated_with_every_row_kept(tmp_path: Path) -> None:
+def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) -> None:
     old = tmp_path / "old.sqlite"
     make_v1(old)
     before = contents(old)
+    assert schema_of(old)["jobs_name_idx"] == "CREATE INDEX jobs_name_idx ON jobs (job_name)"
 
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == sqlite_store.SCHEMA_VERSION == 2
+    assert pragma(old, "user_version") == sqlite_store.SCHEMA_VERSION == 1
     assert pragma(old, "application_id") == sqlite_store.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
@@ -108,7 +117,7 @@ def test_a_version_1_file_is_migrated_with_every_row_kept(tmp_path: Path) -> Non
     assert schema_of(old) == schema_of(fresh)
 
 
-def test_a_migrated_file_works_like_a_new_one(tmp_path: Path) -> None:
+def test_an_upgraded_file_works_like_a_new_one(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     make_v1(path)
     with jobkit.SqliteStore(path) as store:
@@ -122,25 +131,91 @@ def test_a_migrated_file_works_like_a_new_one(tmp_path: Path) -> None:
         assert schedule is not None and schedule.cron_expression == "0 3 * * *"
 
 
-def test_a_bad_status_is_still_refused_after_migration(tmp_path: Path) -> None:
+def test_the_new_checks_refuse_what_the_old_ones_did(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     make_v1(path)
     jobkit.SqliteStore(path).close()
+    assert "IN (" not in schema_of(path)["jobs"]
     conn = sqlite3.connect(path)
     try:
         for sql in (
             "UPDATE jobs SET status = 'lost' WHERE id = ?",
             "UPDATE jobs SET cancel_requested = 2 WHERE id = ?",
             "UPDATE jobs SET completed_at = NULL WHERE id = ?",
+            "UPDATE jobs SET status = 'pending' WHERE id = ?",
         ):
-            try:
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
                 conn.execute(sql, (V1_JOBS[2]["id"],))
-            except sqlite3.IntegrityError as exc:
-                assert "CHECK constraint failed" in str(exc)
-            else:
-                raise AssertionError(f"{sql} was allowed")
     finally:
         conn.close()
+
+
+def test_the_users_own_views_triggers_and_indexes_survive(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE VIEW failed_jobs AS SELECT id, error FROM jobs WHERE status = 'failed';
+        CREATE INDEX my_priority_idx ON jobs (priority);
+        CREATE TABLE audit (job_id TEXT);
+        CREATE TRIGGER jobs_audit AFTER UPDATE OF status ON jobs BEGIN INSERT INTO audit VALUES (new.id); END;
+        """
+    )
+    conn.close()
+    mine = {
+        name: sql for name, sql in schema_of(path).items() if name in ("failed_jobs", "my_priority_idx", "jobs_audit")
+    }
+
+    with jobkit.SqliteStore(path) as store:
+        store.claim(limit=1, now=T0.replace(hour=1), token="t", lock_until=T0.replace(hour=2))
+
+    after = schema_of(path)
+    assert {name: after[name] for name in mine} == mine
+    assert "IN (" not in after["jobs"]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT id FROM failed_jobs").fetchall() == [(V1_JOBS[3]["id"],)]
+        assert conn.execute("SELECT job_id FROM audit").fetchall() == [(V1_JOBS[0]["id"],)]
+    finally:
+        conn.close()
+
+
+def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE jobs ADD COLUMN note TEXT")
+    conn.close()
+    table = schema_of(path)["jobs"]
+
+    with jobkit.SqliteStore(path) as store:
+        assert len(store.list_jobs(name=NAME)) == 4
+
+    after = schema_of(path)
+    assert after["jobs"] == table  # not jobkit's own text: its CHECKs are left alone
+    assert after["jobs_name_idx"] == " ".join(sqlite_store._NAME_INDEX_SQL.split())
+    assert pragma(path, "integrity_check") == "ok"
+
+
+def test_without_upgrade_an_older_file_is_left_as_it_is_and_still_works(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    before = schema_of(path), contents(path)
+    with jobkit.SqliteStore(path, create=False, upgrade=False) as store:
+        assert len(store.list_jobs(name=NAME)) == 4
+        assert [j.id for j in store.list_jobs(status=jobkit.JobStatus.PENDING)] == [V1_JOBS[0]["id"]]
+    assert (schema_of(path), contents(path)) == before
+
+
+def test_the_admin_command_does_not_change_an_older_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    before = schema_of(path)
+    for args, code in ((["status", str(path)], 0), (["cancel", str(path), "no-such-job"], 1)):
+        done = subprocess.run([sys.executable, "-m", "jobkit", *args], capture_output=True, timeout=60, check=False)
+        assert done.returncode == code, done.stderr
+    assert schema_of(path) == before
 
 
 OPEN = """
@@ -150,7 +225,7 @@ jobkit.SqliteStore(sys.argv[1]).close()
 """
 
 
-def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
+def test_processes_starting_together_all_open_it_and_agree(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = contents(path)
@@ -160,5 +235,7 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     for starter in starters:
         _, err = starter.communicate(timeout=60)
         assert starter.returncode == 0, err
-    assert pragma(path, "user_version") == 2
     assert contents(path) == before
+    fresh = tmp_path / "fresh.sqlite"
+    jobkit.SqliteStore(fresh).close()
+    assert schema_of(path) == schema_of(fresh)
