@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -72,31 +73,22 @@ def make_v1(path: Path) -> None:
 
 
 def contents(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         jobs = conn.execute(f"SELECT {COLUMNS} FROM jobs ORDER BY id").fetchall()
         schedules = conn.execute("SELECT * FROM cron_jobs ORDER BY name").fetchall()
         return jobs, schedules
-    finally:
-        conn.close()
 
 
 def schema_of(path: Path) -> dict[str, str]:
     """Each table and index by name, its SQL with the quoting of the name made uniform."""
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL").fetchall()
-    finally:
-        conn.close()
     return {name: " ".join(sql.split()) for name, sql in rows}
 
 
 def pragma(path: Path, name: str) -> object:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) -> None:
@@ -136,8 +128,7 @@ def test_the_new_checks_refuse_what_the_old_ones_did(tmp_path: Path) -> None:
     make_v1(path)
     jobkit.SqliteStore(path).close()
     assert "IN (" not in schema_of(path)["jobs"]
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         for sql in (
             "UPDATE jobs SET status = 'lost' WHERE id = ?",
             "UPDATE jobs SET cancel_requested = 2 WHERE id = ?",
@@ -146,8 +137,6 @@ def test_the_new_checks_refuse_what_the_old_ones_did(tmp_path: Path) -> None:
         ):
             with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
                 conn.execute(sql, (V1_JOBS[2]["id"],))
-    finally:
-        conn.close()
 
 
 def test_the_users_own_views_triggers_and_indexes_survive(tmp_path: Path) -> None:
@@ -173,12 +162,9 @@ def test_the_users_own_views_triggers_and_indexes_survive(tmp_path: Path) -> Non
     after = schema_of(path)
     assert {name: after[name] for name in mine} == mine
     assert "IN (" not in after["jobs"]
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT id FROM failed_jobs").fetchall() == [(V1_JOBS[3]["id"],)]
         assert conn.execute("SELECT job_id FROM audit").fetchall() == [(V1_JOBS[0]["id"],)]
-    finally:
-        conn.close()
 
 
 def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> None:

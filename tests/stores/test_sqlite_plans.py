@@ -24,6 +24,18 @@ def store(tmp_path: Path) -> Iterator[jobkit.SqliteStore]:
         yield made
 
 
+def pending(name: str) -> jobkit.JobRecord:
+    return jobkit.JobRecord(
+        id="0193c0de-0000-7000-8000-000000000001",
+        job_name=name,
+        params="1",
+        status=jobkit.JobStatus.PENDING,
+        scheduled_for=T0,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
 def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:
     """The query plan lines of every statement *call* makes the store run."""
     conn = store._connection()
@@ -69,16 +81,7 @@ def test_listing_by_name_reads_no_whole_table(store: jobkit.SqliteStore) -> None
 
 
 def test_claims_read_the_queue_index(store: jobkit.SqliteStore) -> None:
-    job = jobkit.JobRecord(
-        id="0193c0de-0000-7000-8000-000000000001",
-        job_name="shop:resize",
-        params="1",
-        status=jobkit.JobStatus.PENDING,
-        scheduled_for=T0,
-        created_at=T0,
-        updated_at=T0,
-    )
-    store.add([job])
+    store.add([pending("shop:resize")])
     lines = plans(
         store, lambda: store.claim(limit=5, now=T0, token="t", lock_until=T0, names=["shop:resize", "shop:other"])
     )
@@ -88,15 +91,7 @@ def test_claims_read_the_queue_index(store: jobkit.SqliteStore) -> None:
 
 def test_a_worker_serving_more_names_than_sqlite_binds_still_claims(store: jobkit.SqliteStore) -> None:
     names = [f"module:job_{i}" for i in range(40_000)]  # SQLite binds at most 32,766 values
-    job = jobkit.JobRecord(
-        id="0193c0de-0000-7000-8000-000000000002",
-        job_name=names[-1],
-        params="1",
-        status=jobkit.JobStatus.PENDING,
-        scheduled_for=T0,
-        created_at=T0,
-        updated_at=T0,
-    )
+    job = pending(names[-1])
     store.add([job])
     assert len(names) > sqlite_store.BOUND_NAMES
     assert store.next_due(names) == T0
