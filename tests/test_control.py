@@ -418,15 +418,24 @@ def test_a_cancelled_wait_async_lets_its_thread_and_asyncio_run_go(store: Store)
     job_id = gated_total.later(Pair(1), store)  # no worker: it never ends
 
     async def main() -> None:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # on 3.10 not the builtin TimeoutError
             await asyncio.wait_for(jobkit.wait_async(store, job_id), 0.2)
 
-    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # shown by the assertion below, not lost in the thread
+            raised.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
     began = time.monotonic()
     runner.start()
     runner.join(5)
     assert not runner.is_alive(), "asyncio.run did not return: the cancelled wait kept its thread"
     assert time.monotonic() - began < 2.0
+    assert raised == []
 
 
 # -- cancel ---------------------------------------------------------------------------
