@@ -151,54 +151,56 @@ _TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
 # Files made before these definitions hold the jobs table with IN lists in its CHECKs
 # and a name index over every job. Both layouts are schema version 1: every jobkit
 # version reads and writes either, so bringing a file up to date locks nobody out.
-_OLD_CHECKS = {
-    "CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled'))": (
-        "CHECK (status = 'pending' OR status = 'running' OR status = 'completed' "
-        "OR status = 'failed' OR status = 'cancelled')"
-    ),
-    "CHECK (cancel_requested IN (0, 1))": "CHECK (cancel_requested = 0 OR cancel_requested = 1)",
-    "(status IN ('completed', 'failed', 'cancelled'))": (
-        "(status = 'completed' OR status = 'failed' OR status = 'cancelled')"
-    ),
-}
 _TABLE_SQL = JOBS_TABLE.strip().rstrip(";")  # as sqlite_schema keeps it
 _NAME_INDEX_SQL = next(line for line in JOBS_INDEXES.splitlines() if " jobs_name_idx " in line).rstrip(";")
+_FIRST_CLAUSES = (  # (today's clause, the first jobkit's), to rebuild the first text byte for byte
+    (
+        "DEFAULT 'pending' CHECK (status = 'pending' OR status = 'running'\n"
+        "                      OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),",
+        "DEFAULT 'pending'\n"
+        "                      CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),",
+    ),
+    ("CHECK (cancel_requested = 0 OR cancel_requested = 1)", "CHECK (cancel_requested IN (0, 1))"),
+    (
+        "(status = 'completed' OR status = 'failed' OR status = 'cancelled'))",
+        "(status IN ('completed', 'failed', 'cancelled')))",
+    ),
+)
+_FIRST_TABLE_SQL = functools.reduce(lambda text, clause: text.replace(*clause), _FIRST_CLAUSES, _TABLE_SQL)
 
 
-def _words(sql: str) -> str:
-    return " ".join(sql.split())
+def _layout_changes(conn: apsw.Connection) -> tuple[bool, bool]:
+    """What :func:`_upgrade_layout` would do to this file: (rewrite the CHECKs, rebuild the name index).
+
+    The CHECKs are rewritten only in a table whose text is exactly the first jobkit's,
+    and not where SQLite runs defensive (it refuses writable_schema there).
+    """
+    found = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('jobs', 'jobs_name_idx')"))
+    defensive = bool(conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1))
+    return found.get("jobs") == _FIRST_TABLE_SQL and not defensive, found.get("jobs_name_idx") != _NAME_INDEX_SQL
 
 
 def _upgrade_layout(conn: apsw.Connection) -> bool:
-    """Give an older file this version's name index and CHECKs; False when it had them.
+    """Give a file made by an older jobkit this version's CHECKs and name index; False if nothing to do.
 
     The CHECKs are rewritten in sqlite_schema, as SQLite documents for changing a
     table's constraints without copying it (lang_altertable.html, "other kinds of table
-    schema changes"): the old and new ones accept exactly the same rows, and only a
-    table whose text is jobkit's own, constraint for constraint, is rewritten. Views,
-    triggers and indexes of the user's own on the table are left as they are.
+    schema changes"): the old and new ones accept exactly the same rows. Views, triggers
+    and indexes of the user's own on the table are left as they are.
     """
-    found = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('jobs', 'jobs_name_idx')"))
-    changed = False
-    if found.get("jobs_name_idx") != _NAME_INDEX_SQL:
+    rewrite, rebuild = _layout_changes(conn)  # again, under the write lock: another process may have done it
+    if rewrite:  # first: it is quick, and if it fails, no index was built for nothing
+        cookie = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+        conn.execute("PRAGMA writable_schema = ON")
+        try:
+            conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'jobs'", (_TABLE_SQL,))
+            conn.execute(f"PRAGMA schema_version = {cookie + 1}")  # other connections re-read it
+        finally:
+            conn.execute("PRAGMA writable_schema = OFF")
+    if rebuild:
         conn.execute("DROP INDEX IF EXISTS jobs_name_idx")
         conn.execute(_NAME_INDEX_SQL)
-        changed = True
-    table = found.get("jobs")
-    if isinstance(table, str) and table != _TABLE_SQL:
-        modern = table
-        for old, new in _OLD_CHECKS.items():
-            modern = modern.replace(old, new)
-        if _words(modern) == _words(_TABLE_SQL):
-            cookie = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
-            conn.execute("PRAGMA writable_schema = ON")
-            try:
-                conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'jobs'", (_TABLE_SQL,))
-                conn.execute(f"PRAGMA schema_version = {cookie + 1}")  # other connections re-read it
-            finally:
-                conn.execute("PRAGMA writable_schema = OFF")
-            changed = True
-    return changed
+    return rewrite or rebuild
 
 
 def ts(value: datetime) -> str:
@@ -664,7 +666,7 @@ class SqliteStore:
                 path=self.path,
             )
         if version == SCHEMA_VERSION:
-            if upgrade and self._outdated(conn):
+            if upgrade and any(_layout_changes(conn)):
                 try:
                     if self._write(_upgrade_layout):
                         logger.info("%s: indexes and constraints brought up to date", self.path)
@@ -681,12 +683,6 @@ class SqliteStore:
         if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         self._write(build)
-
-    @staticmethod
-    def _outdated(conn: apsw.Connection) -> bool:
-        """Whether the file's name index or jobs table differ from this version's (a read)."""
-        found = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('jobs', 'jobs_name_idx')"))
-        return found.get("jobs_name_idx") != _NAME_INDEX_SQL or found.get("jobs") != _TABLE_SQL
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import apsw
 import pytest
 
 import jobkit
@@ -181,6 +183,69 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
     after = schema_of(path)
     assert after["jobs"] == table  # not jobkit's own text: its CHECKs are left alone
     assert after["jobs_name_idx"] == " ".join(sqlite_store._NAME_INDEX_SQL.split())
+    assert pragma(path, "integrity_check") == "ok"
+
+
+def test_the_first_layout_is_known_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    with closing(sqlite3.connect(path)) as conn:
+        (table,) = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'jobs'").fetchone()
+    assert table == sqlite_store._FIRST_TABLE_SQL
+
+
+def write_lock_held(path: Path) -> apsw.Connection:
+    """Another connection holding *path*'s write lock until it is closed.
+
+    Through APSW, the SQLite jobkit uses: two copies of SQLite in one process do not see
+    each other's locks (POSIX locks belong to the process).
+    """
+    holder = apsw.Connection(str(path))
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_file_with_nothing_left_to_upgrade_opens_without_writing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("ALTER TABLE jobs ADD COLUMN note TEXT")  # not jobkit's text: its CHECKs stay
+    jobkit.SqliteStore(path).close()  # rebuilds the name index
+    # With another writer holding the lock, an open that wrote would wait, then warn.
+    with closing(write_lock_held(path)), jobkit.SqliteStore(path, busy_timeout=0.2) as store:
+        assert len(store.list_jobs(name=NAME)) == 4
+    assert "older indexes" not in caplog.text
+
+
+@pytest.fixture
+def defensive() -> Iterator[None]:
+    """Every APSW connection opened meanwhile runs in SQLite's defensive mode."""
+
+    def hook(conn: apsw.Connection) -> None:
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+
+    apsw.connection_hooks.append(hook)
+    try:
+        yield
+    finally:
+        apsw.connection_hooks.remove(hook)
+
+
+@pytest.mark.usefixtures("defensive")
+def test_in_defensive_mode_only_the_name_index_is_upgraded_and_only_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.sqlite"
+    make_v1(path)
+    jobkit.SqliteStore(path).close()
+    after = schema_of(path)
+    assert after["jobs_name_idx"] == " ".join(sqlite_store._NAME_INDEX_SQL.split())
+    assert "status IN (" in after["jobs"]  # writable_schema is refused here: the CHECKs stay as they were
+    with closing(write_lock_held(path)):
+        jobkit.SqliteStore(path, busy_timeout=0.2).close()
+    assert "older indexes" not in caplog.text
     assert pragma(path, "integrity_check") == "ok"
 
 
