@@ -15,7 +15,7 @@ from jobkit.spec import JobSpec
 from jobkit.store import Store
 from jobkit.watch import Doorbell
 
-SETTLE = 0.05  # after a write to the store, how long to look for its commit
+SETTLE = 1.0  # after a write to the store, the longest to look for its commit (an fsync may take that long)
 SETTLE_CHECK = 0.002
 PURGE_BATCH = 500
 WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
@@ -46,6 +46,7 @@ def _watch(
     bell = Doorbell(store)
     try:
         while True:
+            seen = store.data_version()  # before the read: a commit after it shows as a new version
             job = _get(store, job_id)
             if job.status in FINISHED:
                 return result_of(spec, job)
@@ -53,7 +54,7 @@ def _watch(
             if remaining <= 0:
                 return job
             if bell.wait_for_commit(min(remaining, 1.0)) == "written":
-                _settle(store, job_id, min(SETTLE, max(0.0, remaining)))
+                _settle(store, seen, min(SETTLE, max(0.0, remaining)))
     finally:
         bell.close()
 
@@ -62,13 +63,15 @@ def _still(job: JobRecord, timeout: float | None) -> str:
     return f"job {job.id} is still {job.status.value} after {timeout or 0:g}s"
 
 
-def _settle(store: Store, job_id: str, period: float) -> None:
-    """A WAL write comes a little before its commit is visible: look again for a moment."""
+def _settle(store: Store, seen: int, period: float) -> None:
+    """Wait up to *period* for a commit after data version *seen* to show.
+
+    A WAL write comes before its commit is visible, by as long as the writer's fsync
+    takes, and nothing more is written to watch for once it is: the commit shows only in
+    the data version.
+    """
     until = time.monotonic() + period
-    while time.monotonic() < until:
-        job = store.get(job_id)
-        if job is None or job.status in FINISHED:
-            return
+    while store.data_version() == seen and time.monotonic() < until:
         time.sleep(SETTLE_CHECK)
 
 

@@ -330,6 +330,40 @@ def test_wait_raises_timeout_error_for_an_unfinished_job_and_changes_nothing(sto
     assert get(store, job_id) == before
 
 
+class OneWrite:
+    """A doorbell that reports one write, whose commit shows *delay* seconds later, and then silence.
+
+    That is inotify's view of a writer whose fsync is slow: the WAL write is seen at
+    once, the commit later, and the commit itself writes nothing more to watch.
+    """
+
+    def __init__(self, commit: Any, delay: float) -> None:
+        self.commit, self.delay, self.calls = commit, delay, 0
+
+    def wait_for_commit(self, timeout: float) -> str | None:
+        self.calls += 1
+        if self.calls == 1:
+            threading.Timer(self.delay, self.commit).start()
+            return "written"
+        return None  # nothing more is written: a real doorbell would sleep out its timeout here
+
+    def close(self) -> None:
+        pass
+
+
+def test_wait_sees_a_commit_that_shows_long_after_its_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = jobkit.Registry().job(name="t:slow")(lambda n, ctx: n).later(1, store)
+    (held,) = store.claim(limit=1, now=utc_now(), token="w", lock_until=utc_now() + timedelta(minutes=5))
+
+    def commit() -> None:
+        store.finish([jobkit.model.Complete(held.id, "w", "1", at=utc_now())])
+
+    bell = OneWrite(commit, delay=0.2)  # four times the 50 ms wait for a commit that once sufficed
+    monkeypatch.setattr(jobkit.control, "Doorbell", lambda _store: bell)
+    assert jobkit.wait(store, job_id, timeout=TIMEOUT).ok
+    assert bell.calls == 1, "the wait went back to sleep before the commit showed, and would have slept a second"
+
+
 def test_wait_for_an_unknown_job_raises_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound) as caught:
         jobkit.wait(store, "no-such-job", timeout=5)
