@@ -17,6 +17,7 @@ from jobkit.watch import Doorbell
 
 SETTLE = 1.0  # after a write to the store, the longest to look for its commit (an fsync may take that long)
 SETTLE_CHECK = 0.002
+RECHECK = 0.1  # longest sleep between looks at the data version, for commits whose write woke us earlier
 PURGE_BATCH = 500
 WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
 
@@ -44,16 +45,20 @@ def _watch(
     """Watch a job for up to *period* seconds (None: until it ends): its result, or its record if unfinished."""
     deadline = None if period is None else time.monotonic() + period
     bell = Doorbell(store)
+    seen: int | None = None
     try:
         while True:
-            seen = store.data_version()  # before the read: a commit after it shows as a new version
-            job = _get(store, job_id)
-            if job.status in FINISHED:
-                return result_of(spec, job)
+            version = store.data_version()  # before the read: a commit after it shows as a new version
+            if version != seen:
+                seen, job = version, _get(store, job_id)
+                if job.status in FINISHED:
+                    return result_of(spec, job)
             remaining = 3600.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return job
-            if bell.wait_for_commit(min(remaining, 1.0)) == "written":
+            # Two commits can be written before one wake-up reads both their events, and
+            # the later may show only after its fsync: so sleep at most RECHECK at a time.
+            if bell.wait_for_commit(min(remaining, RECHECK)) == "written":
                 _settle(store, seen, min(SETTLE, max(0.0, remaining)))
     finally:
         bell.close()
