@@ -31,7 +31,8 @@ def wait(
     Raises :class:`JobNotFound` for an unknown id and :class:`TimeoutError` when the job
     is not finished within *timeout* seconds. It sleeps between looks: a commit by any
     process on this machine wakes it (inotify on the SQLite WAL), so it returns within
-    milliseconds of the job's end.
+    milliseconds of the job's end, and within RECHECK (0.1 s) when a slow fsync makes
+    a commit show after its wake-up.
     """
     found = _watch(store, job_id, timeout, spec)
     if isinstance(found, JobRecord):
