@@ -145,7 +145,6 @@ COLUMNS = (
     "cancel_requested",
 )
 SELECT = ", ".join(COLUMNS)
-_TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(("_at", "_for")))
 
 
 # Files made before these definitions hold the jobs table with IN lists in its CHECKs
@@ -977,12 +976,13 @@ class SqliteStore:
         where = []
         bindings: dict[str, Any] = {"limit": max(limit, 0)}
         if status is not None:
-            if status not in _STATUS:  # a status no job can have
+            chosen = _STATUS.get(status)
+            if chosen is None:  # a status no job can have
                 return []
             # Written into the SQL (from the allow-list above), not bound: the planner
             # picks a partial index by the status it sees in the text (QPSG hides bound values).
-            where.append(f"status = '{_STATUS[status].value}'")
-            if _STATUS[status].finished:  # always so for these (a CHECK), and it lets the finished index serve
+            where.append(f"status = '{chosen.value}'")
+            if chosen.finished:  # always so for these (a CHECK), and it lets the finished index serve
                 where.append("completed_at IS NOT NULL")
         for column, value in (("job_name", name), ("correlation_id", correlation_id)):
             if value is not None:
