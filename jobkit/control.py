@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
-from jobkit.errors import JobNotFound, ValidationError
+from jobkit.errors import JobNotFound, JobStateError, ValidationError
 from jobkit.executor import result_of
 from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
 from jobkit.spec import JobSpec
@@ -114,9 +114,77 @@ def cancel(store: Store, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
     return job
 
 
-def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now) -> list[str]:
-    """Send failed or cancelled jobs back to pending with fresh attempts; return the ids sent."""
+def cancel_many(
+    store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_or_nothing: bool = False
+) -> list[JobRecord]:
+    """:func:`cancel` each job (each id once, in order); return their records after.
+
+    Every id is looked up before anything is changed: an unknown one raises
+    :class:`JobNotFound` (naming every unknown id). With *all_or_nothing*, a completed
+    or failed job among them raises :class:`JobStateError` naming each such job, and
+    again nothing is cancelled; without it, finished jobs are left as they are. A job
+    already cancelled is fine either way and comes back unchanged (its ``completed_at``
+    is before *clock*'s time). A job that finishes between the check and its
+    cancellation comes back finished.
+    """
+    records = _records(store, job_ids)
+    if all_or_nothing:
+        _refuse(
+            [job for job in records if job.status in UNCANCELLABLE],
+            "{} already; there is nothing to cancel (nothing was cancelled)",
+        )
+    now = clock()
+    return [cancel(store, job.id, clock=lambda: now) for job in records]
+
+
+def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_or_nothing: bool = False) -> list[str]:
+    """Send failed or cancelled jobs back to pending with fresh attempts; return the ids sent.
+
+    Without *all_or_nothing*, ids of jobs in other statuses, and unknown ids, are
+    skipped: the ids returned (each once, in the order given) are those sent. With it,
+    every id is looked up first: an unknown one raises :class:`JobNotFound`, a job that
+    is not failed or cancelled :class:`JobStateError` (each naming every offending
+    job), and nothing is retried. A job whose status changes between that check and the
+    retry (another process retried it) is then left out of the ids returned.
+    """
+    if all_or_nothing:
+        records = _records(store, job_ids)
+        _refuse(
+            [job for job in records if job.status not in RETRYABLE],
+            "{}; only failed or cancelled jobs can be retried (nothing was retried)",
+        )
+        job_ids = [job.id for job in records]
     return store.retry(list(job_ids), now=clock())
+
+
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+UNCANCELLABLE = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+def _records(store: Store, job_ids: Sequence[str]) -> list[JobRecord]:
+    """The records of *job_ids* (each once, in order); :class:`JobNotFound` names every unknown id."""
+    found = {job_id: store.get(job_id) for job_id in dict.fromkeys(job_ids)}
+    missing = [job_id for job_id, job in found.items() if job is None]
+    if missing:
+        raise JobNotFound(*missing)
+    return [job for job in found.values() if job is not None]
+
+
+def _refuse(refused: Sequence[JobRecord], message: str) -> None:
+    """Raise :class:`JobStateError` for *refused* jobs, if any: *message* with ``{}`` for what they are."""
+    if not refused:
+        return
+    if len(refused) == 1:
+        are = f"job {refused[0].id} is {refused[0].status.value}"
+    else:
+        are = f"jobs {', '.join(f'{job.id} ({job.status.value})' for job in refused)} are"
+    first = refused[0]
+    raise JobStateError(
+        message.format(are),
+        job_id=first.id,
+        status=first.status.value,
+        jobs={job.id: job.status.value for job in refused},
+    )
 
 
 def purge(

@@ -21,7 +21,7 @@ catch without knowing jobkit, and keeps the offending value::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,20 +74,32 @@ class UnknownJobError(JobkitError, LookupError):
 
 
 class JobNotFound(JobkitError, LookupError):
-    """No job has the given id."""
+    """No job has the given id (or ids: ``job_ids`` lists every unknown one, ``job_id`` is the first)."""
 
-    def __init__(self, job_id: str):
-        super().__init__(f"no job with id {job_id!r}")
+    def __init__(self, job_id: str, *more: str):
+        ids = [job_id, *more]
+        if more:
+            super().__init__(f"no jobs with ids {', '.join(repr(i) for i in ids)}")
+        else:
+            super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+        self.job_ids = ids
 
 
 class JobStateError(JobkitError, RuntimeError):
-    """The job exists but its status does not allow the operation."""
+    """The job exists but its status does not allow the operation.
 
-    def __init__(self, message: str, *, job_id: str, status: str | None = None):
+    ``job_id`` and ``status`` name the (first) offending job; ``jobs`` maps every
+    offending job's id to its status, for an operation on many jobs.
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str, status: str | None = None, jobs: Mapping[str, str | None] | None = None
+    ):
         super().__init__(message)
         self.job_id = job_id
         self.status = status
+        self.jobs = dict(jobs) if jobs is not None else {job_id: status}
 
 
 class JobFailed(JobkitError, RuntimeError):

@@ -1,4 +1,4 @@
-"""Jobs for tests/test_admin.py, and a queue holding one job in every status, made through the library."""
+"""Jobs for the admin tests (tests/admin/, tests/unit/), and a queue with one job in every status."""
 
 from __future__ import annotations
 

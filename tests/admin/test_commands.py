@@ -1,104 +1,43 @@
-"""The admin command end to end: `python -m jobkit SUBCOMMAND DB ...` in a subprocess on a real SQLite file.
+"""Each subcommand end to end: `python -m jobkit SUBCOMMAND DB ...` in a subprocess on a real SQLite file.
 
-Each subcommand runs for people (tables) and for scripts (--json, parsed back and checked
-against the store); bad input gives one line on stderr, a non-zero exit code, and changes
-nothing. Nothing here sleeps: the queue is made through the library before the command runs.
+Each runs for people (tables) and for scripts (--json, parsed back and checked against
+the store). Nothing here sleeps: the queue is made through the library before the command runs.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import re
-import subprocess
-import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import apsw
 import pytest
 from rich.console import Console
 
 import jobkit
-from jobkit.admin import SHOWN, first_line, format_age, format_relative, job_json, main, parse_finished, summary_json
-from jobkit.model import JobStatus, utc_now
+from jobkit.admin import main
+from jobkit.admin.commands import SHOWN
+from jobkit.model import JobRecord, utc_now
+from jobkit.present import job_json
 from tests import admin_jobs
+from tests.admin.support import (
+    ADD,
+    CANCELLED,
+    COMPLETED,
+    EXPLODE,
+    FAILED,
+    PENDING,
+    REFUSE,
+    RUNNING,
+    ok,
+    ok_json,
+    refused,
+    snapshot,
+    store_of,
+    when,
+)
 from tests.admin_jobs import Queue
-
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 60  # seconds any one command may take
-SUBCOMMANDS = ("status", "list", "show", "retry", "cancel", "purge", "schedules", "watch")
-ADD, EXPLODE, REFUSE = admin_jobs.add.name, admin_jobs.explode.name, admin_jobs.refuse.name
-PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
-
-
-# -- helpers --------------------------------------------------------------------------
-def jobkit_cmd(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m jobkit ARGS` as a user would, in a plain 80-column non-terminal."""
-    skip = {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"}
-    env = {key: value for key, value in os.environ.items() if key not in skip}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "jobkit", *map(str, args)],
-        cwd=cwd or ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
-def ok(*args: str | Path) -> str:
-    done = jobkit_cmd(*args)
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    assert done.stderr == ""
-    return done.stdout
-
-
-def ok_json(*args: str | Path) -> Any:
-    return json.loads(ok(*args, "--json"))
-
-
-def refused(code: int, *args: str | Path, cwd: Path | None = None) -> str:
-    """Run a command that must fail: exit *code*, one line on stderr, no traceback, nothing on stdout."""
-    done = jobkit_cmd(*args, cwd=cwd)
-    assert done.returncode == code, f"{args} exited {done.returncode}, not {code}:\n{done.stdout}\n{done.stderr}"
-    assert done.stderr.startswith("jobkit: error: "), done.stderr
-    assert done.stderr.count("\n") == 1 and done.stderr.endswith("\n"), done.stderr
-    assert "Traceback" not in done.stderr
-    assert done.stdout == ""
-    return done.stderr
-
-
-def snapshot(db: Path) -> list[dict[str, Any]]:
-    """Every job and schedule, as data: to show that a refused command changed nothing."""
-    with jobkit.SqliteStore(db, create=False) as store:
-        jobs = [job_json(job) for job in store.list_jobs(limit=10_000)]
-        return jobs + [schedule_state(entry) for entry in jobkit.schedules(store)]
-
-
-def schedule_state(entry: jobkit.Schedule) -> dict[str, Any]:
-    return {"schedule": entry.name, "enabled": entry.enabled, "next_run_at": entry.next_run_at}
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> tuple[Path, Queue]:
-    """A database holding one job in every status and one schedule."""
-    db = tmp_path / "jobs.sqlite"
-    with jobkit.SqliteStore(db) as store:
-        return db, admin_jobs.populate(store)
-
-
-def store_of(db: Path) -> jobkit.SqliteStore:
-    return jobkit.SqliteStore(db, create=False)
 
 
 # -- status ---------------------------------------------------------------------------
@@ -258,6 +197,27 @@ def test_retry_failed_for_people_lists_what_it_sent(queue: tuple[Path, Queue]) -
     assert out.count(REFUSE) + out.count(EXPLODE) == SHOWN
 
 
+def test_retry_failed_pages_through_the_failed_jobs(
+    queue: tuple[Path, Queue], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, q = queue
+    with store_of(db) as store:
+        refusals = [admin_jobs.refuse.now({"a": n}, store=store).job_id for n in range(5)]
+    asked: list[int] = []
+    real = jobkit.SqliteStore.list_jobs
+
+    def list_jobs(self: jobkit.SqliteStore, **filters: Any) -> list[JobRecord]:
+        asked.append(filters["limit"])
+        return real(self, **filters)
+
+    monkeypatch.setattr("jobkit.admin.commands.PAGE", 2)
+    monkeypatch.setattr(jobkit.SqliteStore, "list_jobs", list_jobs)
+    assert main(["retry", str(db), "--failed", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)["retried"]
+    assert sent == [*reversed(refusals), q.failed], "every failed job once, newest first"
+    assert asked == [2] * 4, "a page at a time: 2 + 2 + 2 of 6 failed jobs, then an empty page"
+
+
 def test_retry_refuses_jobs_that_are_not_failed_or_cancelled_and_retries_none(queue: tuple[Path, Queue]) -> None:
     db, q = queue
     before = snapshot(db)
@@ -374,110 +334,6 @@ def test_watch_json_prints_one_status_per_line_per_frame(queue: tuple[Path, Queu
     assert len(ok("watch", db, "--once", "--json").splitlines()) == 1
 
 
-# -- bad input ------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "args",
-    [["status"], ["list"], ["show", "x"], ["cancel", "x"], ["purge", "--status", "failed", "--older-than", "1d"]],
-)
-def test_a_missing_database_is_refused_and_not_created(tmp_path: Path, args: list[str]) -> None:
-    db = tmp_path / "nothing.sqlite"
-    error = refused(2, args[0], db, *args[1:], cwd=tmp_path)
-    assert f"{db}: no such database file" in error
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
-    refused(2, "status", tmp_path / "no" / "such" / "jobs.sqlite")
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("content", [b"just some notes\n", b""])
-def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path, content: bytes) -> None:
-    notes = tmp_path / "notes.txt"
-    notes.write_bytes(content)
-    for args in (["status"], ["retry", "--failed"], ["purge", "--status", "failed", "--older-than", "0s"]):
-        error = refused(2, args[0], notes, *args[1:])
-        assert str(notes) in error and "left untouched" in error
-    assert notes.read_bytes() == content
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
-
-
-def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path: Path) -> None:
-    db = tmp_path / "other.sqlite"
-    conn = apsw.Connection(str(db))
-    conn.execute("CREATE TABLE jobs (id TEXT); INSERT INTO jobs VALUES ('mine')")
-    conn.close()
-    content = db.read_bytes()
-    assert "did not create" in refused(2, "list", db)
-    assert "did not create" in refused(2, "cancel", db, "mine")
-    assert db.read_bytes() == content
-
-
-def test_unknown_ids_are_refused_and_nothing_changes(queue: tuple[Path, Queue]) -> None:
-    db, q = queue
-    before = snapshot(db)
-    assert "no job with id 'nope'" in refused(1, "show", db, "nope")
-    assert "no job with id 'nope'" in refused(1, "cancel", db, q.pending, "nope")
-    assert "no jobs with ids 'nope', 'nada'" in refused(1, "retry", db, q.failed, "nope", "nada")
-    assert snapshot(db) == before
-
-
-def test_bad_durations_and_statuses_are_refused_and_nothing_changes(queue: tuple[Path, Queue]) -> None:
-    db, _ = queue
-    before = snapshot(db)
-    error = refused(2, "purge", db, "--status", "completed", "--older-than", "soon")
-    assert "purge: argument --older-than: bad duration 'soon'" in error
-    assert "bad status 'done'" in refused(2, "purge", db, "--status", "done", "--older-than", "1d")
-    assert "cannot purge pending jobs" in refused(2, "purge", db, "--status", "completed,pending", "--older-than", "1d")
-    assert "bad status 'done'" in refused(2, "list", db, "--status", "done")
-    assert snapshot(db) == before
-
-
-# The rest of the usage errors run in this process (main() is what __main__ calls): same checks, faster.
-def refused_here(capsys: pytest.CaptureFixture[str], code: int, *args: str | Path) -> str:
-    assert main([str(arg) for arg in args]) == code
-    out, err = capsys.readouterr()
-    assert out == "" and err.startswith("jobkit: error: ") and err.count("\n") == 1, (out, err)
-    return err
-
-
-def test_more_bad_values_are_one_line(queue: tuple[Path, Queue], capsys: pytest.CaptureFixture[str]) -> None:
-    db, _ = queue
-    before = snapshot(db)
-    for duration in ("-1d", "7x", "", "inf", "nan"):
-        error = refused_here(capsys, 2, "purge", db, "--status", "completed", f"--older-than={duration}")
-        assert "bad duration" in error, error
-    assert "required: --older-than" in refused_here(capsys, 2, "purge", db, "--status", "completed")
-    assert "required: --status" in refused_here(capsys, 2, "purge", db, "--older-than", "1d")
-    assert "at least 1" in refused_here(capsys, 2, "list", db, "--limit", "0")
-    assert "at least 1" in refused_here(capsys, 2, "watch", db, "--iterations", "none")
-    assert "seconds" in refused_here(capsys, 2, "watch", db, "--interval", "-1")
-    assert "not allowed with" in refused_here(capsys, 2, "watch", db, "--once", "--iterations", "2")
-    assert snapshot(db) == before
-
-
-def test_usage_errors_are_one_line(queue: tuple[Path, Queue], capsys: pytest.CaptureFixture[str]) -> None:
-    db, q = queue
-    before = snapshot(db)
-    assert "retry: give the ids" in refused_here(capsys, 2, "retry", db)
-    assert "not both" in refused_here(capsys, 2, "retry", db, q.failed, "--failed")
-    assert "--name goes with --failed" in refused_here(capsys, 2, "retry", db, q.failed, "--name", ADD)
-    assert "invalid choice: 'frobnicate'" in refused_here(capsys, 2, "frobnicate", db)
-    assert "required" in refused_here(capsys, 2)
-    assert "required" in refused_here(capsys, 2, "cancel", db)
-    assert "unrecognized arguments" in refused_here(capsys, 2, "status", db, "--colour")
-    assert snapshot(db) == before
-
-
-def test_usage_errors_are_found_before_the_database_is_opened(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db = tmp_path / "nothing.sqlite"
-    assert "retry: give the ids" in refused_here(capsys, 2, "retry", db)
-    assert "bad duration" in refused_here(capsys, 2, "purge", db, "--status", "failed", "--older-than", "x")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_watch_in_a_terminal_redraws_in_place(queue: tuple[Path, Queue]) -> None:
     db, q = queue
     screen = io.StringIO()
@@ -496,61 +352,7 @@ def test_watch_ends_quietly_on_ctrl_c(
     def interrupted(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("jobkit.admin.time.sleep", interrupted)
+    monkeypatch.setattr("jobkit.admin.commands.time.sleep", interrupted)
     assert main(["watch", str(db)]) == 0  # no --iterations: runs until Ctrl-C
     out, err = capsys.readouterr()
     assert out.count("jobkit watch") == 1 and q.running in out and err == ""
-
-
-def test_help_lists_every_subcommand() -> None:
-    out = ok("--help")
-    assert tuple(re.findall(r"^    (\w+)\b", out, re.MULTILINE)) == SUBCOMMANDS
-
-
-def test_the_readme_shows_every_subcommand_with_an_example() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## The admin command") :]
-    section = section[: section.index("\n## ")]
-    for name in SUBCOMMANDS:
-        assert f"| `{name} DB" in section, f"{name} missing from the table"
-        assert f"$ python -m jobkit {name} jobs.sqlite" in section, f"{name} has no example"
-
-
-def test_the_admin_command_does_not_import_the_worker() -> None:
-    code = "import sys, jobkit.admin, jobkit.__main__; assert 'jobkit.worker' not in sys.modules, 'imported'"
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
-    assert done.returncode == 0, done.stderr
-
-
-# -- the pure helpers -----------------------------------------------------------------
-def test_format_age() -> None:
-    assert format_age(timedelta(seconds=-5)) == "0s"
-    assert format_age(timedelta(seconds=45.9)) == "45s"
-    assert format_age(timedelta(minutes=3, seconds=12)) == "3m 12s"
-    assert format_age(timedelta(hours=2, minutes=5, seconds=9)) == "2h 5m"
-    assert format_age(timedelta(days=3, hours=4, minutes=1)) == "3d 4h"
-    now = utc_now()
-    assert format_relative(now - timedelta(seconds=3), now) == "3s ago"
-    assert format_relative(now + timedelta(minutes=5), now) == "in 5m 0s"
-
-
-def test_first_line() -> None:
-    assert first_line(None) == ""
-    assert first_line("  boom\nmore") == "boom"
-    assert first_line("x" * 100, 10) == "x" * 9 + "…"
-
-
-def test_parse_finished() -> None:
-    assert parse_finished("completed,Failed") == [COMPLETED, FAILED]
-    with pytest.raises(ValueError, match="cannot purge running"):
-        parse_finished("running")
-
-
-def test_summary_json_of_an_empty_queue() -> None:
-    now = utc_now()
-    with jobkit.MemoryStore() as store:
-        data = summary_json(store.summary(since=now), now)
-    assert data["counts"] == dict.fromkeys(("pending", "running", "completed", "failed", "cancelled"), 0)
-    assert data["oldest_pending_age"] is None and data["failed_last_hour"] == 0

@@ -1,0 +1,242 @@
+"""The admin command, ``python -m jobkit SUBCOMMAND TARGET ...``: what a queue is doing, and acting on it.
+
+TARGET is the jobs database: a file path or ``sqlite:///abs/path`` (see
+:func:`jobkit.store.open_store`); it is never created or upgraded here. Tables for
+people (rich), ``--json`` for scripts (plain :func:`json.dumps`: times as ISO 8601
+strings, params and results decoded). The subcommands are in
+:mod:`jobkit.admin.commands`; this module reads the arguments, opens the store and
+turns what went wrong into an exit code.
+
+Exit codes: 0 done; 1 the command ran but could not do what was asked (an unknown job id
+or schedule, a job whose status does not allow it, a locked database); 2 a usage or input
+error (bad arguments, duration or status; a missing, foreign or too-new database, a
+TARGET that names no store). Every error is one line on stderr, ``jobkit: error: ...``,
+and a command that fails its checks changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from jobkit.admin.commands import (
+    Command,
+    cmd_cancel,
+    cmd_list,
+    cmd_purge,
+    cmd_retry,
+    cmd_schedules,
+    cmd_show,
+    cmd_status,
+    cmd_watch,
+)
+from jobkit.control import parse_duration
+from jobkit.errors import JobkitError, JobNotFound, StoreError, UnknownScheduleError, ValidationError
+from jobkit.model import JobStatus
+from jobkit.store import Store, open_store
+
+PROG = "python -m jobkit"
+USAGE, NOT_DONE = 2, 1  # exit codes: see the module docstring
+
+
+class CommandError(Exception):
+    """A command refused: one line for stderr and the exit code."""
+
+    def __init__(self, message: str, code: int = NOT_DONE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``jobkit: error: ...``), not usage text then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix(PROG).strip()
+        raise CommandError(f"{where}: {message}" if where else message, USAGE)
+
+
+def _type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError (ValidationError is one)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = parse.__name__  # argparse names the type in some messages
+    return convert
+
+
+def parse_status(text: str) -> JobStatus:
+    """A status by name, any case."""
+    try:
+        return JobStatus(text.strip().lower())
+    except ValueError:
+        raise ValueError(f"bad status {text!r}: choose from {', '.join(s.value for s in JobStatus)}") from None
+
+
+def parse_finished(text: str) -> list[JobStatus]:
+    """``completed``, or a comma list ``completed,cancelled``: finished statuses only."""
+    chosen = []
+    for part in text.split(","):
+        status = parse_status(part)
+        if not status.finished:
+            raise ValueError(f"cannot purge {status.value} jobs: choose from completed, failed, cancelled")
+        chosen.append(status)
+    return chosen
+
+
+def parse_count(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"give a whole number of at least 1, not {text!r}")
+    return value
+
+
+def parse_interval(text: str) -> float:
+    """Seconds between frames: a number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"give a number of seconds, not {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="See what a jobkit queue is doing, and act on it. Every subcommand takes the TARGET "
+        "database first (a path or sqlite:///path), and --json for output that scripts can read.",
+    )
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "database",
+        metavar="TARGET",
+        help="the jobs database: a path or sqlite:///path (never created by this command)",
+    )
+    common.add_argument("--json", action="store_true", help="print plain JSON for scripts instead of tables")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, parents=[common], help=summary, description=summary)
+        command.set_defaults(run=run)
+        return command
+
+    add("status", cmd_status, "counts by status and job name, oldest pending, running jobs, recent failures")
+
+    listing = add("list", cmd_list, "jobs, newest first")
+    listing.add_argument("--status", type=_type(parse_status), help="only jobs in this status")
+    listing.add_argument("--name", help="only jobs of this job name")
+    listing.add_argument("--correlation-id", help="only jobs with this correlation id")
+    listing.add_argument("--limit", type=_type(parse_count), default=50, help="at most this many (default 50)")
+
+    show = add("show", cmd_show, "one job: every field, params, result, error and traceback")
+    show.add_argument("id", metavar="ID", help="the job's id")
+
+    again = add("retry", cmd_retry, "send failed or cancelled jobs back to pending with fresh attempts")
+    again.add_argument("ids", metavar="ID", nargs="*", help="ids of failed or cancelled jobs")
+    again.add_argument("--failed", action="store_true", help="every failed job (of --name, if given)")
+    again.add_argument("--name", help="with --failed: only jobs of this job name")
+
+    stop = add("cancel", cmd_cancel, "cancel pending jobs; ask running ones to stop")
+    stop.add_argument("ids", metavar="ID", nargs="+", help="ids of pending or running jobs")
+
+    clean = add("purge", cmd_purge, "delete finished jobs older than a duration")
+    clean.add_argument(
+        "--status",
+        type=_type(parse_finished),
+        action="extend",
+        required=True,
+        metavar="STATUS",
+        help="completed, failed or cancelled; repeat it or give a comma list",
+    )
+    clean.add_argument(
+        "--older-than",
+        type=_type(parse_duration),
+        required=True,
+        metavar="DURATION",
+        help="finished longer ago than this: 90s, 30m, 12h, 7d, 2w",
+    )
+
+    cron = add("schedules", cmd_schedules, "list schedules, or enable or disable one")
+    cron.add_argument("action", nargs="?", choices=("list", "enable", "disable"), default="list")
+    cron.add_argument("schedule", metavar="NAME", nargs="?", help="the schedule to enable or disable")
+
+    live = add("watch", cmd_watch, "a live status view with a progress bar per running job, until Ctrl-C")
+    live.add_argument(
+        "--interval", type=_type(parse_interval), default=1.0, help="seconds between refreshes (default 1)"
+    )
+    frames = live.add_mutually_exclusive_group()
+    frames.add_argument("--once", action="store_true", help="draw one frame and exit")
+    frames.add_argument("--iterations", type=_type(parse_count), metavar="N", help="draw N frames and exit")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Usage errors argparse cannot see, found before the database is opened."""
+    problem = None
+    if args.command == "retry":
+        if args.failed and args.ids:
+            problem = "give job ids or --failed, not both"
+        elif not args.failed and not args.ids:
+            problem = "give the ids of the jobs to retry, or --failed"
+        elif args.name is not None and not args.failed:
+            problem = "--name goes with --failed"
+    elif args.command == "schedules":
+        if args.action == "list" and args.schedule is not None:
+            problem = f"unexpected {args.schedule!r}: say 'enable NAME' or 'disable NAME'"
+        elif args.action != "list" and args.schedule is None:
+            problem = f"'{args.action}' needs the NAME of a schedule"
+    if problem is not None:
+        raise CommandError(f"{args.command}: {problem}", USAGE)
+
+
+def _open(target: str) -> Store:
+    try:
+        return open_store(target, create=False, upgrade=False)  # an admin command changes only what it says
+    except JobkitError as exc:
+        raise CommandError(str(exc), USAGE) from None
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """``python -m jobkit``: run one subcommand and return its exit code."""
+    out = console or Console(markup=False, emoji=False, highlight=False)
+    try:
+        args = _parser().parse_args(argv)
+        _check(args)
+        with _open(args.database) as store:
+            code: int = args.run(store, args, out)
+            return code
+    except CommandError as exc:
+        return _fail(str(exc), exc.code)
+    except (JobNotFound, UnknownScheduleError) as exc:
+        return _fail(str(exc), NOT_DONE)
+    except ValidationError as exc:
+        return _fail(str(exc), USAGE)
+    except (StoreError, JobkitError) as exc:
+        return _fail(str(exc), NOT_DONE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, and keep Python's exit flush from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return NOT_DONE
+    except Exception as exc:  # never a traceback: one line saying what went wrong
+        return _fail(f"{type(exc).__name__}: {exc}", NOT_DONE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"jobkit: error: {' '.join(message.split())}", file=sys.stderr)
+    return code

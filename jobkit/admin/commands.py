@@ -1,0 +1,235 @@
+"""The admin subcommands: each ``cmd_*`` takes the open store, the parsed arguments and a console.
+
+A command prints tables for people, or ``--json`` for scripts, and returns its exit code.
+It refuses by raising a jobkit error (:class:`JobNotFound`, :class:`JobStateError`, ...),
+which :func:`jobkit.admin.cli.main` turns into one line on stderr and an exit code. The
+all-or-nothing checks of ``retry`` and ``cancel`` are the library's (:mod:`jobkit.control`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from jobkit.admin.views import job_view, jobs_table, schedules_table, status_view, watch_view
+from jobkit.control import cancel_many, purge, retry
+from jobkit.errors import JobNotFound, JobStateError
+from jobkit.model import JobRecord, JobStatus, Summary, utc_now
+from jobkit.present import format_time, job_json, schedule_json, summary_json
+from jobkit.recurring import disable, enable, schedules
+from jobkit.store import Cursor, Store
+
+FAILED_WINDOW = timedelta(hours=1)  # "failures in the last hour" in status and watch
+PAGE = 500  # jobs read, and sent back by retry --failed, per page: one short transaction each
+SHOWN = 20  # jobs listed after a retry; the rest are counted
+
+Command = Callable[[Store, argparse.Namespace, Console], int]
+
+
+def cmd_status(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Counts by status and by job name, the oldest pending job, running jobs, failures in the last hour."""
+    now = utc_now()
+    summary = store.summary(since=now - FAILED_WINDOW)
+    if args.json:
+        _print_json(summary_json(summary, now))
+    else:
+        console.print(status_view(summary, now))
+    return 0
+
+
+def cmd_list(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Jobs matching the filters, newest first."""
+    records = store.list_jobs(status=args.status, name=args.name, correlation_id=args.correlation_id, limit=args.limit)
+    if args.json:
+        _print_json([job_json(job) for job in records])
+        return 0
+    if not records:
+        console.print("no jobs match")
+        return 0
+    console.print(jobs_table(records, utc_now()))
+    if len(records) == args.limit:
+        console.print(f"the {args.limit} newest shown; --limit N for more")
+    return 0
+
+
+def cmd_show(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """One job, whole."""
+    record = store.get(args.id)
+    if record is None:
+        raise JobNotFound(args.id)
+    if args.json:
+        _print_json(job_json(record))
+    else:
+        for part in job_view(record, utc_now()):
+            console.print(part, soft_wrap=isinstance(part, Text))
+    return 0
+
+
+def cmd_retry(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Failed (or cancelled) jobs back to pending with fresh attempts."""
+    if args.failed:
+        # Page by page: a page's jobs are pending once retried, and the cursor goes on past them.
+        sent = [i for page in _pages(store, status=JobStatus.FAILED, name=args.name) for i in retry(store, page)]
+    else:
+        sent = retry(store, args.ids, all_or_nothing=True)
+    if args.json:
+        _print_json({"retried": sent})
+    elif not sent:
+        console.print("no failed jobs to retry" if args.failed else "nothing was retried")
+    else:
+        console.print(f"sent back to pending with fresh attempts: {len(sent)} job{'s' if len(sent) != 1 else ''}")
+        console.print(jobs_table([job for job in (store.get(i) for i in sent[:SHOWN]) if job is not None], utc_now()))
+        if len(sent) > SHOWN:
+            console.print(f"and {len(sent) - SHOWN} more")
+    done = set(sent)
+    missed = [job_id for job_id in dict.fromkeys(args.ids) if job_id not in done]
+    if missed:
+        raise JobStateError(
+            f"not retried, their status changed meanwhile: {', '.join(missed)}",
+            job_id=missed[0],
+            jobs=dict.fromkeys(missed),
+        )
+    return 0
+
+
+def cmd_cancel(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Pending jobs end cancelled; running ones are asked to stop."""
+    now = utc_now()
+    records = cancel_many(store, args.ids, clock=lambda: now, all_or_nothing=True)
+    cancelled: list[str] = []
+    stopping: list[str] = []
+    lines = Text()
+    for after in records:
+        if after.status is JobStatus.CANCELLED:
+            cancelled.append(after.id)
+            # A job this command cancelled ended at its `now`; one cancelled before, earlier.
+            before = after.completed_at is not None and after.completed_at < now
+            note = "already cancelled" if before else "cancelled"
+        elif after.status is JobStatus.RUNNING and after.cancel_requested:
+            stopping.append(after.id)
+            note = "running: asked to stop; it ends cancelled when its handler stops"
+        else:
+            note = f"{after.status.value}: finished before it could be cancelled"
+        lines.append(f"{after.id} {note}\n")
+    if args.json:
+        _print_json({"cancelled": cancelled, "stopping": stopping})
+    else:
+        console.print(lines, end="")
+    finished = [job for job in records if job.id not in {*cancelled, *stopping}]
+    if finished:
+        raise JobStateError(
+            "some jobs finished before they could be cancelled",
+            job_id=finished[0].id,
+            status=finished[0].status.value,
+            jobs={job.id: job.status.value for job in finished},
+        )
+    return 0
+
+
+def cmd_purge(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Delete finished jobs of the given statuses that finished longer ago than --older-than."""
+    statuses = list(dict.fromkeys(args.status))
+    now = utc_now()
+    before = now - args.older_than
+    deleted = purge(store, older_than=args.older_than, statuses=statuses, clock=lambda: now)
+    names = [status.value for status in statuses]
+    if args.json:
+        _print_json({"deleted": deleted, "statuses": names, "before": before.isoformat()})
+    else:
+        console.print(
+            f"deleted {deleted} job{'s' if deleted != 1 else ''} ({', '.join(names)}) "
+            f"that finished before {format_time(before)}"
+        )
+    return 0
+
+
+def cmd_schedules(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """List schedules, or enable or disable one."""
+    if args.action == "list":
+        entries = schedules(store)
+        if args.json:
+            _print_json([schedule_json(entry) for entry in entries])
+        elif entries:
+            console.print(schedules_table(entries))
+        else:
+            console.print("no schedules")
+        return 0
+    switch = enable if args.action == "enable" else disable
+    entry = switch(store, args.schedule)
+    if args.json:
+        _print_json(schedule_json(entry))
+    else:
+        state = f"enabled, next run {format_time(entry.next_run_at)}" if entry.enabled else "disabled"
+        console.print(Text(f"{entry.name}: {state}"))
+    return 0
+
+
+def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """A live status view, refreshed every --interval seconds until Ctrl-C (or --iterations frames)."""
+    frames = 1 if args.once else args.iterations
+
+    def frame() -> tuple[Summary, datetime]:
+        now = utc_now()
+        return store.summary(since=now - FAILED_WINDOW), now
+
+    def view() -> RenderableType:
+        summary, now = frame()
+        return watch_view(summary, now, database=args.database, interval=args.interval)
+
+    def pause(shown: int) -> bool:
+        """Whether to draw another frame, after waiting for it."""
+        if frames is not None and shown >= frames:
+            return False
+        time.sleep(args.interval)
+        return True
+
+    shown = 0
+    try:
+        if args.json:  # one JSON object per line per frame
+            while True:
+                summary, now = frame()
+                _print_json(summary_json(summary, now), indent=None)
+                shown += 1
+                if not pause(shown):
+                    break
+        elif console.is_terminal:
+            with Live(view(), console=console, auto_refresh=False) as live:
+                shown = 1
+                while pause(shown):
+                    live.update(view(), refresh=True)
+                    shown += 1
+        else:  # piped: every frame, one after another
+            while True:
+                console.print(view())
+                shown += 1
+                if not pause(shown):
+                    break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+    return 0
+
+
+def _pages(store: Store, *, status: JobStatus | None = None, name: str | None = None) -> Iterator[list[str]]:
+    """The ids of every job matching the filters, newest first, a page of at most PAGE at a time."""
+    after: Cursor | None = None
+    while True:
+        page: list[JobRecord] = store.list_jobs(status=status, name=name, limit=PAGE, after=after)
+        if page:
+            yield [job.id for job in page]
+        if len(page) < PAGE:
+            return
+        after = (page[-1].created_at, page[-1].id)
+
+
+def _print_json(data: Any, *, indent: int | None = 2) -> None:
+    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

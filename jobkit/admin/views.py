@@ -1,0 +1,167 @@
+"""What the admin command draws for people: rich renderables built from records, ``now`` passed in.
+
+Pure: values in, renderables out. Tables fit an 80-column terminal with full job ids
+(people copy them into ``show``): a job's id and name share one cell on two lines, and
+long text folds rather than being cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+from rich import box
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from jobkit.model import JobRecord, JobStatus, Schedule, Summary
+from jobkit.present import first_line, format_age, format_relative, format_since, format_time, pretty
+
+STATUS_STYLE = {
+    JobStatus.PENDING: "yellow",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "magenta",
+}
+BLOCKS = ("params", "result", "error", "traceback")  # shown as blocks of text below the fields
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _status_text(status: JobStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLE[status])
+
+
+def _job_cell(job: JobRecord) -> Text:
+    return Text.assemble(job.id, "\n", (job.job_name, "dim"))
+
+
+def counts_table(summary: Summary) -> Table:
+    """Jobs by name and status, with a total row."""
+    table = _table("Jobs")
+    table.add_column("job", overflow="fold")
+    for status in JobStatus:
+        table.add_column(status.value, justify="right", style=STATUS_STYLE[status])
+    for name, counts in summary.by_name.items():
+        table.add_row(Text(name), *(str(counts.get(status, 0)) for status in JobStatus))
+    table.add_section()
+    table.add_row(Text("all jobs", style="bold"), *(str(summary.counts.get(s, 0)) for s in JobStatus))
+    return table
+
+
+def running_table(running: Sequence[JobRecord], now: datetime) -> Table:
+    """Running jobs, each with a progress bar, its message, attempt and time running."""
+    table = _table(f"Running ({len(running)})")
+    table.add_column("id\njob", no_wrap=True, min_width=36)
+    table.add_column("progress", overflow="fold")
+    table.add_column("attempt", justify="right")
+    table.add_column("for", justify="right", no_wrap=True)
+    for job in running:
+        started = job.worker_started_at
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=100, completed=job.progress, width=14), f"{job.progress:>3}%")
+        message = job.progress_message or ""
+        if job.cancel_requested:
+            message = f"{message} (cancel requested)".lstrip()
+        table.add_row(
+            _job_cell(job),
+            Group(bar, Text(message)),
+            f"{job.attempt_count}/{job.max_attempts}",
+            format_age(now - started) if started else "-",
+        )
+    return table
+
+
+def status_view(summary: Summary, now: datetime) -> RenderableType:
+    """What ``status`` prints."""
+    oldest = summary.oldest_pending
+    lines = Text()
+    lines.append("oldest pending: ")
+    lines.append(format_since(oldest, now) if oldest else "none")
+    lines.append(f"\nfailed in the last hour: {summary.failed_since}\n")
+    parts: list[RenderableType] = [counts_table(summary), lines]
+    parts.append(running_table(summary.running, now) if summary.running else Text("no jobs running"))
+    return Group(*parts)
+
+
+def watch_view(summary: Summary, now: datetime, *, database: str, interval: float) -> RenderableType:
+    """One frame of ``watch``: a header line, then what ``status`` shows."""
+    header = Text.assemble(
+        ("jobkit watch", "bold"), f"  {database}  {format_time(now)}  every {interval:g}s, Ctrl-C stops\n"
+    )
+    return Group(header, status_view(summary, now))
+
+
+def jobs_table(records: Sequence[JobRecord], now: datetime) -> Table:
+    """One row per job, in the given order: id and name, status and attempts, age, error or progress."""
+    table = _table()
+    table.add_column("id\njob", no_wrap=True, min_width=36)
+    table.add_column("status\ntries", no_wrap=True)
+    table.add_column("created\nended", no_wrap=True)
+    table.add_column("error\nprogress", overflow="fold")
+    for job in records:
+        if job.status is JobStatus.RUNNING:
+            detail = f"{job.progress}% {job.progress_message or ''}".rstrip()
+        else:
+            detail = first_line(job.error, 80)
+        ended = format_relative(job.completed_at, now) if job.completed_at else ""
+        table.add_row(
+            _job_cell(job),
+            Text.assemble(_status_text(job.status), f"\n{job.attempt_count}/{job.max_attempts}"),
+            f"{format_relative(job.created_at, now)}\n{ended}",
+            Text(detail),
+        )
+    return table
+
+
+def job_view(record: JobRecord, now: datetime) -> list[RenderableType]:
+    """The whole record: every field, then params and result as indented JSON, the error and its traceback.
+
+    The blocks of text are :class:`Text`: print them unwrapped, as they are (a traceback's lines stay whole).
+    """
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold", no_wrap=True)
+    fields.add_column(overflow="fold")
+    for field in attrs.fields(JobRecord):
+        if field.name in BLOCKS:
+            continue
+        value = getattr(record, field.name)
+        if isinstance(value, JobStatus):
+            cell: Text = _status_text(value)
+        elif isinstance(value, datetime):
+            cell = Text(f"{value.isoformat()} ({format_relative(value, now)})")
+        else:
+            cell = Text("-" if value is None else str(value))
+        fields.add_row(field.name, cell)
+    parts: list[RenderableType] = [fields]
+    parts += [Rule("params", align="left"), Text(pretty(record.params))]
+    parts += [Rule("result", align="left"), Text(pretty(record.result) if record.result is not None else "-")]
+    parts += [Rule("error", align="left"), Text(record.error or "-")]
+    parts += [Rule("traceback", align="left"), Text(record.traceback.rstrip() if record.traceback else "-")]
+    return parts
+
+
+def schedules_table(entries: Sequence[Schedule]) -> Table:
+    """One row per schedule: name and job, expression and timezone, whether on, next and last runs."""
+    table = _table()
+    table.add_column("name\njob", overflow="fold")
+    table.add_column("cron\ntimezone", overflow="fold")
+    table.add_column("on")
+    table.add_column("next run\nlast run", no_wrap=True)
+    table.add_column("last job", overflow="fold")
+    for entry in entries:
+        table.add_row(
+            Text.assemble(entry.name, "\n", (entry.job_name, "dim")),
+            Text(f"{entry.cron_expression}\n{entry.timezone}"),
+            Text("yes", "green") if entry.enabled else Text("no", "red"),
+            f"{format_time(entry.next_run_at)}\n{format_time(entry.last_run_at)}",
+            Text(entry.last_job_id or "-"),
+        )
+    return table
