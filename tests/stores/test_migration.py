@@ -19,7 +19,7 @@ import apsw
 import pytest
 
 import jobkit
-from jobkit.stores import sqlite as sqlite_store
+from jobkit.stores.sqlite import migrations, schema
 from tests.conftest import T0
 
 V1_SCHEMA = (Path(__file__).parent / "schemas" / "v1_first_layout.sql").read_text()
@@ -52,7 +52,7 @@ V1_JOBS = [
     job(5, "cancelled", error="cancelled", priority=-1, completed_at=LATER),
 ]
 
-COLUMNS = ", ".join(sqlite_store.COLUMNS)
+COLUMNS = ", ".join(schema.COLUMNS)
 SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER, "0193c0de", 1, T, T)
 
 
@@ -61,7 +61,7 @@ def make_v1(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.executescript(V1_SCHEMA)
-    conn.execute(f"PRAGMA application_id = {sqlite_store.APPLICATION_ID}")
+    conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 1")
     for row in V1_JOBS:
         conn.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
@@ -102,8 +102,8 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == sqlite_store.SCHEMA_VERSION == 1
-    assert pragma(old, "application_id") == sqlite_store.APPLICATION_ID
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 1
+    assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
     fresh = tmp_path / "fresh.sqlite"
@@ -182,7 +182,7 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
 
     after = schema_of(path)
     assert after["jobs"] == table  # not jobkit's own text: its CHECKs are left alone
-    assert after["jobs_name_idx"] == " ".join(sqlite_store._NAME_INDEX_SQL.split())
+    assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
     assert pragma(path, "integrity_check") == "ok"
 
 
@@ -191,7 +191,7 @@ def test_the_first_layout_is_known_byte_for_byte(tmp_path: Path) -> None:
     make_v1(path)
     with closing(sqlite3.connect(path)) as conn:
         (table,) = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'jobs'").fetchone()
-    assert table == sqlite_store._FIRST_TABLE_SQL
+    assert table == migrations._FIRST_TABLE_SQL
 
 
 def write_lock_held(path: Path) -> apsw.Connection:
@@ -241,7 +241,7 @@ def test_in_defensive_mode_only_the_name_index_is_upgraded_and_only_once(
     make_v1(path)
     jobkit.SqliteStore(path).close()
     after = schema_of(path)
-    assert after["jobs_name_idx"] == " ".join(sqlite_store._NAME_INDEX_SQL.split())
+    assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
     assert "status IN (" in after["jobs"]  # writable_schema is refused here: the CHECKs stay as they were
     with closing(write_lock_held(path)):
         jobkit.SqliteStore(path, busy_timeout=0.2).close()
@@ -290,3 +290,10 @@ def test_processes_starting_together_all_open_it_and_agree(tmp_path: Path) -> No
     fresh = tmp_path / "fresh.sqlite"
     jobkit.SqliteStore(fresh).close()
     assert schema_of(path) == schema_of(fresh)
+
+
+def test_the_steps_run_in_order_up_to_this_version() -> None:
+    versions = [step.version for step in migrations.STEPS]
+    assert versions == sorted(versions)
+    assert migrations.STEPS[0].apply is migrations.build_schema
+    assert [s.version for s in migrations.STEPS if s.needed is None][-1] == schema.SCHEMA_VERSION

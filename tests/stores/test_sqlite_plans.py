@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import jobkit
-from jobkit.stores import sqlite as sqlite_store
+from jobkit.stores.sqlite import queries
 from tests.conftest import T0
 
 
@@ -74,6 +74,31 @@ def test_listing_by_status_uses_that_status_index(store: jobkit.SqliteStore, sta
     assert not any(line == "SCAN jobs" for line in lines), lines
 
 
+@pytest.mark.parametrize(
+    ("status", "index"),
+    [
+        (jobkit.JobStatus.PENDING, "jobs_status_scheduled_idx"),
+        (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
+        (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
+    ],
+)
+@pytest.mark.parametrize("name", [None, "shop:resize"])
+def test_a_later_page_by_status_still_uses_that_status_index(
+    store: jobkit.SqliteStore, status: Any, index: str, name: str | None
+) -> None:
+    after = (T0, "0193c0de-0000-7000-8000-000000000001")
+    lines = plans(store, lambda: store.list_jobs(status=status, name=name, limit=10, after=after))
+    assert any(index in line for line in lines), lines
+    assert not any(line == "SCAN jobs" for line in lines), lines
+
+
+def test_a_later_page_by_name_reads_no_whole_table(store: jobkit.SqliteStore) -> None:
+    after = (T0, "0193c0de-0000-7000-8000-000000000001")
+    lines = plans(store, lambda: store.list_jobs(name="shop:resize", limit=10, after=after))
+    assert any("jobs_name_idx" in line for line in lines), lines
+    assert not any(line == "SCAN jobs" for line in lines), lines
+
+
 def test_listing_by_name_reads_no_whole_table(store: jobkit.SqliteStore) -> None:
     lines = plans(store, lambda: store.list_jobs(name="shop:resize"))
     assert any("jobs_name_idx" in line for line in lines), lines
@@ -93,6 +118,6 @@ def test_a_worker_serving_more_names_than_sqlite_binds_still_claims(store: jobki
     names = [f"module:job_{i}" for i in range(40_000)]  # SQLite binds at most 32,766 values
     job = pending(names[-1])
     store.add([job])
-    assert len(names) > sqlite_store.BOUND_NAMES
+    assert len(names) > queries.BOUND_NAMES
     assert store.next_due(names) == T0
     assert [j.id for j in store.claim(limit=5, now=T0, token="t", lock_until=T0, names=names)] == [job.id]

@@ -1,0 +1,242 @@
+"""The SQL a SqliteStore runs, and the small pure helpers that build and apply it.
+
+Every value is bound; what is written into the text (a status, the number of names)
+comes from an allow-list, so that the planner sees it (QPSG hides bound values).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+import apsw
+
+from jobkit.model import CANCELLED, FINISHED, Cancel, Complete, Fail, JobRecord, JobStatus, Retry, Transition
+from jobkit.stores.sqlite.codec import STATUS, record_of, ts
+from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
+
+if TYPE_CHECKING:  # only in annotations: no import of the port at run time
+    from jobkit.store import Cursor
+
+PUT_SCHEDULE = f"""
+INSERT INTO cron_jobs ({SCHEDULE_SELECT}) VALUES ({", ".join("?" * len(SCHEDULE_COLUMNS))})
+ON CONFLICT (name) DO UPDATE SET job_name = excluded.job_name, cron_expression = excluded.cron_expression,
+    params = excluded.params, timezone = excluded.timezone, enabled = excluded.enabled,
+    next_run_at = CASE WHEN cron_jobs.enabled = 1 AND excluded.enabled = 1 AND cron_jobs.next_run_at IS NOT NULL
+        AND cron_jobs.cron_expression = excluded.cron_expression AND cron_jobs.timezone = excluded.timezone
+        THEN cron_jobs.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at, declared = excluded.declared
+RETURNING {SCHEDULE_SELECT}
+"""
+FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?, updated_at = ?
+    WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
+
+INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+CLAIM = f"""
+UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
+    worker_expires_at = :until, attempt_count = attempt_count + 1,
+    progress = 0, progress_message = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_status_scheduled_idx
+    WHERE status = 'pending' AND scheduled_for <= :now {{names}}
+    ORDER BY priority DESC, scheduled_for, id
+    LIMIT :limit)
+RETURNING {SELECT}
+"""
+
+# Queue reads name the pending index: with a job-name filter the planner would rather use
+# the name index, and scan every job of that name ever run.
+PENDING = "jobs INDEXED BY jobs_status_scheduled_idx WHERE status = 'pending'"
+BY_STATUS = (
+    (PENDING, {JobStatus.PENDING}),
+    ("jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {JobStatus.RUNNING}),
+    ("jobs WHERE completed_at IS NOT NULL", FINISHED),
+)
+DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
+NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
+
+
+BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as one JSON array
+
+
+@functools.lru_cache(maxsize=64)
+def queue_sql(template: str, count: int | None) -> str:
+    """*template* for any job (*count* None) or for one of *count* names bound as :n0, :n1, ...
+
+    A list of bound values, unlike a JSON array unpacked by json_each, is matched by the
+    planner once per statement rather than once per row it looks at. Past BOUND_NAMES
+    (and SQLite's limit on bound values) the names go as one array, :names.
+    """
+    if count is None:
+        return template.format(names="")
+    if count > BOUND_NAMES:
+        return template.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
+    return template.format(names=f"AND job_name IN ({', '.join(f':n{i}' for i in range(count))})")
+
+
+def queue_bindings(names: Collection[str] | None, **bindings: Any) -> tuple[int | None, dict[str, Any]]:
+    """The name count for :func:`queue_sql`, and *bindings* with the names added."""
+    if names is None:
+        return None, bindings
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
+    chosen = sorted(set(names))
+    if len(chosen) > BOUND_NAMES:
+        bindings["names"] = json.dumps(chosen)
+    else:
+        bindings.update((f"n{i}", name) for i, name in enumerate(chosen))
+    return len(chosen), bindings
+
+
+CLAIM_ONE = f"""
+UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
+    worker_expires_at = :until, attempt_count = attempt_count + 1,
+    progress = 0, progress_message = NULL, updated_at = :now
+WHERE id = :id AND status = 'pending'
+RETURNING {SELECT}
+"""
+
+HELD = "id = ? AND status = 'running' AND worker_id = ?"
+
+COMPLETE = f"""UPDATE jobs SET status = 'completed', result = ?, progress = 100, error = NULL,
+    traceback = NULL, worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+RETRY = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = ?, scheduled_for = ?,
+    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = ? WHERE {HELD} RETURNING id"""
+FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
+    worker_started_at = NULL, worker_expires_at = NULL, progress = 0, progress_message = NULL,
+    updated_at = ? WHERE {HELD} AND cancel_requested = 0"""
+RELEASE_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = '{CANCELLED}', worker_expires_at = NULL,
+    completed_at = ?, updated_at = ? WHERE {HELD} AND cancel_requested = 1"""
+CANCEL_JOB = f"""UPDATE jobs SET
+    status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
+    error = CASE status WHEN 'pending' THEN '{CANCELLED}' ELSE error END,
+    completed_at = CASE status WHEN 'pending' THEN :now ELSE completed_at END,
+    cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END,
+    updated_at = :now
+WHERE id = :id AND (status = 'pending' OR (status = 'running' AND cancel_requested = 0))"""
+RETRY_JOB = """UPDATE jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
+    progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
+    worker_expires_at = NULL, completed_at = NULL, cancel_requested = 0, scheduled_for = ?, updated_at = ?
+WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING id"""
+PURGE = """DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_finished_idx
+    WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?)) AND completed_at < ?
+    ORDER BY completed_at, id LIMIT ?)"""
+HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD} RETURNING id, cancel_requested"
+PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
+EXPIRED = """SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
+    WHERE status = 'running' AND worker_expires_at <= ?"""
+RESET_CANCELLED = """UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
+    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?"""
+RESET_FAILED = """UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
+    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?"""
+RESET_PENDING = """UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
+    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
+    updated_at = ? WHERE id = ?"""
+
+
+def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
+    match t:
+        case Complete(job_id=job_id, token=token, result=result, at=at):
+            return COMPLETE, (result, ts(at), ts(at), job_id, token)
+        case Retry(job_id=job_id, token=token, error=error, traceback=tb, at=at, run_at=run_at):
+            return RETRY, (error, tb, ts(run_at), ts(at), job_id, token)
+        case Fail(job_id=job_id, token=token, error=error, traceback=tb, at=at):
+            return FAIL, (error, tb, ts(at), ts(at), job_id, token)
+        case Cancel(job_id=job_id, token=token, reason=reason, at=at):
+            return CANCEL, (reason, ts(at), ts(at), job_id, token)
+    raise TypeError(f"not a transition: {t!r}")  # pragma: no cover
+
+
+def writes_of(transitions: Sequence[Transition]) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """Each transition as (job id, statement, values); TypeError for anything else."""
+    writes = []
+    for t in transitions:
+        sql, values = transition_sql(t)  # first: it names what is not a transition
+        writes.append((t.job_id, sql, values))
+    return writes
+
+
+def apply_writes(conn: apsw.Connection, writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> list[bool]:
+    """Apply *writes* (from :func:`writes_of`) in order; each True when its token still held the job.
+
+    A run of writes of one kind on distinct jobs is one executemany (one prepared
+    statement, one call into SQLite); a run that names a job twice goes one by one, so
+    that the outcome is exactly that of applying them in order.
+    """
+    applied: list[bool] = []
+    start = 0
+    while start < len(writes):
+        sql = writes[start][1]
+        end = start + 1
+        while end < len(writes) and writes[end][1] is sql:
+            end += 1
+        run = writes[start:end]
+        ids = [job_id for job_id, _, _ in run]
+        if len(set(ids)) == len(ids):
+            done = {row[0] for row in conn.executemany(sql, [values for _, _, values in run])}
+            applied.extend(job_id in done for job_id in ids)
+        else:
+            applied.extend(bool(list(conn.execute(sql, values))) for _, sql, values in run)
+        start = end
+    return applied
+
+
+def claimed(rows: list[Any]) -> list[JobRecord]:
+    """The records a claim returned, in queue order (RETURNING promises no order)."""
+    records = [record_of(row) for row in rows]
+    records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
+    return records
+
+
+def listing(
+    *,
+    status: JobStatus | None,
+    name: str | None,
+    correlation_id: str | None,
+    limit: int,
+    after: Cursor | None,
+) -> tuple[str, dict[str, Any]] | None:
+    """The SELECT of one page of jobs, newest first, with its bindings; None when no job can match.
+
+    *after* keeps the rows that sort after the cursor in that order: a row-value
+    comparison, ``(created_at, id) < (:after_created, :after_id)``.
+    """
+    where = []
+    bindings: dict[str, Any] = {"limit": max(limit, 0)}
+    if after is not None:  # first: a naive cursor is refused whatever the filters
+        bindings["after_created"], bindings["after_id"] = ts(after[0]), after[1]
+    if status is not None:
+        chosen = STATUS.get(status)
+        if chosen is None:  # a status no job can have
+            return None
+        # Written into the SQL (from the allow-list above), not bound: the planner
+        # picks a partial index by the status it sees in the text (QPSG hides bound values).
+        where.append(f"status = '{chosen.value}'")
+        if chosen.finished:  # always so for these (a CHECK), and it lets the finished index serve
+            where.append("completed_at IS NOT NULL")
+    for column, value in (("job_name", name), ("correlation_id", correlation_id)):
+        if value is not None:
+            where.append(f"{column} = :{column}")
+            bindings[column] = value
+    if after is not None:
+        where.append("(created_at, id) < (:after_created, :after_id)")
+    if name is None:
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit", bindings
+    # The name index holds finished jobs only; pending and running ones of that
+    # name are found through the (small) indexes of their own status.
+    filters = " AND ".join(where)
+    parts = [
+        f"SELECT {SELECT} FROM {source} AND {filters}"
+        for source, statuses in BY_STATUS
+        if status is None or status in statuses
+    ]
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY created_at DESC, id DESC LIMIT :limit", bindings

@@ -1,0 +1,117 @@
+"""What a jobkit SQLite file holds: its mark, its tables and indexes, and their columns in codec order.
+
+SCHEMA is what the first migration step builds on a blank file (see :mod:`.migrations`).
+"""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x4A4F424B  # "JOBK"
+SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+JOBS_TABLE = """
+CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY NOT NULL,
+    job_name          TEXT NOT NULL CHECK (length(job_name) > 0),
+    params            TEXT NOT NULL,
+    result            TEXT,
+    status            TEXT NOT NULL DEFAULT 'pending' CHECK (status = 'pending' OR status = 'running'
+                      OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),
+    progress          INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    progress_message  TEXT,
+    error             TEXT,
+    traceback         TEXT,
+    worker_id         TEXT,
+    worker_started_at TEXT,
+    worker_expires_at TEXT,
+    attempt_count     INTEGER NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
+    max_attempts      INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    priority          INTEGER NOT NULL DEFAULT 0,
+    scheduled_for     TEXT NOT NULL,
+    correlation_id    TEXT,
+    cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested = 0 OR cancel_requested = 1),
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL,
+    completed_at      TEXT,
+    CHECK (status <> 'running' OR (worker_id IS NOT NULL AND worker_expires_at IS NOT NULL)),
+    CHECK ((completed_at IS NOT NULL) = (status = 'completed' OR status = 'failed' OR status = 'cancelled'))
+) WITHOUT ROWID;
+"""
+JOBS_INDEXES = """
+CREATE INDEX jobs_status_scheduled_idx ON jobs (priority DESC, scheduled_for, id) WHERE status = 'pending';
+CREATE INDEX jobs_status_expires_idx ON jobs (worker_expires_at) WHERE status = 'running';
+CREATE INDEX jobs_name_idx ON jobs (job_name) WHERE completed_at IS NOT NULL;
+CREATE INDEX jobs_correlation_idx ON jobs (correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX jobs_finished_idx ON jobs (status, completed_at) WHERE completed_at IS NOT NULL;
+"""
+CRON_TABLE = """
+CREATE TABLE cron_jobs (
+    id              TEXT PRIMARY KEY NOT NULL,
+    name            TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+    job_name        TEXT NOT NULL,
+    cron_expression TEXT NOT NULL,
+    params          TEXT NOT NULL,
+    timezone        TEXT NOT NULL DEFAULT 'UTC',
+    enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    last_run_at     TEXT,
+    next_run_at     TEXT,
+    last_job_id     TEXT,
+    declared        INTEGER NOT NULL DEFAULT 0 CHECK (declared IN (0, 1)),
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX cron_jobs_next_run_idx ON cron_jobs (enabled, next_run_at);
+CREATE INDEX cron_jobs_name_idx ON cron_jobs (name);
+"""
+SCHEMA = f"""
+-- jobkit schema, version {SCHEMA_VERSION}. Timestamps are UTC text, ISO 8601 with microseconds and
+-- a trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
+-- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append). The
+-- queue index holds pending jobs only, the lock index running ones, the finished and
+-- name indexes the rest: an enqueue writes two b-trees, and a claim or a completion
+-- moves a job between small indexes. CHECKs spell their lists out with OR: an IN list
+-- in a CHECK builds a lookup table for every row written.
+{JOBS_TABLE}{JOBS_INDEXES}{CRON_TABLE}"""
+
+
+COLUMNS = (
+    "id",
+    "job_name",
+    "params",
+    "status",
+    "scheduled_for",
+    "created_at",
+    "updated_at",
+    "max_attempts",
+    "attempt_count",
+    "priority",
+    "correlation_id",
+    "result",
+    "progress",
+    "progress_message",
+    "error",
+    "traceback",
+    "worker_id",
+    "worker_started_at",
+    "worker_expires_at",
+    "completed_at",
+    "cancel_requested",
+)
+SELECT = ", ".join(COLUMNS)
+
+SCHEDULE_COLUMNS = (
+    "id",
+    "name",
+    "job_name",
+    "cron_expression",
+    "params",
+    "timezone",
+    "enabled",
+    "next_run_at",
+    "created_at",
+    "updated_at",
+    "last_run_at",
+    "last_job_id",
+    "declared",
+)
+SCHEDULE_SELECT = ", ".join(SCHEDULE_COLUMNS)

@@ -1,0 +1,205 @@
+"""SqliteWaker: a commit by any connection or process, or a ring, wakes it; nothing else does.
+
+Waits are bounded by generous timeouts and assert what woke them, never how fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobkit
+from jobkit.stores.sqlite import SqliteWaker
+from tests.conftest import T0, TIMEOUT, poll
+
+QUIET = 0.05  # how long a wait that nothing should wake is given to go wrong
+
+
+def job(job_id: str) -> jobkit.JobRecord:
+    return jobkit.JobRecord(
+        id=job_id,
+        job_name="shop:resize",
+        params="1",
+        status=jobkit.JobStatus.PENDING,
+        scheduled_for=T0,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.sqlite"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[jobkit.SqliteStore]:
+    with jobkit.SqliteStore(db) as made:
+        yield made
+
+
+@pytest.fixture
+def waker(store: jobkit.SqliteStore) -> Iterator[SqliteWaker]:
+    made = store.waker()
+    yield made
+    made.close()
+
+
+def in_thread(work: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def when_asleep(waker: SqliteWaker, then: Callable[[], Any]) -> threading.Thread:
+    """Run *then* in a thread once the waker's thread sleeps in select (so the pipe is what wakes it)."""
+
+    def work() -> None:
+        poll(lambda: waker._sleeping)
+        then()
+
+    return in_thread(work)
+
+
+def timed_wait(waker: SqliteWaker, timeout: float = TIMEOUT, **options: Any) -> tuple[bool, float]:
+    start = time.monotonic()
+    woke = waker.wait(timeout, **options)
+    return woke, time.monotonic() - start
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_on_linux_it_watches_the_wal(waker: SqliteWaker) -> None:
+    assert waker.watching
+
+
+def test_a_commit_by_another_connection_wakes_it(db: Path, store: jobkit.SqliteStore, waker: SqliteWaker) -> None:
+    with jobkit.SqliteStore(db) as other:
+        writer = when_asleep(waker, lambda: other.add([job("a")]))
+        woke, took = timed_wait(waker)
+        writer.join(TIMEOUT)
+    assert woke
+    assert took < TIMEOUT / 2
+    assert store.get("a") is not None  # woken by the commit, which this thread now sees
+
+
+CHILD = """
+import sys
+from datetime import datetime, timezone
+import jobkit
+t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+with jobkit.SqliteStore(sys.argv[1]) as store:
+    store.add([jobkit.JobRecord(id="from-child", job_name="shop:resize", params="1",
+                                status=jobkit.JobStatus.PENDING, scheduled_for=t, created_at=t, updated_at=t)])
+"""
+
+
+def test_a_commit_by_another_process_wakes_it(db: Path, store: jobkit.SqliteStore, waker: SqliteWaker) -> None:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stderr=subprocess.PIPE, text=True)
+    try:
+        woke, took = timed_wait(waker, 60.0)
+    finally:
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert woke
+    assert took < 30.0
+    assert store.get("from-child") is not None
+
+
+def test_without_inotify_it_looks_for_commits_itself(db: Path, store: jobkit.SqliteStore, tmp_path: Path) -> None:
+    waker = SqliteWaker(store._connection, str(tmp_path / "no-such-wal"))
+    try:
+        assert not waker.watching
+        with jobkit.SqliteStore(db) as other:
+            writer = when_asleep(waker, lambda: other.add([job("a")]))
+            woke, took = timed_wait(waker)
+            writer.join(TIMEOUT)
+        assert woke
+        assert took < TIMEOUT / 2
+        assert store.get("a") is not None
+    finally:
+        waker.close()
+
+
+def test_a_commit_counts_once(db: Path, waker: SqliteWaker) -> None:
+    with jobkit.SqliteStore(db) as other:
+        other.add([job("a")])
+        assert waker.wait(TIMEOUT)
+        assert not waker.wait(QUIET)
+        other.add([job("b")])
+        assert waker.wait(TIMEOUT)
+
+
+def test_its_own_stores_commits_on_other_threads_count(store: jobkit.SqliteStore, waker: SqliteWaker) -> None:
+    in_thread(lambda: store.add([job("a")])).join(TIMEOUT)  # another thread: another connection
+    assert waker.wait(TIMEOUT)
+
+
+@pytest.mark.parametrize("commits", [True, False])
+def test_a_ring_from_another_thread_wakes_it(waker: SqliteWaker, commits: bool) -> None:
+    ringer = when_asleep(waker, waker.ring)
+    woke, took = timed_wait(waker, commits=commits)
+    ringer.join(TIMEOUT)
+    assert woke
+    assert took < TIMEOUT / 2
+    assert not waker.wait(QUIET, commits=commits)  # one ring, one wake-up
+
+
+def test_a_ring_before_the_wait_is_kept(waker: SqliteWaker) -> None:
+    waker.ring()
+    assert waker.wait(0)
+    assert not waker.wait(0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+def test_a_ring_from_a_signal_handler_wakes_it(waker: SqliteWaker) -> None:
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: waker.ring())
+    try:
+        sender = when_asleep(waker, lambda: os.kill(os.getpid(), signal.SIGUSR1))
+        woke, took = timed_wait(waker, commits=False)
+        sender.join(TIMEOUT)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert woke
+    assert took < TIMEOUT / 2
+
+
+def test_without_commits_a_commit_does_not_wake_it(db: Path, waker: SqliteWaker) -> None:
+    with jobkit.SqliteStore(db) as other:
+        other.add([job("a")])
+        assert not waker.wait(QUIET, commits=False)
+        assert waker.wait(TIMEOUT)  # the commit still counts for the next wait that asks
+
+
+def test_the_time_runs_out_with_nothing_happening(waker: SqliteWaker) -> None:
+    assert not waker.wait(0)
+    assert not waker.wait(QUIET)
+    assert not waker.wait(QUIET, commits=False)
+    assert not waker.wait(-1)
+
+
+def test_on_another_thread_it_says_maybe_once(waker: SqliteWaker) -> None:
+    seen: list[bool] = []
+    in_thread(lambda: seen.extend([waker.wait(0), waker.wait(QUIET)])).join(TIMEOUT)
+    assert seen == [True, False]  # that thread's connection has its own data version
+    assert waker.wait(0)  # and back on the first thread, once again
+    assert not waker.wait(0)
+
+
+def test_close_releases_it_once(store: jobkit.SqliteStore) -> None:
+    waker = store.waker()
+    fds = (waker._read, waker._write)
+    waker.close()
+    waker.close()
+    waker.ring()  # a late ring (say, from a signal handler) writes nowhere
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
