@@ -26,11 +26,12 @@ from jobkit.errors import (
     ValidationError,
 )
 from jobkit.events import Event
-from jobkit.executor import execute
 from jobkit.model import JobRecord, JobResult, JobStatus, Schedule
+from jobkit.options import WorkerOptions
 from jobkit.recurring import disable, enable, schedule, schedules, unschedule
+from jobkit.run import execute
 from jobkit.spec import JobSpec, Registry
-from jobkit.store import Store, open_store
+from jobkit.store import Store, Waker, open_store
 from jobkit.stores.memory import MemoryStore
 from jobkit.stores.sqlite import SqliteStore
 
@@ -41,13 +42,17 @@ _WORKER = ("run_worker", "tick", "tick_handler")
 
 
 def __getattr__(name: str) -> Any:
-    # jobkit.worker is imported on first use, so that `python -m jobkit.worker` does not
-    # find it already imported by the package (runpy would warn).
+    # jobkit.worker is imported on first use: a script that only enqueues does not pay
+    # for the worker's imports (argparse, subprocess, the loop).
     if name in _WORKER:
         from jobkit import worker
 
         return getattr(worker, name)
     raise AttributeError(f"module 'jobkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WORKER})
 
 
 __all__ = [
@@ -76,6 +81,8 @@ __all__ = [
     "UnknownJobError",
     "UnknownScheduleError",
     "ValidationError",
+    "Waker",
+    "WorkerOptions",
     "cancel",
     "disable",
     "enable",

@@ -6,18 +6,16 @@ import asyncio
 import time
 from collections.abc import Collection, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
-from jobkit.executor import result_of
 from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
-from jobkit.spec import JobSpec
+from jobkit.stages import result_of
 from jobkit.store import Store
-from jobkit.watch import Doorbell
 
-SETTLE = 1.0  # after a write to the store, the longest to look for its commit (an fsync may take that long)
-SETTLE_CHECK = 0.002
-RECHECK = 0.1  # longest sleep between looks at the data version, for commits whose write woke us earlier
+if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
+
 PURGE_BATCH = 500
 WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
 
@@ -29,10 +27,10 @@ def wait(
 
     The value is decoded with *spec*'s result type when given (plain JSON data without).
     Raises :class:`JobNotFound` for an unknown id and :class:`TimeoutError` when the job
-    is not finished within *timeout* seconds. It sleeps between looks: a commit by any
-    process on this machine wakes it (inotify on the SQLite WAL), so it returns within
-    milliseconds of the job's end, and within RECHECK (0.1 s) when a slow fsync makes
-    a commit show after its wake-up.
+    is not finished within *timeout* seconds. It sleeps on the store's waker between
+    looks: a commit by any process on this machine wakes it (for SQLite, inotify on the
+    WAL), so it returns within milliseconds of the job's end, and within 0.1 s when a
+    slow fsync makes a commit show after its wake-up.
     """
     found = _watch(store, job_id, timeout, spec)
     if isinstance(found, JobRecord):
@@ -45,40 +43,22 @@ def _watch(
 ) -> JobResult[Any] | JobRecord:
     """Watch a job for up to *period* seconds (None: until it ends): its result, or its record if unfinished."""
     deadline = None if period is None else time.monotonic() + period
-    bell = Doorbell(store)
-    seen: int | None = None
+    waker = store.waker()  # before the first read: a commit after it wakes the first wait
     try:
         while True:
-            version = store.data_version()  # before the read: a commit after it shows as a new version
-            if version != seen:
-                seen, job = version, _get(store, job_id)
-                if job.status in FINISHED:
-                    return result_of(spec, job)
+            job = _get(store, job_id)
+            if job.status in FINISHED:
+                return result_of(spec, job)
             remaining = 3600.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return job
-            # Two commits can be written before one wake-up reads both their events, and
-            # the later may show only after its fsync: so sleep at most RECHECK at a time.
-            if bell.wait_for_commit(min(remaining, RECHECK)) == "written":
-                _settle(store, seen, min(SETTLE, max(0.0, remaining)))
+            waker.wait(remaining)
     finally:
-        bell.close()
+        waker.close()
 
 
 def _still(job: JobRecord, timeout: float | None) -> str:
     return f"job {job.id} is still {job.status.value} after {timeout or 0:g}s"
-
-
-def _settle(store: Store, seen: int, period: float) -> None:
-    """Wait up to *period* for a commit after data version *seen* to show.
-
-    A WAL write comes before its commit is visible, by as long as the writer's fsync
-    takes, and nothing more is written to watch for once it is: the commit shows only in
-    the data version.
-    """
-    until = time.monotonic() + period
-    while store.data_version() == seen and time.monotonic() < until:
-        time.sleep(SETTLE_CHECK)
 
 
 async def wait_async(

@@ -137,3 +137,10 @@ def due(expression: str, tz: str, next_run_at: datetime | None, now: datetime) -
         return None
     fire_time = max(next_run_at, latest_fire(expression, tz, now))
     return Firing(fire_time=fire_time, next_run_at=next_fire(expression, tz, now))
+
+
+def check_name(name: object) -> str:
+    """A schedule's name, refused unless it is a non-empty str."""
+    if not isinstance(name, str) or not name.strip():
+        raise ScheduleError(f"a schedule needs a name (a non-empty str), not {name!r}", value=name)
+    return name

@@ -17,19 +17,13 @@ from typing import Any
 import attrs
 
 from jobkit import cron
-from jobkit.errors import ScheduleError, UnknownScheduleError, ValidationError
-from jobkit.executor import validate
+from jobkit.errors import ScheduleError, UnknownScheduleError
 from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id, utc_now
-from jobkit.spec import CronEntry, JobSpec, Registry
+from jobkit.spec import JobSpec, Registry
+from jobkit.stages import validate
 from jobkit.store import Store
 
 logger = logging.getLogger("jobkit")
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ScheduleError(f"a schedule needs a name (a non-empty str), not {name!r}", value=name)
-    return name
 
 
 def schedule(
@@ -65,7 +59,7 @@ def _put(
     clock: Clock,
     declared: bool = False,
 ) -> Schedule:
-    _check_name(name)
+    cron.check_name(name)
     now = clock()
     upcoming = cron.validate(cron_expression, timezone, now)
     _, encoded = validate(spec, params)
@@ -102,7 +96,7 @@ def _put(
 
 def unschedule(store: Store, name: str) -> bool:
     """Delete the schedule called *name*; False when there was none. Jobs it enqueued stay."""
-    return store.remove_schedule(_check_name(name))
+    return store.remove_schedule(cron.check_name(name))
 
 
 def schedules(store: Store) -> list[Schedule]:
@@ -121,7 +115,7 @@ def disable(store: Store, name: str, *, clock: Clock = utc_now) -> Schedule:
 
 
 def _switch(store: Store, name: str, on: bool, clock: Clock) -> Schedule:
-    old = store.get_schedule(_check_name(name))
+    old = store.get_schedule(cron.check_name(name))
     if old is None:
         raise UnknownScheduleError(name)
     if old.enabled == on:
@@ -222,14 +216,3 @@ def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[l
             )
             disabled.append(stored.name)
     return written, disabled
-
-
-def check_entry(spec: JobSpec[Any, Any], expression: str, params: Any, *, name: str, timezone: str) -> CronEntry:
-    """Validate a declared schedule when it is declared, not when a worker first syncs it."""
-    _check_name(name)
-    cron.validate(expression, timezone, utc_now())
-    try:
-        validate(spec, params)
-    except ValidationError as exc:
-        raise ValidationError(f"schedule {name!r}: {exc}", errors=exc.errors, value=params) from exc
-    return CronEntry(name=name, spec=spec, expression=expression, params=params, timezone=timezone)

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from jobkit import executor
+from jobkit import cron, run
 from jobkit.backoff import Backoff
 from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
 from jobkit.events import EventKind, Hooks, Listener
+from jobkit.model import utc_now
+from jobkit.stages import validate
 
 if TYPE_CHECKING:
     from jobkit.context import Context
@@ -72,7 +74,7 @@ class JobSpec(Generic[P, R]):
 
     def now(self, params: P | Any, store: Store | None = None) -> JobResult[R]:
         """Run once in this process and return the result; persisted when *store* is given."""
-        return executor.run_now(self, params, store)
+        return run.run_now(self, params, store)
 
     def later(
         self,
@@ -86,7 +88,7 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
     ) -> str:
         """Enqueue for a worker; return the new job's id."""
-        return executor.enqueue(
+        return run.enqueue(
             self,
             [params],
             store,
@@ -109,7 +111,7 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
     ) -> list[str]:
         """Enqueue many jobs in one transaction, all or nothing; return their ids in order."""
-        return executor.enqueue(
+        return run.enqueue(
             self,
             params_list,
             store,
@@ -130,7 +132,7 @@ class JobSpec(Generic[P, R]):
         stop_on_error: bool = False,
     ) -> list[JobResult[R]]:
         """Run many now, at most *concurrency* at a time; results in input order."""
-        return executor.run_batch(self, params_list, store, concurrency=concurrency, stop_on_error=stop_on_error)
+        return run.run_batch(self, params_list, store, concurrency=concurrency, stop_on_error=stop_on_error)
 
     def wait(self, job_id: str, store: Store, timeout: float | None = None) -> R:
         """Wait for a job of this spec to finish and return its typed value (raises JobFailed)."""
@@ -270,8 +272,6 @@ class Registry:
         the ones that were declared before but are gone from the code. The expression,
         timezone and params are checked now.
         """
-        from jobkit.recurring import check_entry
-
         if spec.name not in self._specs:
             self.register(spec)
         if name in self._crons:
@@ -313,3 +313,14 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.names()!r})"
+
+
+def check_entry(spec: JobSpec[Any, Any], expression: str, params: Any, *, name: str, timezone: str) -> CronEntry:
+    """Validate a declared schedule when it is declared, not when a worker first syncs it."""
+    cron.check_name(name)
+    cron.validate(expression, timezone, utc_now())
+    try:
+        validate(spec, params)
+    except ValidationError as exc:
+        raise ValidationError(f"schedule {name!r}: {exc}", errors=exc.errors, value=params) from exc
+    return CronEntry(name=name, spec=spec, expression=expression, params=params, timezone=timezone)

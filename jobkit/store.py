@@ -16,7 +16,34 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from jobkit.errors import StoreError
 from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Schedule, Summary, Transition
+
+Cursor = tuple[datetime, str]
+"""Where a page of :meth:`Store.list_jobs` ended: the ``(created_at, id)`` of its last job."""
+
+
+class Waker(Protocol):
+    """Sleeps until a store may have changed: a commit by any process, or a ring from this one.
+
+    Each store brings its own (inotify on the WAL for SQLite, a condition for
+    MemoryStore); the worker, :func:`jobkit.wait` and ``watch`` sleep on it. One thread
+    waits on a waker; any thread (or a signal handler) may ring it. A wake-up is a
+    hint: callers look at what they wait for again, and a spurious True is allowed.
+    """
+
+    def ring(self) -> None:
+        """Wake the waiting thread now (any thread, or a signal handler)."""
+
+    def wait(self, timeout: float, *, commits: bool = True) -> bool:
+        """Sleep up to *timeout* seconds; True when rung or, with *commits*, when anyone committed.
+
+        A commit counts when it became visible since this waker's previous wait returned
+        (or since the waker was made). False when the time ran out with neither.
+        """
+
+    def close(self) -> None:
+        """Release what the waker holds (file descriptors, watches)."""
 
 
 @runtime_checkable
@@ -139,17 +166,19 @@ class Store(Protocol):
         name: str | None = None,
         correlation_id: str | None = None,
         limit: int = 100,
+        after: Cursor | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest first."""
+        """Up to *limit* jobs matching every given filter, newest first (``created_at``, then ``id``).
+
+        *after* continues a listing: only jobs that sort after that cursor (the
+        ``(created_at, id)`` of the previous page's last job) are returned.
+        """
 
     def next_due(self, names: Collection[str] | None = None) -> datetime | None:
         """The earliest scheduled time among pending jobs (of *names*), or None when none is pending."""
 
-    def data_version(self) -> int:
-        """A number that changes when another connection or thread commits: cheap to poll."""
-
-    def change_file(self) -> str | None:
-        """A file written on every commit, to watch for new work (inotify); None when there is none."""
+    def waker(self) -> Waker:
+        """A new :class:`Waker` for this store; the caller closes it."""
 
     def health(self) -> tuple[bool, str]:
         """Whether the store can be used, and a line saying why or why not."""
@@ -164,19 +193,40 @@ class Store(Protocol):
     ) -> None: ...
 
 
-def open_store(target: str | os.PathLike[str] | Store, **options: object) -> Store:
-    """A store for *target*: ``"memory:"`` gives a MemoryStore, a path a SqliteStore.
+SCHEMES = ("memory:", "a file path", "sqlite:///path", "postgresql://...")
 
-    A store passed in is returned as it is.
+
+def open_store(target: str | os.PathLike[str] | Store, **options: object) -> Store:
+    """The store a TARGET names: the one way every command and the library open one.
+
+    - ``"memory:"``: a new :class:`MemoryStore`
+    - a filesystem path, or ``"sqlite:///abs/path"``: a :class:`SqliteStore`
+      (*options* go to it: ``durability``, ``create``, ``upgrade``, ``busy_timeout``)
+    - a store: returned as it is
+
+    Anything else with a ``scheme://`` raises :class:`StoreError` naming the schemes known.
     """
     if isinstance(target, os.PathLike):
         target = os.fspath(target)
     if not isinstance(target, str):
         return target
     if target == "memory:":
+        if options:
+            raise StoreError(f"memory: takes no options, not {sorted(options)}", path=target)
         from jobkit.stores.memory import MemoryStore
 
         return MemoryStore()
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.isidentifier():
+        scheme = scheme.lower()
+        if scheme == "sqlite":
+            if not rest.startswith("/") or rest == "/":
+                raise StoreError(f"{target}: a sqlite URL names an absolute path, as in sqlite:///var/jobs.sqlite")
+            target = rest
+        elif scheme in ("postgresql", "postgres"):
+            raise StoreError(f"{target.split('@')[-1]}: PostgreSQL stores are not in this version of jobkit yet")
+        else:
+            raise StoreError(f"{target}: unknown store scheme {scheme!r}; jobkit opens {', '.join(SCHEMES)}")
     from jobkit.stores.sqlite import SqliteStore
 
     return SqliteStore(target, **options)  # type: ignore[arg-type]

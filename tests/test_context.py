@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import jobkit
-from jobkit import executor
+from jobkit import run
 from jobkit.store import Store
 from tests.conftest import T0, FakeClock
 
@@ -173,7 +173,7 @@ def test_identity_attempt_store_and_clock(store: Store, clock: FakeClock) -> Non
         return 1
 
     spec = _job(handler, name="who")
-    result = executor.run_now(spec, 1, store, clock=clock)
+    result = run.run_now(spec, 1, store, clock=clock)
     assert seen == {"id": result.job_id, "name": "who", "attempt": 1, "store": store, "now": T0}
     assert repr(jobkit.Context(job_id="j", job_name="n", attempt=2)) == "Context(job_id='j', job_name='n', attempt=2)"
 

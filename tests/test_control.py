@@ -19,13 +19,14 @@ import attrs
 import pytest
 
 import jobkit
-from jobkit import worker as worker_module
 from jobkit.control import PURGE_BATCH, parse_duration
 from jobkit.errors import JobFailed, JobNotFound, ValidationError
 from jobkit.events import Event
 from jobkit.model import CANCELLED_WHILE_LOST, JobRecord, JobStatus, Lease, Summary, new_id, utc_now
+from jobkit.options import WorkerOptions
 from jobkit.store import Store
 from jobkit.worker import Report, run_worker, tick
+from jobkit.worker import cli as worker_cli
 from tests.conftest import T0, TIMEOUT, FakeClock, poll, wait_until
 
 CANCEL_SEEN_WITHIN = 2.5  # the worker looks for cancellations every second
@@ -328,52 +329,6 @@ def test_wait_raises_timeout_error_for_an_unfinished_job_and_changes_nothing(sto
         jobkit.wait(store, job_id, timeout=timeout)
     assert timeout <= time.monotonic() - began < timeout + 1.5
     assert get(store, job_id) == before
-
-
-class EarlyEvents:
-    """A doorbell whose first wake-up reads the events of two commits, the second showing later.
-
-    inotify's view of two writers: both write their WAL frames before the waiter reads
-    its events, the first commit shows at once, the second only when its fsync ends
-    (*delay* later), and showing writes nothing more to watch. Later calls sleep their
-    timeout, as a doorbell with nothing to report does.
-    """
-
-    def __init__(self, first: Any, second: Any, delay: float) -> None:
-        self.first, self.second, self.delay = first, second, delay
-        self.timeouts: list[float] = []
-
-    def wait_for_commit(self, timeout: float) -> str | None:
-        self.timeouts.append(timeout)
-        if len(self.timeouts) == 1:
-            self.first()
-            threading.Timer(self.delay, self.second).start()
-            return "written"
-        time.sleep(timeout)  # a sleep of the waiter's own choosing, as in select()
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-def test_wait_sees_a_commit_that_shows_after_the_events_were_read(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    slow = jobkit.Registry().job(name="t:slow")(lambda n, ctx: n)
-    job_id = slow.later(1, store)
-    (held,) = store.claim(limit=1, now=utc_now(), token="w", lock_until=utc_now() + timedelta(minutes=5))
-
-    def other_commit() -> None:
-        slow.later(2, store)
-
-    def the_jobs_commit() -> None:
-        store.finish([jobkit.model.Complete(held.id, "w", "1", at=utc_now())])
-
-    bell = EarlyEvents(other_commit, the_jobs_commit, delay=0.2)
-    monkeypatch.setattr(jobkit.control, "Doorbell", lambda _store: bell)
-    assert jobkit.wait(store, job_id, timeout=TIMEOUT).ok
-    # It used to sleep a whole second here, with nothing left to wake it.
-    assert max(bell.timeouts) <= jobkit.control.RECHECK, bell.timeouts
 
 
 def test_wait_for_an_unknown_job_raises_job_not_found(store: Store) -> None:
@@ -916,11 +871,14 @@ def test_the_workers_own_pruning_under_load_leaves_unfinished_jobs_alone(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Workers that prune every few milliseconds (keep_completed=0) while they work and jobs arrive."""
-    monkeypatch.setattr(worker_module, "REAP_EVERY", 0.005)
-    monkeypatch.setattr(worker_module, "PRUNE_EVERY", 0.005)
-    monkeypatch.setattr(worker_module, "PRUNE_BATCH", 7)
     load = Load(store)
-    options: dict[str, Any] = {"keep_completed": timedelta(0), "keep_failed": timedelta(0)}
+    options: dict[str, Any] = {
+        "keep_completed": timedelta(0),
+        "keep_failed": timedelta(0),
+        "reap_every": 0.005,
+        "prune_every": 0.005,
+        "prune_batch": 7,
+    }
     with (
         Background(store, load.jobs, concurrency=4, **options) as one,
         Background(store, load.jobs, concurrency=2, **options) as two,
@@ -1010,15 +968,13 @@ def test_tick_far_ahead_prunes_by_the_default_retention(store: Store) -> None:
 def test_the_worker_prunes_in_batches_and_comes_back_soon_while_batches_are_full(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "PRUNE_BATCH", 5)
-    monkeypatch.setattr(worker_module, "REAP_EVERY", 0.02)
     clock = FakeClock(T0)
     jobs, _ = gated_jobs(Gate())
     old = [finished(store, COMPLETED, T0 - timedelta(days=8, seconds=n)) for n in range(12)]
     old += [finished(store, FAILED, T0 - timedelta(days=31, seconds=n)) for n in range(3)]
     kept = [finished(store, COMPLETED, T0 - timedelta(days=6)), finished(store, FAILED, T0 - timedelta(days=29))]
     spy = PurgeSpy(store)
-    with Background(spy, jobs, clock=clock):  # type: ignore[arg-type]
+    with Background(spy, jobs, clock=clock, prune_batch=5, reap_every=0.02):  # type: ignore[arg-type]
         wait_until(lambda: len(spy.calls) >= 6, "the worker to prune three rounds")
     # Each round deletes one batch of each kind (completed and cancelled; failed) and comes back
     # a reaper's interval later while a batch was full, then not before PRUNE_EVERY.
@@ -1030,7 +986,6 @@ def test_the_worker_prunes_in_batches_and_comes_back_soon_while_batches_are_full
 def test_the_worker_does_not_prune_again_until_the_interval_passes_once_batches_run_short(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "REAP_EVERY", 0.02)
     jobs, _ = gated_jobs(Gate())
     finished(store, COMPLETED, T0 - timedelta(days=8))
     spy = PurgeSpy(store)
@@ -1045,9 +1000,10 @@ def test_the_worker_does_not_prune_again_until_the_interval_passes_once_batches_
         return real_reset(now=now)
 
     spy.reset_expired = counting_reset  # type: ignore[attr-defined]
-    with Background(spy, jobs, clock=FakeClock(T0)):  # type: ignore[arg-type]
+    with Background(spy, jobs, clock=FakeClock(T0), reap_every=0.02):  # type: ignore[arg-type]
         assert reaped.wait(TIMEOUT), "the worker did not reap ten times"
-    assert spy.calls == [(worker_module.PRUNE_BATCH, 1), (worker_module.PRUNE_BATCH, 0)]
+    batch = WorkerOptions().prune_batch
+    assert spy.calls == [(batch, 1), (batch, 0)]
 
 
 def test_a_retention_longer_than_the_calendar_keeps_everything_and_the_worker_runs(store: Store) -> None:
@@ -1080,14 +1036,14 @@ def test_run_worker_keeps_everything_with_none(store: Store) -> None:
     ],
 )
 def test_worker_command_retention_flags(flags: list[str], expected: tuple[timedelta | None, ...]) -> None:
-    args = worker_module._parser().parse_args(["jobs.sqlite", *flags])
+    args = worker_cli._parser().parse_args(["jobs.sqlite", *flags])
     assert (args.keep_completed, args.keep_failed) == expected
 
 
 @pytest.mark.parametrize("value", ["soon", "-1d", "1e20d", "never"])
 def test_worker_command_refuses_a_bad_retention_in_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        worker_module.main(["jobs.sqlite", f"--keep-failed={value}"])
+        worker_cli.main(["jobs.sqlite", f"--keep-failed={value}"])
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--keep-failed" in err and "bad duration" in err and "Traceback" not in err

@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 import jobkit
-from jobkit import backoff, executor
+from jobkit import backoff, run, stages
 from jobkit.model import Cancel, Complete, Fail, Failed, JobRecord, JobStatus, Retry, Stopped, Succeeded
 from jobkit.store import Store
 from tests.conftest import T0, FakeClock
@@ -62,7 +62,7 @@ def _spec(fn: Any, name: str = "job", **options: Any) -> jobkit.JobSpec[Any, Any
 
 # -- now, persisted ------------------------------------------------------------------------
 def test_now_persisted_returns_a_full_result_and_a_completed_record(store: Store, clock: FakeClock) -> None:
-    result = executor.run_now(resize, {"url": "a.png", "width": 3}, store, clock=clock)
+    result = run.run_now(resize, {"url": "a.png", "width": 3}, store, clock=clock)
     assert result.ok
     assert result.value == Resized("thumbs/3.png")
     assert result.unwrap() == Resized("thumbs/3.png")
@@ -201,7 +201,7 @@ def test_invalid_params_raise_and_write_nothing(store: Store, params: Any, messa
 
 # -- now, not persisted -------------------------------------------------------------------
 def test_now_without_a_store_runs_and_returns_a_result(clock: FakeClock) -> None:
-    result = executor.run_now(double, 4, None, clock=clock)
+    result = run.run_now(double, 4, None, clock=clock)
     assert (result.ok, result.value, result.status, result.attempt_count) == (True, 8, COMPLETED, 1)
     assert _is_uuid7(result.job_id)
     assert (result.created_at, result.started_at, result.completed_at) == (T0, T0, T0)
@@ -338,8 +338,8 @@ def test_later_options_are_stored(store: Store) -> None:
 
 
 def test_later_times_come_from_the_clock(store: Store, clock: FakeClock) -> None:
-    (soon,) = executor.enqueue(double, [1], store, delay=timedelta(minutes=2), clock=clock)
-    (now,) = executor.enqueue(double, [1], store, delay=0, clock=clock)
+    (soon,) = run.enqueue(double, [1], store, delay=timedelta(minutes=2), clock=clock)
+    (now,) = run.enqueue(double, [1], store, delay=0, clock=clock)
     record, immediate = store.get(soon), store.get(now)
     assert record is not None
     assert immediate is not None
@@ -609,7 +609,7 @@ def test_batch_without_a_store_persists_nothing() -> None:
 def test_execute_runs_a_pending_job_like_a_worker(store: Store, clock: FakeClock) -> None:
     job_id = resize.later({"url": "a.png", "width": 9}, store)
     clock.advance(5)
-    result = executor.execute(store, jobs, job_id, clock=clock)
+    result = run.execute(store, jobs, job_id, clock=clock)
     assert (result.ok, result.status, result.attempt_count) == (True, COMPLETED, 1)
     assert result.value == Resized("thumbs/9.png")
     record = store.get(job_id)
@@ -632,9 +632,9 @@ def test_execute_failure_is_retried_with_backoff_until_attempts_are_used(store: 
         raise RuntimeError(f"attempt {ctx.attempt}")
 
     registry = jobkit.Registry().register(flaky)
-    (job_id,) = executor.enqueue(flaky, [1], store, clock=clock)
+    (job_id,) = run.enqueue(flaky, [1], store, clock=clock)
 
-    first = executor.execute(store, registry, job_id, clock=clock)
+    first = run.execute(store, registry, job_id, clock=clock)
     assert (first.ok, first.status, first.error, first.attempt_count) == (False, PENDING, "RuntimeError: attempt 1", 1)
     record = store.get(job_id)
     assert record is not None
@@ -644,11 +644,11 @@ def test_execute_failure_is_retried_with_backoff_until_attempts_are_used(store: 
     assert record.traceback is not None
 
     clock.advance(60)
-    second = executor.execute(store, registry, job_id, clock=clock)
+    second = run.execute(store, registry, job_id, clock=clock)
     assert (second.status, second.error, second.attempt_count) == (FAILED, "RuntimeError: attempt 2", 2)
     assert attempts == [1, 2]
     with pytest.raises(jobkit.JobStateError):
-        executor.execute(store, registry, job_id, clock=clock)
+        run.execute(store, registry, job_id, clock=clock)
 
 
 def test_execute_with_zero_backoff_retries_at_once(store: Store, clock: FakeClock) -> None:
@@ -656,8 +656,8 @@ def test_execute_with_zero_backoff_retries_at_once(store: Store, clock: FakeCloc
     def again(params: int, ctx: jobkit.Context) -> int:
         raise RuntimeError("no")
 
-    (job_id,) = executor.enqueue(again, [1], store, clock=clock)
-    executor.execute(store, jobkit.Registry().register(again), job_id, clock=clock)
+    (job_id,) = run.enqueue(again, [1], store, clock=clock)
+    run.execute(store, jobkit.Registry().register(again), job_id, clock=clock)
     record = store.get(job_id)
     assert record is not None
     assert (record.status, record.scheduled_for) == (PENDING, T0)
@@ -722,7 +722,7 @@ def test_corrupt_stored_params_fail_that_job_alone(store: Store, clock: FakeCloc
     bad = attrs.evolve(template, id=jobkit.model.new_id(), params=stored)
     store.add([bad])
 
-    result = executor.execute(store, jobs, bad.id, clock=clock)
+    result = run.execute(store, jobs, bad.id, clock=clock)
     assert (result.ok, result.status) == (False, FAILED)
     assert result.error is not None
     assert result.error.startswith(error)
@@ -730,7 +730,7 @@ def test_corrupt_stored_params_fail_that_job_alone(store: Store, clock: FakeCloc
     assert record is not None
     assert (record.status, record.attempt_count, record.error) == (FAILED, 1, result.error)  # not retried
 
-    assert executor.execute(store, jobs, good, clock=clock).unwrap() == 4
+    assert run.execute(store, jobs, good, clock=clock).unwrap() == 4
 
 
 # -- the stages, called directly -------------------------------------------------------------
@@ -755,12 +755,12 @@ NOW = T0 + timedelta(seconds=42)
 
 
 def test_decide_success_completes() -> None:
-    transition = executor.decide(resize, _running(1), Succeeded(Resized("p"), '{"path":"p"}'), NOW)
+    transition = stages.decide(resize, _running(1), Succeeded(Resized("p"), '{"path":"p"}'), NOW)
     assert transition == Complete("job-1", "token-1", '{"path":"p"}', at=NOW)
 
 
 def test_decide_stopped_cancels() -> None:
-    assert executor.decide(resize, _running(3, 3), Stopped("asked"), NOW) == Cancel("job-1", "token-1", "asked", at=NOW)
+    assert stages.decide(resize, _running(3, 3), Stopped("asked"), NOW) == Cancel("job-1", "token-1", "asked", at=NOW)
 
 
 @pytest.mark.parametrize(("attempt_count", "max_attempts"), [(1, 3), (2, 3), (1, 2), (4, 5)])
@@ -769,7 +769,7 @@ def test_decide_failure_with_attempts_left_retries_after_the_backoff(
     attempt_count: int, max_attempts: int, jitter: float
 ) -> None:
     outcome = Failed("RuntimeError: x", "Traceback ...")
-    transition = executor.decide(resize, _running(attempt_count, max_attempts), outcome, NOW, jitter=jitter)
+    transition = stages.decide(resize, _running(attempt_count, max_attempts), outcome, NOW, jitter=jitter)
     wait = backoff.delay(10.0, attempt_count, jitter)
     assert transition == Retry("job-1", "token-1", "RuntimeError: x", "Traceback ...", at=NOW, run_at=NOW + wait)
     assert (
@@ -779,36 +779,36 @@ def test_decide_failure_with_attempts_left_retries_after_the_backoff(
 
 @pytest.mark.parametrize(("attempt_count", "max_attempts"), [(3, 3), (1, 1), (5, 3)])
 def test_decide_failure_with_attempts_used_up_fails(attempt_count: int, max_attempts: int) -> None:
-    transition = executor.decide(resize, _running(attempt_count, max_attempts), Failed("E: x", "tb"), NOW)
+    transition = stages.decide(resize, _running(attempt_count, max_attempts), Failed("E: x", "tb"), NOW)
     assert transition == Fail("job-1", "token-1", "E: x", "tb", at=NOW)
 
 
 def test_decide_failure_that_is_not_retryable_fails_at_once() -> None:
-    transition = executor.decide(resize, _running(1, 5), Failed("bad params", None, retryable=False), NOW)
+    transition = stages.decide(resize, _running(1, 5), Failed("bad params", None, retryable=False), NOW)
     assert transition == Fail("job-1", "token-1", "bad params", None, at=NOW)
 
 
 def test_decide_without_retry_or_without_a_spec_fails() -> None:
-    assert isinstance(executor.decide(resize, _running(1, 5), Failed("e"), NOW, retry=False), Fail)
-    assert isinstance(executor.decide(None, _running(1, 5), Failed("e"), NOW), Fail)
+    assert isinstance(stages.decide(resize, _running(1, 5), Failed("e"), NOW, retry=False), Fail)
+    assert isinstance(stages.decide(None, _running(1, 5), Failed("e"), NOW), Fail)
 
 
 def test_decide_uses_a_callable_backoff() -> None:
     spec = _spec(lambda params, ctx: None, retry_backoff=lambda attempt: 100.0 * attempt)
-    transition = executor.decide(spec, _running(2, 3), Failed("e"), NOW, jitter=0.0)
+    transition = stages.decide(spec, _running(2, 3), Failed("e"), NOW, jitter=0.0)
     assert isinstance(transition, Retry)
     assert transition.run_at == NOW + timedelta(seconds=200)
 
 
 def test_validate_returns_the_typed_value_and_its_json() -> None:
-    typed, text = executor.validate(resize, {"url": "u"})
+    typed, text = stages.validate(resize, {"url": "u"})
     assert typed == Resize("u", 100)
     assert json.loads(text) == {"url": "u", "width": 100}
 
 
 def test_check_result_turns_values_into_outcomes() -> None:
-    assert executor.check_result(resize, Resized("p")) == Succeeded(Resized("p"), '{"path":"p"}')
-    failed = executor.check_result(resize, "nope")
+    assert stages.check_result(resize, Resized("p")) == Succeeded(Resized("p"), '{"path":"p"}')
+    failed = stages.check_result(resize, "nope")
     assert isinstance(failed, Failed)
     assert failed.retryable
     assert failed.error.startswith("ValidationError: invalid result:")
@@ -818,8 +818,30 @@ def test_failure_keeps_text_and_traceback() -> None:
     try:
         raise OSError("disk full")
     except OSError as exc:
-        failed = executor.failure(exc)
+        failed = stages.failure(exc)
     assert failed.error == "OSError: disk full"
     assert failed.traceback is not None
     assert failed.traceback.endswith("OSError: disk full\n")
     assert 'raise OSError("disk full")' in failed.traceback
+
+
+def test_execute_after_a_failed_attempt_reports_no_stale_traceback(store: Store) -> None:
+    """The record execute() reports is the one the store holds: a success clears the first failure's traceback."""
+    registry = jobkit.Registry()
+    calls: list[int] = []
+
+    @registry.job(name="t:flaky", max_attempts=3, retry_backoff=0)
+    def flaky(n: int, ctx: jobkit.Context) -> int:
+        calls.append(n)
+        if len(calls) == 1:
+            raise RuntimeError("first call fails")
+        return n
+
+    job_id = flaky.later(7, store)
+    first = run.execute(store, registry, job_id)
+    assert (first.ok, first.status) == (False, JobStatus.PENDING) and first.traceback is not None
+    second = run.execute(store, registry, job_id)
+    stored = store.get(job_id)
+    assert stored is not None
+    assert (second.ok, second.value, second.error, second.traceback) == (True, 7, None, None)
+    assert (stored.error, stored.traceback) == (second.error, second.traceback)

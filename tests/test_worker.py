@@ -1135,6 +1135,7 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
     The older attempt is lost: its late outcome is dropped and must not make the worker
     forget the newer attempt, which it keeps heartbeating until it completes.
     """
+    from jobkit.options import WorkerOptions
     from jobkit.worker import Worker
 
     registry = jobkit.Registry()
@@ -1149,7 +1150,9 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
 
     job_id = gated.later(1, store)  # enqueued by the real clock: the fake one starts from there
     clock.now = record(store, job_id).scheduled_for
-    worker = Worker(store, Resolver(registry, import_on_demand=False), concurrency=2, lock_timeout=10, clock=clock)
+    worker = Worker(
+        store, Resolver(registry, import_on_demand=False), WorkerOptions(concurrency=2, lock_timeout=10), clock=clock
+    )
     worker._round(None)
     wait_until(lambda: started == [1], "attempt 1 to start")
 
@@ -1166,7 +1169,7 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
 
     for _ in range(4):  # time goes on: attempt 2 must stay locked by its heartbeats
         clock.advance(4)
-        worker._next_beat = worker._next_reap = 0.0
+        worker._keeper._next_beat = worker._next_reap = 0.0
         worker._round(None)
     assert started == [1, 2], "the job was taken a third time while attempt 2 ran"
 

@@ -1,36 +1,25 @@
 """MemoryStore: the jobs table as a dict, for tests and notebooks.
 
-It behaves exactly like SqliteStore (the agreement test checks it), minus durability:
-records live as long as the object. Thread-safe; one lock guards every operation.
+Every change it makes to a job is a rule of :mod:`jobkit.lifecycle`, so it behaves as
+the lifecycle says (the stores-agree machines check it, as they check SqliteStore),
+minus durability: records live as long as the object. Thread-safe; one lock guards
+every operation, and a condition on that lock wakes its wakers on every write.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 import attrs
 
+from jobkit import lifecycle
 from jobkit.errors import JobkitError
-from jobkit.model import (
-    CANCELLED,
-    CANCELLED_WHILE_LOST,
-    Cancel,
-    Complete,
-    Fail,
-    JobRecord,
-    JobStatus,
-    Lease,
-    ResetReport,
-    Retry,
-    Schedule,
-    Summary,
-    Transition,
-    worker_lost,
-)
+from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Retry, Schedule, Summary, Transition
+from jobkit.store import Cursor
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 
@@ -49,11 +38,6 @@ INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
         lambda j: (j.completed_at is not None) == j.status.finished,
     ),
 )
-
-
-def claim_order(record: JobRecord) -> tuple[int, datetime, str]:
-    """Highest priority first, then earliest scheduled, then oldest id."""
-    return (-record.priority, record.scheduled_for, record.id)
 
 
 def aware(*times: datetime | None) -> None:
@@ -90,19 +74,62 @@ def check_names(names: Collection[str] | None) -> None:
         raise TypeError(f"names must be a collection of job names, not the str {names!r}")
 
 
-def _ended(job: JobRecord, status: JobStatus, error: str | None, at: datetime, **more: Any) -> JobRecord:
-    """*job* finished with *status* at *at*: no longer locked (it keeps who ran it)."""
-    return attrs.evolve(job, status=status, error=error, worker_expires_at=None, completed_at=at, updated_at=at, **more)
-
-
 class _Table(dict[str, JobRecord]):
-    """The jobs by id, counting writes so pollers can see that something changed."""
+    """The jobs by id, counting writes and waking the store's wakers on each.
 
-    version = 0
+    Every write happens under the store's lock, which is *changed*'s lock.
+    """
+
+    def __init__(self, changed: threading.Condition) -> None:
+        super().__init__()
+        self.version = 0
+        self.changed = changed
 
     def __setitem__(self, job_id: str, job: JobRecord) -> None:
         super().__setitem__(job_id, job)
+        self.touch()
+
+    def __delitem__(self, job_id: str) -> None:
+        super().__delitem__(job_id)
+        self.touch()
+
+    def touch(self) -> None:
         self.version += 1
+        self.changed.notify_all()
+
+
+class MemoryWaker:
+    """Sleeps on the store's condition: every write, and every ring, wakes it at once."""
+
+    def __init__(self, table: _Table) -> None:
+        self._table = table
+        self._seen = table.version
+        self._rung = False
+
+    def ring(self) -> None:
+        # The condition's lock is an RLock: a signal handler that interrupts this thread
+        # while it holds the lock takes it again instead of waiting for itself.
+        with self._table.changed:
+            self._rung = True
+            self._table.changed.notify_all()
+
+    def wait(self, timeout: float, *, commits: bool = True) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._table.changed:
+            while True:
+                if self._rung:
+                    self._rung = False
+                    return True
+                if commits and self._table.version != self._seen:
+                    self._seen = self._table.version
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._table.changed.wait(remaining)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class MemoryStore:
@@ -111,9 +138,9 @@ class MemoryStore:
     shared = False
 
     def __init__(self) -> None:
-        self._jobs = _Table()
-        self._schedules: dict[str, Schedule] = {}
         self._lock = threading.RLock()
+        self._jobs = _Table(threading.Condition(self._lock))
+        self._schedules: dict[str, Schedule] = {}
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
@@ -146,9 +173,9 @@ class MemoryStore:
             due = [
                 job
                 for job in self._jobs.values()
-                if job.status is PENDING and job.scheduled_for <= now and (names is None or job.job_name in names)
+                if lifecycle.is_due(job, now) and (names is None or job.job_name in names)
             ]
-            due.sort(key=claim_order)
+            due.sort(key=lifecycle.claim_order)
             return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[:limit]]
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
@@ -160,25 +187,13 @@ class MemoryStore:
             return self._take(job, now=now, token=token, lock_until=lock_until)
 
     def _take(self, job: JobRecord, *, now: datetime, token: str, lock_until: datetime) -> JobRecord:
-        taken = attrs.evolve(
-            job,
-            status=RUNNING,
-            worker_id=token,
-            worker_started_at=now,
-            worker_expires_at=lock_until,
-            attempt_count=job.attempt_count + 1,
-            progress=0,
-            progress_message=None,
-            updated_at=now,
-        )
+        taken = lifecycle.claim(job, token=token, now=now, lock_until=lock_until)
         self._jobs[job.id] = taken
         return taken
 
     def _held(self, lease: Lease) -> JobRecord | None:
         job = self._jobs.get(lease.job_id)
-        if job is None or job.status is not RUNNING or job.worker_id != lease.token:
-            return None
-        return job
+        return job if lifecycle.holds(job, lease) else None
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
         aware(now, lock_until)
@@ -187,7 +202,7 @@ class MemoryStore:
             for lease in leases:
                 job = self._held(lease)
                 if job is not None:
-                    self._jobs[job.id] = attrs.evolve(job, worker_expires_at=lock_until, updated_at=now)
+                    self._jobs[job.id] = lifecycle.heartbeat(job, now=now, lock_until=lock_until)
                     held[job.id] = job.cancel_requested
             return held
 
@@ -198,7 +213,7 @@ class MemoryStore:
             job = self._held(lease)
             if job is None:
                 return False
-            self._jobs[job.id] = attrs.evolve(job, progress=percent, progress_message=message, updated_at=now)
+            self._jobs[job.id] = lifecycle.progress(job, percent, message, now=now)
             return True
 
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
@@ -211,26 +226,7 @@ class MemoryStore:
         job = self._held(Lease(transition.job_id, transition.token))
         if job is None:
             return False
-        match transition:
-            case Complete(result=result, at=at):
-                done = _ended(job, JobStatus.COMPLETED, None, at, result=result, progress=100, traceback=None)
-            case Retry(error=error, traceback=tb, at=at, run_at=run_at):
-                done = attrs.evolve(
-                    job,
-                    status=PENDING,
-                    error=error,
-                    traceback=tb,
-                    scheduled_for=run_at,
-                    worker_id=None,
-                    worker_started_at=None,
-                    worker_expires_at=None,
-                    updated_at=at,
-                )
-            case Fail(error=error, traceback=tb, at=at):
-                done = _ended(job, JobStatus.FAILED, error, at, traceback=tb)
-            case Cancel(reason=reason, at=at):
-                done = _ended(job, JobStatus.CANCELLED, reason, at)
-        self._jobs[job.id] = done
+        self._jobs[job.id] = lifecycle.apply(job, transition)
         return True
 
     def finish_and_claim(
@@ -256,20 +252,8 @@ class MemoryStore:
             released = []
             for lease in leases:
                 job = self._held(lease)
-                if job is not None and job.cancel_requested:
-                    self._jobs[job.id] = _ended(job, JobStatus.CANCELLED, CANCELLED, now)
-                elif job is not None:
-                    self._jobs[job.id] = attrs.evolve(
-                        job,
-                        status=PENDING,
-                        attempt_count=job.attempt_count - 1,
-                        worker_id=None,
-                        worker_started_at=None,
-                        worker_expires_at=None,
-                        progress=0,
-                        progress_message=None,
-                        updated_at=now,
-                    )
+                if job is not None:
+                    self._jobs[job.id] = lifecycle.release(job, now=now)
                 released.append(job is not None)
             return released
 
@@ -277,32 +261,10 @@ class MemoryStore:
         aware(now)
         with self._lock:
             report = ResetReport()
-            expired = [
-                job
-                for job in self._jobs.values()
-                if job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
-            ]
+            expired = [job for job in self._jobs.values() if lifecycle.is_expired(job, now)]
             for job in sorted(expired, key=lambda j: j.id):
-                if job.cancel_requested:
-                    self._jobs[job.id] = _ended(job, JobStatus.CANCELLED, CANCELLED_WHILE_LOST, now, traceback=None)
-                    report.cancelled.append(job.id)
-                elif job.attempt_count >= job.max_attempts:
-                    lost = worker_lost(job.attempt_count, job.max_attempts)
-                    self._jobs[job.id] = _ended(job, JobStatus.FAILED, lost, now, traceback=None)
-                    report.failed.append(job.id)
-                else:
-                    self._jobs[job.id] = attrs.evolve(
-                        job,
-                        status=PENDING,
-                        error=worker_lost(job.attempt_count, job.max_attempts),
-                        traceback=None,
-                        scheduled_for=now,
-                        worker_id=None,
-                        worker_started_at=None,
-                        worker_expires_at=None,
-                        updated_at=now,
-                    )
-                    report.retried.append(job.id)
+                self._jobs[job.id], what = lifecycle.expire(job, now=now)
+                getattr(report, what).append(job.id)
             return report
 
     # -- operating ----------------------------------------------------------------
@@ -310,14 +272,12 @@ class MemoryStore:
         aware(now)
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None or job.status.finished:
-                return job
-            if job.status is PENDING:
-                job = _ended(job, JobStatus.CANCELLED, CANCELLED, now)
-            elif not job.cancel_requested:
-                job = attrs.evolve(job, cancel_requested=True, updated_at=now)
-            self._jobs[job_id] = job
-            return job
+            if job is None:
+                return None
+            after = lifecycle.cancel(job, now=now)
+            if after is not job:
+                self._jobs[job_id] = after
+            return after
 
     def cancelling(self) -> list[str]:
         with self._lock:
@@ -329,26 +289,10 @@ class MemoryStore:
             sent = []
             for job_id in dict.fromkeys(job_ids):
                 job = self._jobs.get(job_id)
-                if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-                    continue
-                self._jobs[job_id] = attrs.evolve(
-                    job,
-                    status=PENDING,
-                    attempt_count=0,
-                    result=None,
-                    progress=0,
-                    progress_message=None,
-                    error=None,
-                    traceback=None,
-                    worker_id=None,
-                    worker_started_at=None,
-                    worker_expires_at=None,
-                    completed_at=None,
-                    cancel_requested=False,
-                    scheduled_for=now,
-                    updated_at=now,
-                )
-                sent.append(job_id)
+                again = lifecycle.retry_by_hand(job, now=now) if job is not None else None
+                if again is not None:
+                    self._jobs[job_id] = again
+                    sent.append(job_id)
             return sent
 
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
@@ -367,8 +311,6 @@ class MemoryStore:
             )[: max(limit, 0)]
             for job in doomed:
                 del self._jobs[job.id]
-            if doomed:
-                self._jobs.version += 1
             return len(doomed)
 
     def summary(self, *, since: datetime) -> Summary:
@@ -408,7 +350,7 @@ class MemoryStore:
                     next_run_at=old.next_run_at if keep_next else schedule.next_run_at,
                 )
             self._schedules[schedule.name] = schedule
-            self._jobs.version += 1
+            self._jobs.touch()
             return schedule
 
     def get_schedule(self, name: str) -> Schedule | None:
@@ -460,7 +402,10 @@ class MemoryStore:
         name: str | None = None,
         correlation_id: str | None = None,
         limit: int = 100,
+        after: Cursor | None = None,
     ) -> list[JobRecord]:
+        if after is not None:
+            aware(after[0])
         with self._lock:
             found = [
                 job
@@ -468,6 +413,7 @@ class MemoryStore:
                 if (status is None or job.status is status)
                 and (name is None or job.job_name == name)
                 and (correlation_id is None or job.correlation_id == correlation_id)
+                and (after is None or (job.created_at, job.id) < after)
             ]
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
@@ -483,11 +429,8 @@ class MemoryStore:
                 default=None,
             )
 
-    def data_version(self) -> int:
-        return self._jobs.version
-
-    def change_file(self) -> str | None:
-        return None
+    def waker(self) -> MemoryWaker:
+        return MemoryWaker(self._jobs)
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

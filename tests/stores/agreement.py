@@ -1,4 +1,10 @@
-"""What the stores-agree state machines share: two stores side by side, and one way to call both."""
+"""What the stores-agree state machines share: the stores side by side, the lifecycle as their reference.
+
+Each rule calls every store the same way (:meth:`TwoStores.both`) and, where the call
+changes jobs, hands the same call to the :class:`Reference` (jobkit.lifecycle over a
+dict): every store must answer as the reference does and, after every step, hold the
+very records it holds.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import jobkit
 from jobkit.model import Lease
 from jobkit.store import Store
 from tests.conftest import T0
+from tests.stores.reference import Reference
 
 T = TypeVar("T")
 
@@ -33,13 +40,18 @@ class TwoStores(RuleBasedStateMachine):
         self.now: datetime = T0
         self.tokens = 0
         self.leases: list[Lease] = []
+        self.reference = Reference()
 
     def teardown(self) -> None:
         self.sqlite.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def both(self, call: Callable[[Store], T]) -> T | None:
-        """Call both stores; they must return equal values or raise the same type of error."""
+    def both(self, call: Callable[[Store], T], expect: Callable[[Reference], Any] | None = None) -> T | None:
+        """Call both stores; they must return equal values or raise the same type of error.
+
+        With *expect*, the same call on the reference: when the stores answer, they must
+        answer as it does (and it changes its records as they must have).
+        """
         outcomes: list[tuple[str, Any]] = []
         for store in self.stores:
             try:
@@ -48,4 +60,15 @@ class TwoStores(RuleBasedStateMachine):
                 outcomes.append(("raised", type(exc)))
         memory, sqlite = outcomes
         assert memory == sqlite, f"MemoryStore {memory} but SqliteStore {sqlite}"
-        return memory[1] if memory[0] == "returned" else None
+        if memory[0] != "returned":
+            return None
+        if expect is not None:
+            expected = expect(self.reference)
+            assert memory[1] == expected, f"the stores answered {memory[1]} but the lifecycle says {expected}"
+        return memory[1]  # type: ignore[no-any-return]
+
+    def follows_the_lifecycle(self) -> None:
+        """Every store holds exactly the records the reference holds."""
+        expected = sorted(self.reference.jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
+        for store in self.stores:
+            assert store.list_jobs(limit=10**6) == expected, f"{store!r} left other jobs than the lifecycle"

@@ -1,4 +1,4 @@
-"""MemoryStore and SqliteStore agree: the same calls give the same answers and leave the same records.
+"""Every store follows the lifecycle: the same calls give the same answers and leave the same records.
 
 A Hypothesis state machine drives both stores (SqliteStore on a real file) through random
 sequences of every write, including writes with stale and made-up fencing tokens and cron
@@ -166,7 +166,7 @@ class StoresAgree(TwoStores):
         records = [self.make_job(fields) for fields in jobs[:-1]]
         records += [self.make_job(fields, defect) for fields in jobs[-1:]]
         known = {job.id for job in self.memory.list_jobs(limit=10**6)}
-        self.both(lambda s: s.add(records))
+        self.both(lambda s: s.add(records), lambda r: r.add(records))
         ids = [job.id for job in records]
         taken = len(set(ids)) < len(ids) or bool(known & set(ids))
         event("add", "refused: id taken" if taken else "refused: invalid" if defect and jobs else "ok")
@@ -178,27 +178,40 @@ class StoresAgree(TwoStores):
     )
     def claim(self, limit: int, names: tuple[str, ...] | None, lock: int) -> None:
         token, until = self.token(), self.now + timedelta(microseconds=lock)
-        claimed = self.both(lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names))
+        claimed = self.both(
+            lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names),
+            lambda r: r.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names),
+        )
         self.remember(claimed)
         event("claim", len(claimed) if claimed is not None else "raised")
 
     @rule(job_id=st.sampled_from(IDS), lock=lock_micros)
     def claim_job(self, job_id: str, lock: int) -> None:
         token, until = self.token(), self.now + timedelta(microseconds=lock)
-        claimed = self.both(lambda s: s.claim_job(job_id, now=self.now, token=token, lock_until=until))
+        claimed = self.both(
+            lambda s: s.claim_job(job_id, now=self.now, token=token, lock_until=until),
+            lambda r: r.claim_job(job_id, now=self.now, token=token, lock_until=until),
+        )
         self.remember([claimed] if claimed else [])
 
     @rule(data=st.data(), lock=lock_micros)
     def heartbeat(self, data: st.DataObject, lock: int) -> None:
         leases = data.draw(st.lists(self.lease_strategy(), min_size=1, max_size=3), label="leases")
         until = self.now + timedelta(microseconds=lock)
-        held = self.both(lambda s: dict(s.heartbeat(leases, now=self.now, lock_until=until)))
+        held = self.both(
+            lambda s: dict(s.heartbeat(leases, now=self.now, lock_until=until)),
+            lambda r: r.heartbeat(leases, now=self.now, lock_until=until),
+        )
         event("heartbeat held", len(held or {}))
 
     @rule(data=st.data(), percent=st.integers(min_value=-1, max_value=101), message=texts)
     def progress(self, data: st.DataObject, percent: int, message: str | None) -> None:
         lease = data.draw(self.lease_strategy(), label="lease")
-        event("progress", str(self.both(lambda s: s.progress(lease, percent, message, now=self.now))))
+        answer = self.both(
+            lambda s: s.progress(lease, percent, message, now=self.now),
+            lambda r: r.progress(lease, percent, message, now=self.now),
+        )
+        event("progress", str(answer))
 
     def outcome(self, lease: Lease, kind: str, text: str | None, delay: int) -> Transition:
         match kind:
@@ -218,7 +231,7 @@ class StoresAgree(TwoStores):
 
     def finish_with(self, leases: st.SearchStrategy[Lease], data: st.DataObject) -> None:
         transitions = self.transitions(leases, data)
-        applied = self.both(lambda s: s.finish(transitions))
+        applied = self.both(lambda s: s.finish(transitions), lambda r: r.finish(transitions))
         assert applied is not None
         for transition, done in zip(transitions, applied, strict=True):
             event("finish", f"{type(transition).__name__} {'applied' if done else 'lease lost'}")
@@ -241,7 +254,10 @@ class StoresAgree(TwoStores):
         answer = self.both(
             lambda s: s.finish_and_claim(
                 transitions, limit=limit, now=self.now, token=token, lock_until=until, names=names
-            )
+            ),
+            lambda r: r.finish_and_claim(
+                transitions, limit=limit, now=self.now, token=token, lock_until=until, names=names
+            ),
         )
         applied, claimed = answer or ([], [])
         self.remember(claimed)
@@ -250,12 +266,14 @@ class StoresAgree(TwoStores):
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         leases = data.draw(st.lists(self.lease_strategy(), min_size=1, max_size=3), label="leases")
-        for released in self.both(lambda s: s.release(leases, now=self.now)) or []:
+        for released in (
+            self.both(lambda s: s.release(leases, now=self.now), lambda r: r.release(leases, now=self.now)) or []
+        ):
             event("release", str(released))
 
     @rule()
     def reset_expired(self) -> None:
-        report = self.both(lambda s: s.reset_expired(now=self.now))
+        report = self.both(lambda s: s.reset_expired(now=self.now), lambda r: r.reset_expired(now=self.now))
         assert report is not None
         event("reset_expired", f"retried {len(report.retried)}, failed {len(report.failed)}")
 
@@ -329,6 +347,7 @@ class StoresAgree(TwoStores):
             lambda s: s.fire_schedule(name, expected=expected, fire_time=expected, next_run_at=next_run_at, job=job)
         )
         if fired:
+            self.reference.fire(job)
             self.next_run_ats.append(next_run_at)
         event("fire_schedule", f"{which}: {'fired' if fired else 'refused'}")
 
@@ -380,6 +399,10 @@ class StoresAgree(TwoStores):
     )
     def list_jobs(self, status: JobStatus | None, name: str | None, correlation_id: str | None, limit: int) -> None:
         self.both(lambda s: s.list_jobs(status=status, name=name, correlation_id=correlation_id, limit=limit))
+
+    @invariant()
+    def jobs_follow_the_lifecycle(self) -> None:
+        self.follows_the_lifecycle()
 
     @invariant()
     def same_jobs(self) -> None:

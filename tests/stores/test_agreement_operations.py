@@ -1,4 +1,4 @@
-"""MemoryStore and SqliteStore agree on the operating verbs: cancel, cancelling, retry, purge, summary.
+"""Every store follows the lifecycle on the operating verbs: cancel, cancelling, retry, purge, summary.
 
 A second Hypothesis state machine (the first, in test_agreement.py, covers every write of
 the job lifecycle and the schedules) drives both stores through random sequences of
@@ -134,13 +134,16 @@ class OperationsAgree(TwoStores):
     @rule(jobs=st.lists(new_jobs, max_size=3))
     def add(self, jobs: list[dict[str, Any]]) -> None:
         records = [self.make_job(fields) for fields in jobs]
-        self.both(lambda s: s.add(records))
+        self.both(lambda s: s.add(records), lambda r: r.add(records))
 
     @rule(limit=limits, lock=lock_micros)
     def claim(self, limit: int, lock: int) -> None:
         self.tokens += 1
         token, until = f"tok-{self.tokens}", self.now + timedelta(microseconds=lock)
-        claimed = self.both(lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until))
+        claimed = self.both(
+            lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until),
+            lambda r: r.claim(limit=limit, now=self.now, token=token, lock_until=until),
+        )
         for job in claimed or []:
             self.leases.append(Lease(job.id, token))
         event("claim", len(claimed or []))
@@ -149,7 +152,10 @@ class OperationsAgree(TwoStores):
     def heartbeat(self, data: st.DataObject, lock: int) -> None:
         leases = data.draw(st.lists(self.leases_to_use(), min_size=1, max_size=3), label="leases")
         until = self.now + timedelta(microseconds=lock)
-        beaten = self.both(lambda s: dict(s.heartbeat(leases, now=self.now, lock_until=until)))
+        beaten = self.both(
+            lambda s: dict(s.heartbeat(leases, now=self.now, lock_until=until)),
+            lambda r: r.heartbeat(leases, now=self.now, lock_until=until),
+        )
         event("heartbeat", "reports a cancel request" if any((beaten or {}).values()) else "no cancel request")
 
     def transition(self, lease: Lease, kind: str, text: str | None, delay: int) -> Transition:
@@ -169,7 +175,7 @@ class OperationsAgree(TwoStores):
         outcomes = st.tuples(self.leases_to_use(), st.sampled_from(KINDS), texts, micros)
         drawn = data.draw(st.lists(outcomes, min_size=1, max_size=3), label="outcomes")
         transitions = [self.transition(*args) for args in drawn]
-        applied = self.both(lambda s: s.finish(transitions))
+        applied = self.both(lambda s: s.finish(transitions), lambda r: r.finish(transitions))
         for transition, done in zip(transitions, applied or [], strict=True):
             event("finish", f"{type(transition).__name__} {'applied' if done else 'lease lost'}")
 
@@ -177,13 +183,13 @@ class OperationsAgree(TwoStores):
     def release(self, data: st.DataObject) -> None:
         leases = data.draw(st.lists(self.leases_to_use(), min_size=1, max_size=3), label="leases")
         asked = {j.id for j in self.jobs(JobStatus.RUNNING) if j.cancel_requested}
-        released = self.both(lambda s: s.release(leases, now=self.now))
+        released = self.both(lambda s: s.release(leases, now=self.now), lambda r: r.release(leases, now=self.now))
         for lease, done in zip(leases, released or [], strict=True):
             event("release", "ended cancelled" if done and lease.job_id in asked else f"released {done}")
 
     @rule()
     def reset_expired(self) -> None:
-        report = self.both(lambda s: s.reset_expired(now=self.now))
+        report = self.both(lambda s: s.reset_expired(now=self.now), lambda r: r.reset_expired(now=self.now))
         assert report is not None
         event("reset_expired", f"cancelled {len(report.cancelled)}, retried {len(report.retried)}")
 
@@ -194,7 +200,7 @@ class OperationsAgree(TwoStores):
         running = [j.id for j in self.jobs(JobStatus.RUNNING)]
         job_id = data.draw(self.ids_among(running), label="job id")
         before = self.memory.get(job_id)
-        after = self.both(lambda s: s.cancel(job_id, now=self.now))
+        after = self.both(lambda s: s.cancel(job_id, now=self.now), lambda r: r.cancel(job_id, now=self.now))
         if before is None:
             assert after is None
         elif before.status is JobStatus.PENDING:
@@ -217,7 +223,7 @@ class OperationsAgree(TwoStores):
         """Retry some jobs: mostly failed or cancelled ones, among others and unknown ids."""
         retryable = self.retryable()
         job_ids = data.draw(st.lists(self.ids_among(retryable), max_size=4), label="job ids")
-        sent = self.both(lambda s: s.retry(job_ids, now=self.now))
+        sent = self.both(lambda s: s.retry(job_ids, now=self.now), lambda r: r.retry(job_ids, now=self.now))
         assert sent == [j for j in dict.fromkeys(job_ids) if j in retryable]
         for job_id in sent or []:
             job = self.memory.get(job_id)
@@ -234,7 +240,10 @@ class OperationsAgree(TwoStores):
             times.append(st.sampled_from(ended))
         cutoff = data.draw(st.one_of(times), label="before")
         unfinished = {j.id for j in self.jobs() if not j.status.finished}
-        deleted = self.both(lambda s: s.purge(statuses=statuses, before=cutoff, limit=limit))
+        deleted = self.both(
+            lambda s: s.purge(statuses=statuses, before=cutoff, limit=limit),
+            lambda r: r.purge(statuses=statuses, before=cutoff, limit=limit),
+        )
         assert unfinished <= {j.id for j in self.jobs()}, "purge deleted an unfinished job"
         assert deleted is not None and 0 <= deleted <= max(limit, 0)
         event("purge", deleted)
@@ -266,6 +275,10 @@ class OperationsAgree(TwoStores):
         self.reset_expired()
 
     # -- after every step -------------------------------------------------------------
+    @invariant()
+    def jobs_follow_the_lifecycle(self) -> None:
+        self.follows_the_lifecycle()
+
     @invariant()
     def same_jobs(self) -> None:
         memory, sqlite = self.stores

@@ -27,7 +27,7 @@ from jobkit.model import (
     worker_lost,
 )
 from jobkit.store import Store
-from tests.conftest import T0
+from tests.conftest import T0, TIMEOUT
 
 LOCK = timedelta(seconds=30)
 NAIVE = datetime(2026, 1, 1, 0, 0, 5)  # no tzinfo: refused by every store
@@ -788,26 +788,44 @@ def test_next_due_is_the_earliest_pending_schedule(store: Store) -> None:
     assert store.next_due() is None
 
 
-# -- change signals -------------------------------------------------------------------
-def test_data_version_stands_still_without_writes(store: Store) -> None:
+# -- waking: the store's waker ----------------------------------------------------------
+def test_a_waker_sleeps_through_reads_and_times_out(store: Store) -> None:
     store.add([make_job("a")])
-    version = store.data_version()
-    store.get("a")
-    store.list_jobs()
-    store.counts()
-    store.claim(limit=1, now=at(-1), token="t", lock_until=at(30))
-    assert store.data_version() == version
+    waker = store.waker()
+    try:
+        store.get("a")
+        store.list_jobs()
+        store.counts()
+        store.claim(limit=1, now=at(-1), token="t", lock_until=at(30))  # nothing due: no write
+        assert waker.wait(0.05) is False
+    finally:
+        waker.close()
 
 
-def test_data_version_moves_when_another_thread_commits(store: Store) -> None:
-    version = store.data_version()
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(store.add, [make_job("a")]).result()
-    assert store.data_version() != version
-    version = store.data_version()
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(lambda: store.claim(limit=1, now=T0, token="t", lock_until=at(30))).result()
-    assert store.data_version() != version
+def test_a_waker_wakes_when_another_thread_commits(store: Store) -> None:
+    waker = store.waker()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(store.add, [make_job("a")]).result()
+        assert waker.wait(TIMEOUT) is True
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: store.claim(limit=1, now=T0, token="t", lock_until=at(30))).result()
+        assert waker.wait(TIMEOUT) is True
+        assert waker.wait(0.05) is False, "one commit woke it twice"
+    finally:
+        waker.close()
+
+
+def test_a_waker_wakes_on_a_ring_and_ignores_commits_when_told(store: Store) -> None:
+    waker = store.waker()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(store.add, [make_job("a")]).result()
+        assert waker.wait(0.05, commits=False) is False
+        waker.ring()
+        assert waker.wait(TIMEOUT, commits=False) is True
+    finally:
+        waker.close()
 
 
 # -- lifecycle ------------------------------------------------------------------------
@@ -942,27 +960,14 @@ def test_sqlite_stores_in_threads_never_share_a_job(db: Path) -> None:
         assert store.counts()[JobStatus.RUNNING] == len(ids)
 
 
-def test_memory_store_has_no_change_file() -> None:
-    assert jobkit.MemoryStore().change_file() is None
-
-
-def test_sqlite_change_file_grows_with_each_commit(db: Path) -> None:
+def test_sqlite_waker_wakes_when_another_store_commits(db: Path) -> None:
     with jobkit.SqliteStore(db) as store, jobkit.SqliteStore(db) as other:
-        path = store.change_file()
-        assert path == f"{db}-wal"
-        size = Path(path).stat().st_size
-        other.add([make_job("a")])
-        grown = Path(path).stat().st_size
-        assert grown > size
-        other.claim(limit=1, now=T0, token="t", lock_until=at(30))
-        assert Path(path).stat().st_size > grown
-
-
-def test_sqlite_data_version_moves_when_another_store_commits(db: Path) -> None:
-    with jobkit.SqliteStore(db) as store, jobkit.SqliteStore(db) as other:
-        version = store.data_version()
-        other.add([make_job("a")])
-        assert store.data_version() != version
+        waker = store.waker()
+        try:
+            other.add([make_job("a")])
+            assert waker.wait(TIMEOUT) is True
+        finally:
+            waker.close()
 
 
 def test_sqlite_closed_store_refuses_use_and_reports_unhealthy(db: Path) -> None:

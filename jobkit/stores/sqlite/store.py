@@ -457,14 +457,6 @@ class SqliteStore:
         rows = self._read(queries.queue_sql(queries.NEXT_DUE, count), bindings)
         return dt(rows[0][0]) if rows and rows[0][0] else None
 
-    def data_version(self) -> int:
-        # The pragma, not Connection.data_version(): only the pragma sees other connections' commits.
-        return int(self._connection().execute("PRAGMA data_version").fetchall()[0][0])  # type: ignore[arg-type]
-
-    def change_file(self) -> str | None:
-        """The WAL: every commit writes to it, so watching it shows commits by any process."""
-        return f"{self.path}-wal"
-
     def waker(self) -> SqliteWaker:
         return SqliteWaker(self._connection, f"{self.path}-wal")
 

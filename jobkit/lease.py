@@ -1,0 +1,209 @@
+"""The one lease keeper: the jobs a process holds stay locked, their progress written, their cancellations seen.
+
+A claim holds a job until its lock expires. While the handler runs, the keeper extends
+the lock every third of the lock timeout (a heartbeat), independently of the handler;
+writes the handler's progress at most every :data:`PROGRESS_INTERVAL` per job (the one
+progress throttle); and looks once a second for cancellations asked from elsewhere.
+Every write is fenced by the claim's token: a keeper that finds a job no longer held
+marks it lost and asks its handler to stop.
+
+Two drivers call :meth:`LeaseKeeper.tend`: the worker's loop thread, between its
+claims, and :meth:`LeaseKeeper.kept`, a thread of its own for a job that ``now()`` or
+``execute()`` runs in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from jobkit.context import Flag
+from jobkit.errors import StoreError
+from jobkit.model import Clock, JobRecord, Lease
+
+if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
+    from jobkit.store import Store
+
+logger = logging.getLogger("jobkit.lease")
+
+PROGRESS_INTERVAL = 0.2  # seconds between progress writes of one job
+CANCEL_LOOK = 1.0  # seconds between looks for cancellations asked from elsewhere
+
+
+@attrs.define(eq=False)
+class Held:
+    """A job this process holds: claimed, and its outcome not yet written."""
+
+    job: JobRecord
+    lease: Lease
+    spec: JobSpec[Any, Any] | None = None
+    cancel: Flag = attrs.field(factory=Flag)
+    started: float | None = None  # time.monotonic() when the handler started
+    took: float | None = None  # seconds the handler ran
+    progress: tuple[int, str | None] | None = None  # reported, not yet written
+    progress_at: float = 0.0
+    lost: bool = False
+    cancel_requested: bool = False
+
+
+class LeaseKeeper:
+    """Keeps the leases of the jobs one worker (or one ``now()``/``execute()`` call) holds.
+
+    *wake* is called (from a handler's thread) when progress is ready to be written, so
+    the driver (the worker's loop, the one thread that writes for a worker) need not
+    poll for it. Without *wake*, a handler's progress is written from its own thread as
+    soon as the throttle lets it, so that it is in the store when ``ctx.progress``
+    returns.
+    """
+
+    def __init__(self, store: Store, *, lock: timedelta, clock: Clock, wake: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.lock = lock
+        self.clock = clock
+        self.held: dict[str, Held] = {}
+        self._wake = wake
+        self._writing = threading.Lock()  # the handler's thread and the keeper's may both write progress
+        self._next_beat = 0.0
+        self._next_look = 0.0
+
+    @property
+    def beat_every(self) -> float:
+        return self.lock.total_seconds() / 3
+
+    # -- holding ------------------------------------------------------------------
+    def hold(self, job: JobRecord) -> Held:
+        """Start keeping a job just claimed (its ``worker_id`` is the token)."""
+        held = Held(job, Lease(job.id, job.worker_id or ""))
+        older = self.held.get(job.id)
+        if older is not None:
+            # This process stalled past its own lock and took the job again: the older
+            # attempt has lost its lease and must not be kept in place of this one.
+            self.lose(older)
+        if not self.held:
+            self._next_beat = time.monotonic() + self.beat_every
+        self.held[job.id] = held
+        return held
+
+    def forget(self, held: Held) -> None:
+        """Stop keeping *held*; a newer attempt of the same job is kept."""
+        if self.held.get(held.job.id) is held:
+            del self.held[held.job.id]
+
+    def lose(self, held: Held) -> None:
+        """The lease of *held* is gone: its outcome will be dropped; ask its handler to stop."""
+        if not held.lost:
+            held.lost = True
+            held.cancel.set()
+            logger.warning("job %s: lease lost (another worker holds it now); asking the handler to stop", held.job.id)
+
+    def ask_to_cancel(self, held: Held) -> None:
+        if not held.cancel_requested:
+            held.cancel_requested = True
+            held.cancel.set()
+            logger.info("job %s: cancellation requested; asking the handler to stop", held.job.id)
+
+    def release(self, helds: Sequence[Held]) -> int:
+        """Give *helds* back without spending their attempts; how many were still held."""
+        for held in helds:
+            held.cancel.set()
+            self.forget(held)
+        leases = [h.lease for h in helds if not h.lost]
+        return sum(self.store.release(leases, now=self.clock())) if leases else 0
+
+    # -- progress -----------------------------------------------------------------
+    def report(self, held: Held, percent: int, message: str | None) -> None:
+        """A handler's progress (from its thread): kept for the next write, at most one per interval."""
+        held.progress = (percent, message)
+        if time.monotonic() - held.progress_at < PROGRESS_INTERVAL:
+            return
+        if self._wake is not None:
+            self._wake()
+        else:
+            self.write_progress()
+
+    def write_progress(self, *, force: bool = False) -> None:
+        """Write the progress that is due (all that is reported, with *force*)."""
+        with self._writing:
+            now = time.monotonic()
+            for held in list(self.held.values()):
+                if held.progress is None or (not force and now - held.progress_at < PROGRESS_INTERVAL):
+                    continue
+                (percent, message), held.progress = held.progress, None
+                held.progress_at = now
+                if not self.store.progress(held.lease, percent, message, now=self.clock()):
+                    self.lose(held)
+
+    # -- heartbeats and cancellations -----------------------------------------------
+    def beat(self) -> None:
+        """Extend the locks of held jobs when a third of the lock timeout has passed."""
+        if not self.held or time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self.beat_every
+        now = self.clock()
+        leases = [h.lease for h in self.held.values() if not h.lost]
+        answered = self.store.heartbeat(leases, now=now, lock_until=now + self.lock)
+        for held in list(self.held.values()):
+            if held.job.id not in answered:
+                self.lose(held)
+            elif answered[held.job.id]:
+                self.ask_to_cancel(held)
+
+    def look_for_cancellations(self) -> None:
+        """Once a second while jobs are held: ask the handlers of jobs cancelled elsewhere to stop."""
+        if not self.held or time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + CANCEL_LOOK
+        for job_id in self.store.cancelling():
+            held = self.held.get(job_id)
+            if held is not None:
+                self.ask_to_cancel(held)
+
+    def tend(self) -> None:
+        """Do what is due: progress writes, heartbeats, the look for cancellations.
+
+        Each step is guarded on its own: a busy database postpones it, and it must not
+        hold up the others.
+        """
+        for step in (self.write_progress, self.beat, self.look_for_cancellations):
+            try:
+                step()
+            except StoreError as exc:
+                logger.warning("%s postponed: %s", step.__name__.replace("_", " "), exc)
+
+    def next_due(self) -> float:
+        """The ``time.monotonic()`` by which :meth:`tend` has something to do (infinity: nothing held)."""
+        if not self.held:
+            return float("inf")
+        due = min(self._next_beat, self._next_look)
+        if any(h.progress is not None for h in self.held.values()):
+            due = min(due, time.monotonic() + PROGRESS_INTERVAL)
+        return due
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """Tend these leases from a thread of their own while the body runs; write the last progress after."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.wait(max(0.0, min(self.next_due() - time.monotonic(), PROGRESS_INTERVAL))):
+                self.tend()
+
+        thread = threading.Thread(target=keep, name="jobkit-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            try:
+                self.write_progress(force=True)
+            except StoreError as exc:
+                logger.warning("last progress write postponed: %s", exc)

@@ -1,0 +1,192 @@
+"""THE rules of a job's life: each is a function from a record (and a request) to a record.
+
+    pending -> running -> completed
+                   |-> pending again (retry at T, or given back without spending the attempt)
+                   `-> failed (attempts used up, not retryable, or its worker lost when spent)
+    pending -> cancelled;  running -> cancelled (asked to stop)
+
+Every store is held to these by the stores-agree machines (tests/stores/), with this
+module as the reference: MemoryStore is built on it, SqliteStore keeps its own SQL for
+speed and must give the same records, and the runners report what they did with
+:func:`apply`. Pure: times come in as arguments; nothing here reads a clock or a store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import attrs
+
+from jobkit.model import (
+    CANCELLED,
+    CANCELLED_WHILE_LOST,
+    Cancel,
+    Complete,
+    Fail,
+    JobRecord,
+    JobStatus,
+    Lease,
+    Retry,
+    Transition,
+    worker_lost,
+)
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+Expiry = Literal["retried", "failed", "cancelled"]
+"""What :func:`expire` did to a job whose lock ran out."""
+
+
+# -- questions ------------------------------------------------------------------------
+def claim_order(job: JobRecord) -> tuple[int, datetime, str]:
+    """The queue's order: highest priority first, then earliest scheduled, then oldest id."""
+    return (-job.priority, job.scheduled_for, job.id)
+
+
+def is_due(job: JobRecord, now: datetime) -> bool:
+    """Whether a claim at *now* may take *job*."""
+    return job.status is PENDING and job.scheduled_for <= now
+
+
+def is_expired(job: JobRecord, now: datetime) -> bool:
+    """Whether *job* is running on a lock that ran out at or before *now*."""
+    return job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
+
+
+def holds(job: JobRecord | None, lease: Lease) -> bool:
+    """Whether *lease* still holds *job*: every write for an attempt is fenced by this."""
+    return job is not None and job.status is RUNNING and job.worker_id == lease.token
+
+
+# -- the running attempt ----------------------------------------------------------------
+def claim(job: JobRecord, *, token: str, now: datetime, lock_until: datetime) -> JobRecord:
+    """A pending job taken by *token* until *lock_until*, with one more attempt counted."""
+    return attrs.evolve(
+        job,
+        status=RUNNING,
+        worker_id=token,
+        worker_started_at=now,
+        worker_expires_at=lock_until,
+        attempt_count=job.attempt_count + 1,
+        progress=0,
+        progress_message=None,
+        updated_at=now,
+    )
+
+
+def heartbeat(job: JobRecord, *, now: datetime, lock_until: datetime) -> JobRecord:
+    """A held job's lock extended to *lock_until*."""
+    return attrs.evolve(job, worker_expires_at=lock_until, updated_at=now)
+
+
+def progress(job: JobRecord, percent: int, message: str | None, *, now: datetime) -> JobRecord:
+    """A held job's progress, 0 to 100."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
+    return attrs.evolve(job, progress=percent, progress_message=message, updated_at=now)
+
+
+def apply(job: JobRecord, transition: Transition) -> JobRecord:
+    """The record after one attempt's outcome; the caller has checked that the lease holds.
+
+    A completed job keeps no error or traceback of an earlier attempt; a retried one is
+    pending again at ``run_at``, no longer held, its attempt spent.
+    """
+    match transition:
+        case Complete(result=result, at=at):
+            return _ended(job, JobStatus.COMPLETED, None, at, result=result, progress=100, traceback=None)
+        case Retry(error=error, traceback=tb, at=at, run_at=run_at):
+            return _unheld(job, at, error=error, traceback=tb, scheduled_for=run_at)
+        case Fail(error=error, traceback=tb, at=at):
+            return _ended(job, JobStatus.FAILED, error, at, traceback=tb)
+        case Cancel(reason=reason, at=at):
+            return _ended(job, JobStatus.CANCELLED, reason, at)
+    raise TypeError(f"not a transition: {transition!r}")
+
+
+def release(job: JobRecord, *, now: datetime) -> JobRecord:
+    """A held job given back unfinished: pending again with its attempt refunded.
+
+    A job whose cancellation was asked for is not given back: it ends cancelled.
+    """
+    if job.cancel_requested:
+        return _ended(job, JobStatus.CANCELLED, CANCELLED, now)
+    return _unheld(job, now, attempt_count=job.attempt_count - 1, progress=0, progress_message=None)
+
+
+def expire(job: JobRecord, *, now: datetime) -> tuple[JobRecord, Expiry]:
+    """A running job whose worker is gone (its lock ran out): what becomes of it, and which way.
+
+    Back to pending at once while attempts are left; failed ("worker lost") when they
+    are spent, so a job that kills its worker cannot loop forever; cancelled when its
+    cancellation was asked for.
+    """
+    if job.cancel_requested:
+        return _ended(job, JobStatus.CANCELLED, CANCELLED_WHILE_LOST, now, traceback=None), "cancelled"
+    lost = worker_lost(job.attempt_count, job.max_attempts)
+    if job.attempt_count >= job.max_attempts:
+        return _ended(job, JobStatus.FAILED, lost, now, traceback=None), "failed"
+    return _unheld(job, now, error=lost, traceback=None, scheduled_for=now), "retried"
+
+
+# -- requests from outside --------------------------------------------------------------
+def cancel(job: JobRecord, *, now: datetime) -> JobRecord:
+    """A cancellation request: a pending job ends cancelled, a running one is asked to stop.
+
+    A finished job, or a running one already asked, is returned as it is.
+    """
+    if job.status is PENDING:
+        return _ended(job, JobStatus.CANCELLED, CANCELLED, now)
+    if job.status is RUNNING and not job.cancel_requested:
+        return attrs.evolve(job, cancel_requested=True, updated_at=now)
+    return job
+
+
+def retry_by_hand(job: JobRecord, *, now: datetime) -> JobRecord | None:
+    """A failed or cancelled job sent back to pending with fresh attempts; None for any other."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return None
+    return attrs.evolve(
+        job,
+        status=PENDING,
+        attempt_count=0,
+        result=None,
+        progress=0,
+        progress_message=None,
+        error=None,
+        traceback=None,
+        worker_id=None,
+        worker_started_at=None,
+        worker_expires_at=None,
+        completed_at=None,
+        cancel_requested=False,
+        scheduled_for=now,
+        updated_at=now,
+    )
+
+
+# -- shapes shared by the rules above ------------------------------------------------------
+def _ended(job: JobRecord, status: JobStatus, error: str | None, at: datetime, **more: object) -> JobRecord:
+    """*job* finished with *status* at *at*: no longer locked (it keeps who ran it)."""
+    return attrs.evolve(
+        job,
+        status=status,
+        error=error,
+        worker_expires_at=None,
+        completed_at=at,
+        updated_at=at,
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def _unheld(job: JobRecord, at: datetime, **more: object) -> JobRecord:
+    """*job* pending again and held by nobody."""
+    return attrs.evolve(
+        job,
+        status=PENDING,
+        worker_id=None,
+        worker_started_at=None,
+        worker_expires_at=None,
+        updated_at=at,
+        **more,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,72 @@
+"""How a worker runs, as one frozen value: every default is written here and nowhere else.
+
+``python -m jobkit.worker``, :func:`jobkit.run_worker` and :func:`jobkit.tick` all build
+a :class:`WorkerOptions`; the CLI's flags and help texts read their defaults from it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any, Literal
+
+import attrs
+
+Durability = Literal["full", "normal"]
+
+DEFAULT_LOCK_TIMEOUT = timedelta(seconds=300)
+"""How long a claim holds a job without a heartbeat before another worker may take it."""
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{attribute.name} must be an int of at least 1, not {value!r}")
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
+
+
+def _not_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{attribute.name} must be seconds, 0 or more, not {value!r}")
+
+
+def _keep(_: object, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
+    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise ValueError(f"{attribute.name} must be a timedelta of 0 or more, or None to keep forever, not {value!r}")
+
+
+@attrs.frozen
+class WorkerOptions:
+    """Settings of one worker process.
+
+    - ``concurrency``: handlers run at once (sync ones on threads, async ones on a loop)
+    - ``lock_timeout``: seconds a claim holds a job without a heartbeat
+    - ``poll_interval``: the longest wait between looks for due jobs (new jobs wake it sooner)
+    - ``grace``: on SIGTERM/SIGINT, how long running jobs may take before they are given back
+    - ``keep_completed`` / ``keep_failed``: retention of finished jobs (None keeps them)
+    - ``durability``: SQLite's synchronous mode for the worker's own store
+    - ``enforce_timeouts``: end the process when a sync handler overruns its timeout
+      (for children of a supervisor, which starts another)
+    - ``reap_every``: seconds between looks for expired locks, due cron runs and cancellations
+    - ``prune_every``, ``prune_batch``: how often retention runs, and how many jobs a
+      transaction deletes
+    """
+
+    concurrency: int = attrs.field(default=5, validator=_at_least_one)
+    lock_timeout: float = attrs.field(default=DEFAULT_LOCK_TIMEOUT.total_seconds(), validator=_positive)
+    poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    grace: float = attrs.field(default=30.0, validator=_not_negative)
+    keep_completed: timedelta | None = attrs.field(default=timedelta(days=7), validator=_keep)
+    keep_failed: timedelta | None = attrs.field(default=timedelta(days=30), validator=_keep)
+    durability: Durability = attrs.field(default="full", validator=attrs.validators.in_(("full", "normal")))
+    enforce_timeouts: bool = False
+    reap_every: float = attrs.field(default=1.0, validator=_positive)
+    prune_every: float = attrs.field(default=600.0, validator=_positive)
+    prune_batch: int = attrs.field(default=500, validator=_at_least_one)
+
+    @property
+    def lock(self) -> timedelta:
+        return timedelta(seconds=self.lock_timeout)

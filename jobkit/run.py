@@ -1,0 +1,393 @@
+"""THE runner of a claimed job, and the ways a caller's process enqueues and runs jobs.
+
+Whoever claimed a job (the worker's loop, ``now()``, ``batch()``, ``execute()``,
+``tick``) runs it through the same steps:
+
+    prepare (find the spec, decode params, build the Context)
+    -> begin (log, "started") -> attempt (the handler, in a thread or on a loop)
+    -> conclude (the outcome, overridden by a cancellation, as a Transition)
+    -> [the store applies it, fenced by the token] -> recorded (log, events, the new record)
+
+The worker applies many transitions in one transaction; the single-job callers here
+apply one. The lease is kept meanwhile by :class:`jobkit.lease.LeaseKeeper`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from jobkit import lifecycle
+from jobkit.context import Context
+from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
+from jobkit.events import Event
+from jobkit.lease import Held, LeaseKeeper
+from jobkit.model import (
+    Cancel,
+    Clock,
+    Complete,
+    Fail,
+    Failed,
+    JobRecord,
+    JobResult,
+    JobStatus,
+    Lease,
+    Outcome,
+    Retry,
+    Stopped,
+    Succeeded,
+    Transition,
+    new_id,
+    seconds,
+    utc_now,
+)
+from jobkit.options import DEFAULT_LOCK_TIMEOUT
+from jobkit.stages import (
+    attempt,
+    attempt_async,
+    check_enqueue_options,
+    decide,
+    event_of,
+    new_record,
+    result_of,
+    stored_params,
+    unreadable,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
+    from jobkit.store import Store
+
+logger = logging.getLogger("jobkit.run")
+
+
+# -- the steps of one claimed job ----------------------------------------------------------
+def prepare(
+    held: Held, find: Callable[[str], JobSpec[Any, Any]], keeper: LeaseKeeper | None, clock: Clock
+) -> tuple[JobSpec[Any, Any], Any, Context] | Failed:
+    """The spec, typed params and context for *held*, or the failure that ends it before it starts.
+
+    One bad row harms only itself: a name that leads to no spec, or params that no
+    longer decode (a RecursionError from deep JSON, too), fail this job alone.
+    """
+    try:
+        spec = find(held.job.job_name)
+    except UnknownJobError as exc:
+        return Failed(f"UnknownJobError: {exc}", retryable=False)
+    try:
+        typed = stored_params(spec, held.job)
+    except Exception as exc:
+        return unreadable(exc)
+    return spec, typed, context(held, spec, keeper, clock)
+
+
+def context(held: Held, spec: JobSpec[Any, Any], keeper: LeaseKeeper | None, clock: Clock) -> Context:
+    """The ``ctx`` a handler gets; without a *keeper* (a run not persisted) progress goes nowhere."""
+    held.spec = spec
+    job = held.job
+    return Context(
+        job_id=job.id,
+        job_name=job.job_name,
+        attempt=job.attempt_count,
+        store=keeper.store if keeper is not None else None,
+        sink=partial(keeper.report, held) if keeper is not None else None,
+        cancel=held.cancel,
+        timeout=spec.timeout,
+        clock=clock,
+    )
+
+
+def begin(held: Held, clock: Clock, *, heard: bool = True) -> None:
+    """The handler is about to start: log it and tell the listeners (when *heard*)."""
+    held.started = time.monotonic()
+    job = held.job
+    if logger.isEnabledFor(logging.INFO):  # spares a busy worker the arguments
+        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+    if heard and held.spec is not None and held.spec.hooks:
+        held.spec.hooks.emit(Event("started", job.id, job.job_name, clock(), job.attempt_count))
+
+
+def attempt_held(held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome, BaseException | None]:
+    """Run the handler in this thread; see :func:`jobkit.stages.attempt`."""
+    outcome = attempt(spec, typed, ctx)
+    held.took = time.monotonic() - (held.started or time.monotonic())
+    return outcome
+
+
+async def attempt_held_async(
+    held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context
+) -> tuple[Outcome, BaseException | None]:
+    """Await an ``async def`` handler on the running loop."""
+    outcome = await attempt_async(spec, typed, ctx)
+    held.took = time.monotonic() - (held.started or time.monotonic())
+    return outcome
+
+
+def conclude(held: Held, outcome: Outcome, now: datetime, *, jitter: float, retry: bool = True) -> Transition:
+    """What the store is to do with *held* after its attempt.
+
+    A job asked to stop ends cancelled, whatever its handler did.
+    """
+    if held.cancel_requested:
+        outcome = Stopped()
+    return decide(held.spec, held.job, outcome, now, jitter=jitter, retry=retry)
+
+
+def recorded(
+    held: Held, transition: Transition, applied: bool, clock: Clock, *, heard: bool = True
+) -> JobRecord | None:
+    """Say what became of an attempt: the record as the store now holds it, or None if the lease was lost."""
+    hooks = held.spec.hooks if heard and held.spec is not None else None
+    job = held.job
+    if not applied or held.lost:
+        logger.warning("job %s: lease lost; this worker's outcome was dropped", job.id)
+        if hooks:
+            hooks.emit(Event("lease_lost", job.id, job.job_name, clock(), job.attempt_count))
+        return None
+    _log(held, transition)
+    if hooks:
+        hooks.emit(event_of(job, transition, held.took))
+    return lifecycle.apply(job, transition)
+
+
+def _log(held: Held, transition: Transition) -> None:
+    job = held.job
+    match transition:
+        case Complete():
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, held.took or 0.0)
+        case Retry(error=error, run_at=run_at):
+            logger.warning(
+                "job %s %s: attempt %d failed: %s; retry at %s",
+                job.id,
+                job.job_name,
+                job.attempt_count,
+                error,
+                run_at.isoformat(timespec="seconds"),
+            )
+        case Fail(error=error):
+            logger.error("job %s %s: failed after %d attempts: %s", job.id, job.job_name, job.attempt_count, error)
+        case Cancel(reason=reason):
+            logger.info("job %s %s: cancelled (%s)", job.id, job.job_name, reason)
+
+
+# -- one job, here and now ---------------------------------------------------------------------
+def run_claimed(
+    spec: JobSpec[Any, Any],
+    job: JobRecord,
+    typed: Any,
+    store: Store,
+    *,
+    retry: bool,
+    clock: Clock = utc_now,
+    lock: timedelta = DEFAULT_LOCK_TIMEOUT,
+) -> JobResult[Any]:
+    """Run a job this caller holds in this thread, keeping its lease; record and return the outcome."""
+    keeper = LeaseKeeper(store, lock=lock, clock=clock)
+    held = keeper.hold(job)
+    ctx = context(held, spec, keeper, clock)
+    with keeper.kept():
+        begin(held, clock)
+        outcome, fatal = attempt_held(held, spec, typed, ctx)
+    return _record_one(held, outcome, fatal, store, clock, retry=retry)
+
+
+def _record_one(
+    held: Held, outcome: Outcome, fatal: BaseException | None, store: Store, clock: Clock, *, retry: bool
+) -> JobResult[Any]:
+    transition = conclude(held, outcome, clock(), jitter=random.random(), retry=retry)
+    after = recorded(held, transition, _finish(store, transition), clock)
+    if fatal is not None:
+        raise fatal
+    if after is None:  # tell the caller what the store holds, not what was dropped
+        current = store.get(held.job.id)
+        if current is None:
+            raise JobNotFound(held.job.id)
+        return result_of(held.spec, current)
+    value = outcome.value if isinstance(outcome, Succeeded) else None
+    return result_of(held.spec, after, value=value, duration=held.took)
+
+
+def _finish(store: Store, transition: Transition, tries: int = 3) -> bool:
+    """Record an outcome; a database locked past its busy timeout is tried again, not a failure."""
+    for number in range(tries):
+        try:
+            return store.finish([transition])[0]
+        except StoreError as exc:
+            if number == tries - 1:
+                raise
+            logger.warning("job %s: recording its outcome postponed: %s", transition.job_id, exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_unpersisted(spec: JobSpec[Any, Any], typed: Any, encoded: str, clock: Clock) -> JobResult[Any]:
+    """The same steps over a record that lives only here: nothing stored, nothing heard."""
+    now = clock()
+    job = attrs.evolve(
+        new_record(spec, encoded, job_id=new_id(), now=now),
+        status=JobStatus.RUNNING,
+        attempt_count=1,
+        worker_started_at=now,
+    )
+    held = Held(job, Lease(job.id, ""))
+    ctx = context(held, spec, None, clock)
+    begin(held, clock, heard=False)
+    outcome, fatal = attempt_held(held, spec, typed, ctx)
+    if fatal is not None:
+        raise fatal
+    transition = conclude(held, outcome, clock(), jitter=0.0, retry=False)
+    after = recorded(held, transition, True, clock, heard=False)
+    value = outcome.value if isinstance(outcome, Succeeded) else None
+    return result_of(spec, after or job, value=value, duration=held.took)
+
+
+def run_now(
+    spec: JobSpec[Any, Any], params: Any, store: Store | None, *, clock: Clock = utc_now, what: str = "params"
+) -> JobResult[Any]:
+    """Run once in this process: persisted as a running job when *store* is given."""
+    typed, encoded = validate(spec, params, what=what)
+    return _run_validated(spec, typed, encoded, store, clock=clock)
+
+
+def _run_validated(
+    spec: JobSpec[Any, Any], typed: Any, encoded: str, store: Store | None, *, clock: Clock
+) -> JobResult[Any]:
+    if store is None:
+        return _run_unpersisted(spec, typed, encoded, clock)
+    now = clock()
+    lock = DEFAULT_LOCK_TIMEOUT
+    job = new_record(spec, encoded, job_id=new_id(), now=now)
+    store.add([job])
+    claimed = store.claim_job(job.id, now=now, token=new_id(), lock_until=now + lock)
+    if claimed is None:  # pragma: no cover - a worker took it between add and claim
+        raise JobStateError(f"job {job.id} was claimed by another worker before it could run", job_id=job.id)
+    return run_claimed(spec, claimed, typed, store, retry=False, clock=clock, lock=lock)
+
+
+def run_batch(
+    spec: JobSpec[Any, Any],
+    params_list: Sequence[Any],
+    store: Store | None,
+    *,
+    concurrency: int = 5,
+    stop_on_error: bool = False,
+    clock: Clock = utc_now,
+) -> list[JobResult[Any]]:
+    """Run every params now, at most *concurrency* at a time; results in input order.
+
+    All params are validated first: one invalid params raises before anything runs. With
+    *stop_on_error*, nothing starts after the first failure, so fewer results may return.
+    """
+    if type(concurrency) is not int or concurrency < 1:
+        raise ValidationError(f"concurrency must be an int of at least 1, not {concurrency!r}", value=concurrency)
+    validated = [validate(spec, p, what=f"params[{i}]") for i, p in enumerate(params_list)]
+    results: list[JobResult[Any] | None] = [None] * len(validated)
+    failed = threading.Event()
+
+    def run(index: int) -> None:
+        if stop_on_error and failed.is_set():
+            return
+        typed, encoded = validated[index]
+        result = _run_validated(spec, typed, encoded, store, clock=clock)
+        results[index] = result
+        if not result.ok:
+            failed.set()
+
+    with concurrent.futures.ThreadPoolExecutor(min(concurrency, max(len(validated), 1))) as pool:
+        for future in [pool.submit(run, i) for i in range(len(validated))]:
+            future.result()
+    return [r for r in results if r is not None]
+
+
+def execute(
+    store: Store,
+    registry: Any,
+    job_id: str,
+    *,
+    clock: Clock = utc_now,
+    lock: timedelta = DEFAULT_LOCK_TIMEOUT,
+) -> JobResult[Any]:
+    """Run one given queued job in this process, as a worker would, and record its outcome.
+
+    Raises :class:`JobNotFound` for an unknown id, :class:`JobStateError` when the job is not pending, and
+    :class:`UnknownJobError` when its name leads to no spec in *registry*; in each case
+    nothing changes.
+    """
+    job = store.get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    spec = registry.get(job.job_name)
+    if spec is None:
+        raise UnknownJobError(job.job_name, "it is not in the registry given to execute()")
+    if job.status is not JobStatus.PENDING:
+        raise JobStateError(
+            f"job {job_id} is {job.status.value}, not pending; only a pending job can be executed",
+            job_id=job_id,
+            status=job.status.value,
+        )
+    now = clock()
+    claimed = store.claim_job(job_id, now=now, token=new_id(), lock_until=now + lock)
+    if claimed is None:
+        raise JobStateError(f"job {job_id} was claimed by someone else first", job_id=job_id)
+    keeper = LeaseKeeper(store, lock=lock, clock=clock)
+    held = keeper.hold(claimed)
+    prepared = prepare(held, lambda _: spec, keeper, clock)
+    if isinstance(prepared, Failed):
+        return _record_one(held, prepared, None, store, clock, retry=True)
+    _, typed, ctx = prepared
+    with keeper.kept():
+        begin(held, clock)
+        outcome, fatal = attempt_held(held, spec, typed, ctx)
+    return _record_one(held, outcome, fatal, store, clock, retry=True)
+
+
+# -- enqueue -------------------------------------------------------------------------------------
+def enqueue(
+    spec: JobSpec[Any, Any],
+    params_list: Sequence[Any],
+    store: Store,
+    *,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
+    correlation_id: str | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    clock: Clock = utc_now,
+    indexed: bool | None = None,
+) -> list[str]:
+    """Validate every params, then add them all as pending jobs in one transaction."""
+    check_enqueue_options(
+        spec, store, delay=delay, at=at, max_attempts=max_attempts, priority=priority, correlation_id=correlation_id
+    )
+    many = len(params_list) != 1 if indexed is None else indexed
+    encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
+    now = clock()
+    when = at if at is not None else (now + seconds(delay) if delay is not None else now)
+    records = [
+        new_record(
+            spec,
+            text,
+            job_id=new_id(),
+            now=now,
+            scheduled_for=when,
+            correlation_id=correlation_id,
+            max_attempts=max_attempts,
+            priority=priority,
+        )
+        for text in encoded
+    ]
+    store.add(records)
+    if spec.hooks:
+        for record in records:
+            spec.hooks.emit(Event("enqueued", record.id, record.job_name, now))
+    return [r.id for r in records]

@@ -1,0 +1,322 @@
+"""The stages of one job, as plain functions: validate -> persist -> run -> record.
+
+``validate`` turns params into a typed value and its JSON; ``new_record`` builds the row
+that a store's ``add`` persists; ``attempt`` runs the handler and turns whatever happens
+into an :data:`Outcome`; ``decide`` turns an outcome into a :data:`Transition` for the
+store to apply; ``result_of`` and ``event_of`` say what happened to callers and
+listeners. The clock, the store and the randomness are passed in, so the stages are
+tested by calling them; :mod:`jobkit.run` composes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jobkit import convert
+from jobkit.backoff import delay as retry_delay
+from jobkit.context import Context
+from jobkit.errors import Cancelled, ValidationError
+from jobkit.events import Event
+from jobkit.model import (
+    Cancel,
+    Complete,
+    Fail,
+    Failed,
+    JobRecord,
+    JobResult,
+    JobStatus,
+    Outcome,
+    Retry,
+    Stopped,
+    Succeeded,
+    Transition,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
+    from jobkit.store import Store
+
+T = TypeVar("T")
+
+# -- validate -----------------------------------------------------------------------
+_PLAIN = frozenset({int, str, bool})  # an exact instance is its own plain data
+
+
+def validate(spec: JobSpec[Any, Any], params: Any, *, what: str = "params") -> tuple[Any, str]:
+    """Structure *params* into the spec's params type; return the typed value and its JSON."""
+    if type(params) is spec.params_type and spec.params_type in _PLAIN:
+        return params, convert.encode(params, what=what, limit=spec.max_payload_bytes)
+    typed = convert.structure(params, spec.params_type, what=what)
+    data = typed if spec.params_type is Any else convert.unstructure(typed, spec.params_type)
+    return typed, convert.encode(data, what=what, limit=spec.max_payload_bytes)
+
+
+def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
+    """Turn a handler's return value into Succeeded, or Failed when it does not fit."""
+    if type(value) is spec.result_type and value.__class__ in _PLAIN:  # an exact int, str or bool
+        try:
+            return Succeeded(value, convert.encode(value, what="result", limit=spec.max_payload_bytes))
+        except ValidationError as exc:
+            return Failed(f"ValidationError: {exc}", None)
+    try:
+        if spec.result_type is type(None):
+            if value is not None:
+                raise ValidationError(f"result is {value!r}, but the handler is declared to return None")
+            return Succeeded(None, "null")
+        data = value if spec.result_type is Any else convert.unstructure(value)
+        typed = convert.structure(data, spec.result_type, what="result")
+        if spec.result_type is not Any:
+            data = convert.unstructure(typed, spec.result_type)
+        return Succeeded(typed, convert.encode(data, what="result", limit=spec.max_payload_bytes))
+    except ValidationError as exc:
+        return Failed(f"ValidationError: {exc}", None)
+
+
+# -- persist ------------------------------------------------------------------------
+def new_record(
+    spec: JobSpec[Any, Any],
+    encoded: str,
+    *,
+    job_id: str,
+    now: datetime,
+    scheduled_for: datetime | None = None,
+    correlation_id: str | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+) -> JobRecord:
+    """The pending row for one job."""
+    return JobRecord(
+        id=job_id,
+        job_name=spec.name,
+        params=encoded,
+        status=JobStatus.PENDING,
+        scheduled_for=scheduled_for or now,
+        created_at=now,
+        updated_at=now,
+        max_attempts=max_attempts or spec.max_attempts,
+        priority=priority,
+        correlation_id=correlation_id,
+    )
+
+
+def check_enqueue_options(
+    spec: JobSpec[Any, Any],
+    store: Store,
+    *,
+    delay: Any,
+    at: Any,
+    max_attempts: Any,
+    priority: Any,
+    correlation_id: Any,
+) -> None:
+    if spec.name.startswith("__main__:") and store.shared:
+        raise ValidationError(
+            f"job {spec.name!r} is defined in a script run as __main__, which a worker process cannot "
+            "import; define it in a module, or give it a name (jobs.job(name=...)) and start the "
+            "worker with --jobs MODULE"
+        )
+    if delay is not None and at is not None:
+        raise ValidationError("give delay or at, not both", value=(delay, at))
+    if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+        raise ValidationError(f"at must be a timezone-aware datetime, not {at!r}", value=at)
+    if delay is not None and not _is_delay(delay):
+        raise ValidationError(f"delay must be seconds (>= 0) or a timedelta, not {delay!r}", value=delay)
+    if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
+        raise ValidationError(f"max_attempts must be an int of at least 1, not {max_attempts!r}", value=max_attempts)
+    if type(priority) is not int:
+        raise ValidationError(f"priority must be an int, not {priority!r}", value=priority)
+    if correlation_id is not None and not isinstance(correlation_id, str):
+        raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
+
+
+def _is_delay(delay: Any) -> bool:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float, timedelta)):
+        return False
+    if isinstance(delay, float) and not math.isfinite(delay):
+        return False
+    try:
+        return timedelta(0) <= seconds(delay) <= MAX_ENQUEUE_DELAY
+    except OverflowError:
+        return False
+
+
+MAX_ENQUEUE_DELAY = timedelta(days=366 * 100)
+
+
+def stored_params(spec: JobSpec[Any, Any], job: JobRecord) -> Any:
+    """The typed params of a stored job; ValidationError when they no longer decode."""
+    data = convert.decode(job.params)
+    if type(data) is spec.params_type and data.__class__ in _PLAIN:
+        return data
+    return convert.structure(data, spec.params_type, what="params")
+
+
+def unreadable(exc: Exception) -> Failed:
+    """The outcome of a job whose stored params cannot be read: failed, not worth retrying."""
+    text = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+    return Failed(f"stored params no longer decode: {text}", retryable=False)
+
+
+# -- run ----------------------------------------------------------------------------
+def failure(exc: BaseException) -> Failed:
+    """A failed outcome carrying the exception's text and traceback."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Failed(text, "".join(traceback.format_exception(exc)))
+
+
+def timed_out(spec: JobSpec[Any, Any]) -> Failed:
+    return Failed(f"TimeoutError: the job ran past its timeout of {spec.timeout:g}s")
+
+
+def attempt(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome, BaseException | None]:
+    """Run the handler once in this thread (a coroutine on its own loop); never raises.
+
+    Returns the outcome, and a BaseException (KeyboardInterrupt, SystemExit) that the
+    caller must re-raise once the outcome is recorded.
+    """
+    try:
+        value = run_coroutine(lambda: _bounded(spec, spec.fn(typed, ctx))) if spec.is_async else spec.fn(typed, ctx)
+    except BaseException as exc:  # every way out becomes an outcome
+        return outcome_of_exception(spec, ctx, exc)
+    return outcome_of_value(spec, ctx, value), None
+
+
+async def attempt_async(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome, BaseException | None]:
+    """Like :func:`attempt`, awaiting an ``async def`` handler on the running loop."""
+    try:
+        value = await _bounded(spec, spec.fn(typed, ctx))
+    except GeneratorExit:
+        raise  # the coroutine is being closed, not failing
+    except BaseException as exc:  # every way out becomes an outcome
+        return outcome_of_exception(spec, ctx, exc)
+    return outcome_of_value(spec, ctx, value), None
+
+
+def outcome_of_value(spec: JobSpec[Any, Any], ctx: Context, value: Any) -> Outcome:
+    """The outcome of a handler that returned *value*."""
+    return timed_out(spec) if ctx.timed_out else check_result(spec, value)
+
+
+def outcome_of_exception(
+    spec: JobSpec[Any, Any], ctx: Context, exc: BaseException
+) -> tuple[Outcome, BaseException | None]:
+    """The outcome of a handler that raised; a BaseException is handed back to re-raise."""
+    if isinstance(exc, Cancelled):
+        return (timed_out(spec) if ctx.timed_out else Stopped(str(exc) or "cancelled")), None
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx.timed_out:
+        return timed_out(spec), None
+    if isinstance(exc, Exception):
+        return failure(exc), None
+    return failure(exc), exc
+
+
+async def _bounded(spec: JobSpec[Any, Any], coro: Coroutine[Any, Any, T]) -> T:
+    """Await *coro* within the spec's timeout, in the calling task.
+
+    On 3.10 ``wait_for`` runs the coroutine in a task of its own, where a SystemExit or
+    KeyboardInterrupt would escape into the event loop; it is carried out and re-raised.
+    """
+    if spec.timeout is None:
+        return await coro
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(spec.timeout):
+            return await coro
+    value, fatal = await asyncio.wait_for(_carry(coro), spec.timeout)  # pragma: no cover - 3.10
+    if fatal is not None:  # pragma: no cover - 3.10
+        raise fatal
+    return value  # type: ignore[return-value]  # pragma: no cover - 3.10
+
+
+async def _carry(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
+    try:
+        return await coro, None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
+
+
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from sync code, even where a loop already runs (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jobkit-async") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+# -- record -------------------------------------------------------------------------
+def decide(
+    spec: JobSpec[Any, Any] | None,
+    job: JobRecord,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    jitter: float = 0.5,
+    retry: bool = True,
+) -> Transition:
+    """What becomes of *job* after one attempt; *jitter* in [0, 1) spreads retry times."""
+    token = job.worker_id or ""
+    match outcome:
+        case Succeeded(encoded=encoded):
+            return Complete(job.id, token, encoded, at=now)
+        case Stopped(reason=reason):
+            return Cancel(job.id, token, reason, at=now)
+        case Failed(error=error, traceback=tb, retryable=True) if (
+            retry and spec is not None and job.attempt_count < job.max_attempts
+        ):
+            run_at = now + retry_delay(spec.retry_backoff, job.attempt_count, jitter)
+            return Retry(job.id, token, error, tb, at=now, run_at=run_at)
+        case Failed(error=error, traceback=tb):
+            return Fail(job.id, token, error, tb, at=now)
+    raise TypeError(f"not an outcome: {outcome!r}")  # pragma: no cover
+
+
+def result_of(
+    spec: JobSpec[Any, Any] | None,
+    job: JobRecord,
+    *,
+    value: Any = None,
+    duration: float | None = None,
+) -> JobResult[Any]:
+    """The caller's view of a job record; the value is decoded from the record when not given."""
+    ok = job.status is JobStatus.COMPLETED
+    if ok and value is None and job.result is not None:
+        data = convert.decode(job.result)
+        value = convert.structure(data, spec.result_type, what="result") if spec is not None else data
+    if duration is None and job.completed_at and job.worker_started_at:
+        duration = (job.completed_at - job.worker_started_at).total_seconds()
+    return JobResult(
+        ok=ok,
+        value=value if ok else None,
+        error=None if ok else job.error,
+        job_id=job.id,
+        status=job.status,
+        attempt_count=job.attempt_count,
+        duration=duration,
+        created_at=job.created_at,
+        started_at=job.worker_started_at,
+        completed_at=job.completed_at,
+        traceback=job.traceback,
+    )
+
+
+def event_of(job: JobRecord, transition: Transition, duration: float | None) -> Event:
+    """The event that tells listeners what *transition* did to *job*."""
+    match transition:
+        case Complete(at=at):
+            return Event("completed", job.id, job.job_name, at, job.attempt_count, duration=duration)
+        case Retry(error=error, at=at, run_at=run_at):
+            return Event("retried", job.id, job.job_name, at, job.attempt_count, error, duration, run_at)
+        case Fail(error=error, at=at):
+            return Event("failed", job.id, job.job_name, at, job.attempt_count, error, duration)
+        case Cancel(reason=reason, at=at):
+            return Event("cancelled", job.id, job.job_name, at, job.attempt_count, reason, duration)
+    raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover

@@ -1,0 +1,173 @@
+"""``python -m jobkit.worker TARGET``: the worker process. Defaults come from :class:`WorkerOptions`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from jobkit.errors import JobkitError
+from jobkit.options import WorkerOptions
+from jobkit.store import open_store
+from jobkit.worker.entry import run_worker, tick
+from jobkit.worker.resolve import load_registry, merge
+from jobkit.worker.supervisor import supervise
+
+DEFAULTS = WorkerOptions()
+
+
+def _days(value: timedelta | None) -> str:
+    return "forever" if value is None else f"{value.days}d" if value.days and not value.seconds else str(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobkit.worker",
+        description="Run queued jobs from a jobkit store until stopped (SIGTERM or Ctrl-C).",
+    )
+    parser.add_argument(
+        "database",
+        metavar="TARGET",
+        help="the jobs database: a path or sqlite:///path (it must exist: create it by enqueuing)",
+    )
+    parser.add_argument(
+        "--jobs",
+        action="append",
+        default=[],
+        metavar="MODULE[:REGISTRY]",
+        help="run only the jobs of this module's Registry, importing nothing else (repeatable). "
+        "Without it, job names 'module:function' are imported on demand",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULTS.concurrency,
+        help=f"jobs run at once per process (default {DEFAULTS.concurrency})",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes under one supervisor that restarts a child that dies (default 1)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=DEFAULTS.lock_timeout,
+        metavar="SECONDS",
+        help="how long a claim holds a job without a heartbeat before another worker may take it "
+        f"(default {DEFAULTS.lock_timeout:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULTS.poll_interval,
+        metavar="SECONDS",
+        help=f"longest wait between looks for due jobs; new jobs wake the worker sooner "
+        f"(default {DEFAULTS.poll_interval:g})",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULTS.grace,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running jobs may take to finish before they are given back "
+        f"(default {DEFAULTS.grace:g})",
+    )
+    parser.add_argument(
+        "--keep-completed",
+        type=_duration,
+        default=DEFAULTS.keep_completed,
+        metavar="DURATION",
+        help="delete completed and cancelled jobs this long after they end, e.g. 12h, 7d; 'forever' keeps them "
+        f"(default {_days(DEFAULTS.keep_completed)})",
+    )
+    parser.add_argument(
+        "--keep-failed",
+        type=_duration,
+        default=DEFAULTS.keep_failed,
+        metavar="DURATION",
+        help="delete failed jobs this long after they end; 'forever' keeps them "
+        f"(default {_days(DEFAULTS.keep_failed)})",
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("full", "normal"),
+        default=DEFAULTS.durability,
+        help="SQLite synchronous mode: full survives power loss (default), normal only a crash",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass: reset expired locks, run up to N jobs, exit")
+    mode.add_argument("--burst", action="store_true", help="run until nothing is due, then exit 0")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", "-q", action="store_true", help="log only warnings, errors and the summary")
+    verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug detail too")
+    return parser
+
+
+def _duration(text: str) -> timedelta | None:
+    from jobkit.control import parse_duration
+    from jobkit.errors import ValidationError
+
+    if text.strip().lower() == "forever":
+        return None
+    try:
+        return parse_duration(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _fail(message: str) -> int:
+    print(f"jobkit.worker: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jobkit.worker``: returns the exit code."""
+    args = _parser().parse_args(argv)
+    for name, value in (("concurrency", args.concurrency), ("processes", args.processes)):
+        if value < 1:
+            return _fail(f"--{name} must be at least 1, not {value}")
+    for name, value in (("lock-timeout", args.lock_timeout), ("poll-interval", args.poll_interval)):
+        if not value > 0:
+            return _fail(f"--{name} must be a positive number of seconds, not {value}")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        store = open_store(args.database, durability=args.durability, create=False)
+    except JobkitError as exc:
+        return _fail(str(exc))
+    if args.processes > 1 and not args.once:
+        store.close()  # each child opens its own; the parent only checked that it opens
+        return supervise(list(argv if argv is not None else sys.argv[1:]), args.processes)
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        registry = merge(load_registry(target) for target in args.jobs) if args.jobs else None
+    except (ImportError, ValueError) as exc:
+        store.close()
+        return _fail(f"--jobs: {exc}")
+    options = WorkerOptions(
+        concurrency=args.concurrency,
+        lock_timeout=args.lock_timeout,
+        poll_interval=args.poll_interval,
+        grace=args.grace,
+        keep_completed=args.keep_completed,
+        keep_failed=args.keep_failed,
+        durability=args.durability,
+        enforce_timeouts=os.environ.get("JOBKIT_SUPERVISED") == "1",
+    )
+    with store:
+        if args.once:
+            report = tick(store, registry, limit=args.concurrency, options=options)
+            print(f"jobkit.worker --once: {report}")
+            return 0
+        report = run_worker(store, registry, options=options, burst=args.burst)
+        print(f"jobkit.worker: {report}", file=sys.stderr)
+    return 0

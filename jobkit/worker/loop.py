@@ -1,0 +1,376 @@
+"""The worker's loop: claim due jobs, hand them to the runner, write their outcomes in batches.
+
+One loop thread owns every write a worker makes: it reaps expired locks, fires due cron
+runs, claims as many jobs as it has free slots, hands them to a pool of threads (sync
+handlers) or to one event loop (``async def`` handlers), and writes their outcomes in
+batches, one transaction each, as they come back. The lease keeper
+(:mod:`jobkit.lease`) extends the locks of running jobs independently of the handlers;
+every write for an attempt is fenced by its token, so a worker that lost a job changes
+nothing. Each job goes through :mod:`jobkit.run`'s steps, as ``now()`` and
+``execute()`` do.
+
+When idle, the loop sleeps on the store's waker: a commit by any process (new work)
+or an outcome from a handler wakes it; ``poll_interval`` is only the fallback for jobs
+that become due with time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from jobkit import recurring, run
+from jobkit.context import Context
+from jobkit.errors import StoreError
+from jobkit.lease import Held, LeaseKeeper
+from jobkit.model import Clock, JobRecord, JobStatus, Outcome, utc_now
+from jobkit.options import WorkerOptions
+from jobkit.spec import JobSpec
+from jobkit.stages import timed_out
+from jobkit.store import Store
+from jobkit.worker.pool import HandlerPool, event_loop
+from jobkit.worker.report import Report
+from jobkit.worker.resolve import Resolver
+
+logger = logging.getLogger("jobkit.worker")
+
+STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
+TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
+
+
+class Worker:
+    """Runs jobs from *store* until stopped; see :class:`WorkerOptions` for the settings.
+
+    Up to ``concurrency`` sync handlers run at once on threads, and up to
+    ``concurrency`` async handlers on the event loop. When jobs are short, the worker
+    claims a few more than it has slots for (about 20 ms of work, measured as it goes),
+    so that claims and outcomes travel in batches of many jobs per transaction; long
+    jobs are never hoarded.
+    """
+
+    def __init__(
+        self, store: Store, resolver: Resolver, options: WorkerOptions | None = None, *, clock: Clock = utc_now
+    ) -> None:
+        self.store = store
+        self.resolver = resolver
+        self.options = options or WorkerOptions()
+        self.clock = clock
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
+        self.report = Report()
+        self._waker = store.waker()
+        self._keeper = LeaseKeeper(store, lock=self.options.lock, clock=clock, wake=self._waker.ring)
+        self._claims = 0
+        self._done: collections.deque[tuple[Held, Outcome | None]] = collections.deque()
+        self._stopping = False
+        self._pool: HandlerPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_slots: asyncio.Semaphore | None = None
+        self._per_job = 1.0  # seconds a job takes, a moving average; starts pessimistic
+        self._next_reap = 0.0
+        self._next_prune = 0.0
+        self._retention = (
+            ((JobStatus.COMPLETED, JobStatus.CANCELLED), self.options.keep_completed),
+            ((JobStatus.FAILED,), self.options.keep_failed),
+        )
+
+    @property
+    def _held(self) -> dict[str, Held]:
+        return self._keeper.held
+
+    # -- public ---------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, burst: bool = False) -> Report:
+        """Work until *stop* is set (or, with *burst*, until nothing is due); return the report."""
+        ok, message = self.store.health()
+        if not ok:
+            self._waker.close()
+            raise StoreError(message)
+        logger.info("worker %s started: %s, concurrency %d", self.worker_id, message, self.options.concurrency)
+        try:
+            self.sync_schedules()
+            while not stop.is_set():
+                self._round(None)
+                if burst and not self._held and not self._due_now():
+                    break
+                self._idle(stop)
+        finally:
+            self._shutdown()
+        return self.report
+
+    def sync_schedules(self) -> None:
+        """Write the registry's declared schedules; disable the declared ones it dropped."""
+        written, disabled = recurring.sync(self.store, self.resolver.registry, clock=self.clock)
+        for name in written:
+            logger.info("schedule %s written from code", name)
+        for name in disabled:
+            logger.warning("schedule %s is no longer declared in code; disabled", name)
+
+    def run_once(self, limit: int) -> Report:
+        """One pass: reset expired locks, enqueue due cron runs, claim up to *limit* jobs, run them."""
+        try:
+            self.sync_schedules()
+            self._reap(force=True)
+            self._round(limit)
+            while self._held:
+                self._waker.wait(max(0.0, self._keeper.next_due() - time.monotonic()), commits=False)
+                self._round(0)  # record what came back; claim nothing more
+        finally:
+            self._close()
+        return self.report
+
+    def stop_soon(self) -> None:
+        """Wake the loop so it notices a stop request at once (any thread, or a signal handler)."""
+        self._waker.ring()
+
+    # -- one round ------------------------------------------------------------------
+    def _target(self) -> int:
+        """How many jobs to hold: the slots, plus about 20 ms of work when jobs are short."""
+        concurrency = self.options.concurrency
+        prefetch = int(concurrency * 0.02 / max(self._per_job, 1e-5))
+        return concurrency + min(prefetch, 20 * concurrency, 200)
+
+    def _round(self, want: int | None) -> None:
+        """Write outcomes that came back and claim up to *want* more, in one transaction.
+
+        *want* None fills the worker up to its target, counting the jobs just finished.
+        """
+        self._reap()
+        batch = []
+        while self._done:
+            batch.append(self._done.popleft())
+        finished = [(h, o) for h, o in batch if o is not None]
+        give_back = [h for h, o in batch if o is None]
+        now = self.clock()
+        transitions = [run.conclude(h, o, now, jitter=random.random()) for h, o in finished]
+        if want is None:
+            want = self._target() - (len(self._held) - len(batch))
+        want = max(want, 0) if not self._stopping else 0
+        self._claims += 1
+        token = f"{self.worker_id}:{self._claims}"
+        try:
+            if give_back:
+                self.report.released += sum(self.store.release([h.lease for h in give_back], now=now))
+            applied, jobs = (
+                self.store.finish_and_claim(
+                    transitions,
+                    limit=want,
+                    now=now,
+                    token=token,
+                    lock_until=now + self.options.lock,
+                    names=self.resolver.names(),
+                )
+                if transitions or want > 0
+                else ([], [])
+            )
+        except StoreError as exc:
+            logger.warning("could not write to the store yet (%s); will retry", exc)
+            self._done.extendleft(reversed(batch))
+            return
+        for held in give_back:
+            self._keeper.forget(held)
+        for (held, _), transition, ok in zip(finished, transitions, applied, strict=True):
+            self._keeper.forget(held)
+            if run.recorded(held, transition, ok, self.clock) is None:
+                self.report.lost += 1
+            else:
+                self.report.count(transition)
+        self.report.claimed += len(jobs)
+        for job in jobs:
+            self._start(job)
+        self._keeper.tend()
+        if self.options.enforce_timeouts:
+            self._enforce_timeouts()
+
+    def _guarded(self, step: Callable[[], None], what: str) -> None:
+        """Run one housekeeping step; a failure (a locked database, a bad row) only postpones it.
+
+        Each step is guarded on its own, so that one that keeps failing (say, a schedule
+        row edited by hand into nonsense) does not hold up the others.
+        """
+        try:
+            step()
+        except StoreError as exc:
+            logger.warning("%s postponed: %s", what, exc)
+        except Exception:
+            logger.exception("%s failed; trying again next round", what)
+
+    def _reap(self, *, force: bool = False) -> None:
+        """Fire due cron runs, reset expired locks, prune (once a ``reap_every``)."""
+        if not force and time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + self.options.reap_every
+        now = self.clock()
+        self._guarded(lambda: self._fire_cron(now), "firing cron schedules")
+        self._guarded(lambda: self._reset_expired(now), "resetting expired locks")
+        self._guarded(lambda: self._prune(now), "pruning old jobs")
+
+    def _fire_cron(self, now: datetime) -> None:
+        fired = recurring.fire_due(self.store, now, names=self.resolver.names(), resolve=self.resolver.find)
+        self.report.cron_enqueued += len(fired)
+        if fired:
+            logger.info("enqueued %d cron runs", len(fired))
+
+    def _reset_expired(self, now: datetime) -> None:
+        reset = self.store.reset_expired(now=now)
+        self.report.reset += len(reset.retried)
+        self.report.lost_failed += len(reset.failed)
+        self.report.cancelled += len(reset.cancelled)
+        for job_id in reset.retried:
+            logger.warning("job %s: its worker was lost (lock expired); back to pending", job_id)
+        for job_id in reset.failed:
+            logger.error("job %s: its worker was lost (lock expired) and its attempts are used up; failed", job_id)
+
+    def _prune(self, now: datetime) -> None:
+        """Delete old finished jobs, one small batch per kind at a time."""
+        if time.monotonic() < self._next_prune:
+            return
+        batch = self.options.prune_batch
+        full = False
+        for statuses, keep in self._retention:
+            if keep is not None:
+                try:
+                    before = now - keep
+                except OverflowError:  # kept longer than the calendar reaches: nothing is that old
+                    continue
+                deleted = self.store.purge(statuses=statuses, before=before, limit=batch)
+                self.report.purged += deleted
+                full = full or deleted == batch
+        self._next_prune = time.monotonic() + (self.options.reap_every if full else self.options.prune_every)
+
+    # -- running one job ------------------------------------------------------------------
+    def _start(self, job: JobRecord) -> None:
+        held = self._keeper.hold(job)
+        prepared = run.prepare(held, self.resolver.resolve, self._keeper, self.clock)
+        if not isinstance(prepared, tuple):
+            self._finished(held, prepared)
+            return
+        spec, typed, ctx = prepared
+        if spec.is_async:
+            asyncio.run_coroutine_threadsafe(self._run_async(held, spec, typed, ctx), self._event_loop())
+        else:
+            self._handlers().submit(lambda: self._run_sync(held, spec, typed, ctx))
+
+    def _begin(self, held: Held) -> bool:
+        """Called as a handler starts: False when the job must not start (stopping, or lost)."""
+        if self._stopping or held.lost:
+            self._finished(held, None)
+            return False
+        run.begin(held, self.clock)
+        return True
+
+    def _run_sync(self, held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
+        if self._begin(held):
+            self._attempted(held, *run.attempt_held(held, spec, typed, ctx))
+
+    async def _run_async(self, held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
+        if self._async_slots is None:
+            self._async_slots = asyncio.Semaphore(self.options.concurrency)
+        async with self._async_slots:
+            if self._begin(held):
+                self._attempted(held, *await run.attempt_held_async(held, spec, typed, ctx))
+
+    def _attempted(self, held: Held, outcome: Outcome, fatal: BaseException | None) -> None:
+        if fatal is not None:  # SystemExit or KeyboardInterrupt from a handler ends the job, not the worker
+            logger.error("job %s: handler raised %s; recorded as a failure", held.job.id, type(fatal).__name__)
+        if held.took is not None:
+            self._per_job = 0.8 * self._per_job + 0.2 * held.took
+        self._finished(held, outcome)
+
+    def _finished(self, held: Held, outcome: Outcome | None) -> None:
+        """Queue an outcome (None: give the job back) for the loop to write."""
+        self._done.append((held, outcome))
+        self._waker.ring()
+
+    def _enforce_timeouts(self) -> None:
+        """In a --processes child: a sync handler far past its timeout ends this process."""
+        now = time.monotonic()
+        for held in list(self._held.values()):
+            spec = held.spec
+            if spec is None or spec.is_async or spec.timeout is None or held.lost or held.started is None:
+                continue
+            if now - held.started > spec.timeout + max(1.0, spec.timeout * 0.1):
+                logger.error("job %s: still running past its timeout of %gs; restarting", held.job.id, spec.timeout)
+                self._stopping = True
+                self._finished(held, timed_out(spec))
+                self._round(0)
+                self._release_all()
+                logging.shutdown()
+                os._exit(TIMEOUT_EXIT)
+
+    # -- waiting ------------------------------------------------------------------------
+    def _due_now(self) -> bool:
+        due = self.store.next_due(self.resolver.names())
+        return due is not None and due <= self.clock()
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait until something may have changed: an outcome, new work, or a timer."""
+        if self._done:
+            return
+        start = time.monotonic()
+        deadline = min(start + self.options.poll_interval, self._keeper.next_due())
+        if self._held:  # the once-a-reap look for expired locks and cron comes round on time
+            deadline = min(deadline, max(start, self._next_reap))
+        hungry = len(self._held) < self._target()
+        if hungry:
+            due = self.store.next_due(self.resolver.names())
+            if due is not None:
+                deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._waker.wait(min(remaining, STOP_CHECK), commits=hungry):
+                return
+
+    # -- shutting down ------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period; give back what did not start or finish."""
+        self._stopping = True
+        deadline = time.monotonic() + self.options.grace
+        if self._held:
+            logger.info("stopping: waiting up to %gs for %d held jobs", self.options.grace, len(self._held))
+        while self._held and time.monotonic() < deadline:
+            self._waker.wait(min(0.05, max(0.0, deadline - time.monotonic())), commits=False)
+            self._round(0)
+        self._round(0)
+        self._release_all()
+        self._close()
+        logger.info("worker %s stopped: %s", self.worker_id, self.report)
+
+    def _release_all(self) -> None:
+        # A job whose outcome came back but could not be written is not given back (it
+        # would run again); it stays running and returns only if its lock expires.
+        finished = {id(held) for held, _ in self._done}
+        left = [h for h in self._held.values() if not h.lost and id(h) not in finished]
+        if left:
+            released = self._keeper.release(left)
+            self.report.released += released
+            logger.warning("gave back %d unfinished jobs without spending an attempt", released)
+        self._held.clear()
+
+    def _close(self) -> None:
+        """End the handler threads and the event loop once they are idle; close the waker."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+        self._waker.close()
+
+    # -- executors ----------------------------------------------------------------------
+    def _handlers(self) -> HandlerPool:
+        if self._pool is None:
+            self._pool = HandlerPool(self.options.concurrency)
+        return self._pool
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = event_loop()
+        return self._loop

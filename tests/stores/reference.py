@@ -1,0 +1,135 @@
+"""The reference the stores-agree machines hold every store to: jobkit.lifecycle over a plain dict.
+
+Nothing here but the lifecycle's rules and the queue's order: no locks, no checks of
+bad input (a call that every store refuses is not applied here). Each verb returns the
+answer a store must give, and changes the records as the store must.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from jobkit import lifecycle
+from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Transition
+
+
+class Reference:
+    """The jobs table as the lifecycle says it must be."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRecord] = {}
+
+    def _held(self, lease: Lease) -> JobRecord | None:
+        job = self.jobs.get(lease.job_id)
+        return job if lifecycle.holds(job, lease) else None
+
+    def add(self, records: Sequence[JobRecord]) -> None:
+        for job in records:
+            self.jobs[job.id] = job
+
+    def claim(
+        self, *, limit: int, now: datetime, token: str, lock_until: datetime, names: Collection[str] | None = None
+    ) -> list[JobRecord]:
+        due = sorted(
+            (j for j in self.jobs.values() if lifecycle.is_due(j, now) and (names is None or j.job_name in names)),
+            key=lifecycle.claim_order,
+        )
+        taken = [lifecycle.claim(j, token=token, now=now, lock_until=lock_until) for j in due[: max(limit, 0)]]
+        self.add(taken)
+        return taken
+
+    def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.PENDING:
+            return None
+        self.jobs[job_id] = taken = lifecycle.claim(job, token=token, now=now, lock_until=lock_until)
+        return taken
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> dict[str, bool]:
+        answered: dict[str, bool] = {}
+        for lease in leases:
+            job = self._held(lease)
+            if job is not None:
+                self.jobs[job.id] = lifecycle.heartbeat(job, now=now, lock_until=lock_until)
+                answered[job.id] = job.cancel_requested
+        return answered
+
+    def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
+        job = self._held(lease)
+        if job is None:
+            return False
+        self.jobs[job.id] = lifecycle.progress(job, percent, message, now=now)
+        return True
+
+    def finish(self, transitions: Sequence[Transition]) -> list[bool]:
+        applied = []
+        for transition in transitions:
+            job = self._held(Lease(transition.job_id, transition.token))
+            if job is not None:
+                self.jobs[job.id] = lifecycle.apply(job, transition)
+            applied.append(job is not None)
+        return applied
+
+    def finish_and_claim(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        applied = self.finish(transitions)
+        return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+
+    def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
+        released = []
+        for lease in leases:
+            job = self._held(lease)
+            if job is not None:
+                self.jobs[job.id] = lifecycle.release(job, now=now)
+            released.append(job is not None)
+        return released
+
+    def reset_expired(self, *, now: datetime) -> ResetReport:
+        report = ResetReport()
+        for job in sorted((j for j in self.jobs.values() if lifecycle.is_expired(j, now)), key=lambda j: j.id):
+            self.jobs[job.id], what = lifecycle.expire(job, now=now)
+            getattr(report, what).append(job.id)
+        return report
+
+    def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        self.jobs[job_id] = after = lifecycle.cancel(job, now=now)
+        return after
+
+    def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
+        sent = []
+        for job_id in dict.fromkeys(job_ids):
+            job = self.jobs.get(job_id)
+            again = lifecycle.retry_by_hand(job, now=now) if job is not None else None
+            if again is not None:
+                self.jobs[job_id] = again
+                sent.append(job_id)
+        return sent
+
+    def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
+        doomed = sorted(
+            (
+                j
+                for j in self.jobs.values()
+                if j.status in statuses and j.completed_at is not None and j.completed_at < before
+            ),
+            key=lambda j: (j.completed_at, j.id),
+        )[: max(limit, 0)]
+        for job in doomed:
+            del self.jobs[job.id]
+        return len(doomed)
+
+    def fire(self, job: JobRecord) -> None:
+        """A schedule fired and enqueued *job*."""
+        self.jobs[job.id] = job
