@@ -13,7 +13,7 @@ import attrs
 
 from jobkit import cron, run
 from jobkit.backoff import Backoff
-from jobkit.convert import DEFAULT_MAX_PAYLOAD_BYTES
+from jobkit.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
 from jobkit.events import EventKind, Hooks, Listener
 from jobkit.model import utc_now

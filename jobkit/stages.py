@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobkit import convert
+from jobkit import codec
 from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
 from jobkit.errors import Cancelled, ValidationError
@@ -53,17 +53,17 @@ _PLAIN = frozenset({int, str, bool})  # an exact instance is its own plain data
 def validate(spec: JobSpec[Any, Any], params: Any, *, what: str = "params") -> tuple[Any, str]:
     """Structure *params* into the spec's params type; return the typed value and its JSON."""
     if type(params) is spec.params_type and spec.params_type in _PLAIN:
-        return params, convert.encode(params, what=what, limit=spec.max_payload_bytes)
-    typed = convert.structure(params, spec.params_type, what=what)
-    data = typed if spec.params_type is Any else convert.unstructure(typed, spec.params_type)
-    return typed, convert.encode(data, what=what, limit=spec.max_payload_bytes)
+        return params, codec.encode(params, what=what, limit=spec.max_payload_bytes)
+    typed = codec.structure(params, spec.params_type, what=what)
+    data = typed if spec.params_type is Any else codec.unstructure(typed, spec.params_type)
+    return typed, codec.encode(data, what=what, limit=spec.max_payload_bytes)
 
 
 def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
     """Turn a handler's return value into Succeeded, or Failed when it does not fit."""
     if type(value) is spec.result_type and value.__class__ in _PLAIN:  # an exact int, str or bool
         try:
-            return Succeeded(value, convert.encode(value, what="result", limit=spec.max_payload_bytes))
+            return Succeeded(value, codec.encode(value, what="result", limit=spec.max_payload_bytes))
         except ValidationError as exc:
             return Failed(f"ValidationError: {exc}", None)
     try:
@@ -71,11 +71,11 @@ def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
             if value is not None:
                 raise ValidationError(f"result is {value!r}, but the handler is declared to return None")
             return Succeeded(None, "null")
-        data = value if spec.result_type is Any else convert.unstructure(value)
-        typed = convert.structure(data, spec.result_type, what="result")
+        data = value if spec.result_type is Any else codec.unstructure(value)
+        typed = codec.structure(data, spec.result_type, what="result")
         if spec.result_type is not Any:
-            data = convert.unstructure(typed, spec.result_type)
-        return Succeeded(typed, convert.encode(data, what="result", limit=spec.max_payload_bytes))
+            data = codec.unstructure(typed, spec.result_type)
+        return Succeeded(typed, codec.encode(data, what="result", limit=spec.max_payload_bytes))
     except ValidationError as exc:
         return Failed(f"ValidationError: {exc}", None)
 
@@ -153,10 +153,10 @@ MAX_ENQUEUE_DELAY = timedelta(days=366 * 100)
 
 def stored_params(spec: JobSpec[Any, Any], job: JobRecord) -> Any:
     """The typed params of a stored job; ValidationError when they no longer decode."""
-    data = convert.decode(job.params)
+    data = codec.decode(job.params)
     if type(data) is spec.params_type and data.__class__ in _PLAIN:
         return data
-    return convert.structure(data, spec.params_type, what="params")
+    return codec.structure(data, spec.params_type, what="params")
 
 
 def unreadable(exc: Exception) -> Failed:
@@ -289,8 +289,8 @@ def result_of(
     """The caller's view of a job record; the value is decoded from the record when not given."""
     ok = job.status is JobStatus.COMPLETED
     if ok and value is None and job.result is not None:
-        data = convert.decode(job.result)
-        value = convert.structure(data, spec.result_type, what="result") if spec is not None else data
+        data = codec.decode(job.result)
+        value = codec.structure(data, spec.result_type, what="result") if spec is not None else data
     if duration is None and job.completed_at and job.worker_started_at:
         duration = (job.completed_at - job.worker_started_at).total_seconds()
     return JobResult(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jobkit
-from jobkit import convert
+from jobkit import codec
 
 
 @attrs.frozen
@@ -38,13 +38,13 @@ class Pair:
 
 def _errors(data: Any, type_: Any) -> list[str]:
     with pytest.raises(jobkit.ValidationError) as caught:
-        convert.structure(data, type_, what="params")
+        codec.structure(data, type_, what="params")
     return caught.value.errors
 
 
 # -- structure -------------------------------------------------------------------------
 def test_plain_data_is_structured_into_the_type() -> None:
-    got = convert.structure(
+    got = codec.structure(
         {"width": 3, "ratio": 2, "inner": {"name": "a", "tags": ["x"]}, "items": [{"name": "b"}]}, Outer, what="params"
     )
     assert got == Outer(width=3, ratio=2.0, inner=Inner("a", {"x"}), items=[Inner("b")])
@@ -52,10 +52,10 @@ def test_plain_data_is_structured_into_the_type() -> None:
 
 
 def test_instances_are_checked_like_plain_data() -> None:
-    assert convert.structure(Pair(1, "a"), Pair, what="params") == Pair(1, "a")
+    assert codec.structure(Pair(1, "a"), Pair, what="params") == Pair(1, "a")
     # an attrs instance built without validation still has to fit its declared field types
     with pytest.raises(jobkit.ValidationError, match=r"@ params\.width"):
-        convert.structure(Outer(width="3"), Outer, what="params")  # type: ignore[arg-type]
+        codec.structure(Outer(width="3"), Outer, what="params")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_instances_are_checked_like_plain_data() -> None:
 )
 def test_validation_error_names_the_field_path(data: Any, type_: Any, message: str) -> None:
     with pytest.raises(jobkit.ValidationError) as caught:
-        convert.structure(data, type_, what="params")
+        codec.structure(data, type_, what="params")
     assert str(caught.value) == message
     assert caught.value.errors == message.removeprefix("invalid params: ").split("; ")
     assert caught.value.value is data
@@ -103,7 +103,7 @@ def test_several_problems_are_all_reported() -> None:
 
 def test_what_names_the_root_of_the_path() -> None:
     with pytest.raises(jobkit.ValidationError, match=r"^invalid result: .* @ result\.width$"):
-        convert.structure({"width": "3"}, Outer, what="result")
+        codec.structure({"width": "3"}, Outer, what="result")
 
 
 @pytest.mark.parametrize(("data", "got"), [("just a string", "str"), (None, "NoneType"), (42, "int"), ([1], "list")])
@@ -119,8 +119,8 @@ def test_wrong_shape_of_a_nested_object_names_its_path() -> None:
 
 
 def test_strict_primitives_at_the_top() -> None:
-    assert convert.structure(3, int, what="params") == 3
-    assert convert.structure(3, float, what="params") == 3.0
+    assert codec.structure(3, int, what="params") == 3
+    assert codec.structure(3, float, what="params") == 3.0
     assert _errors("3", int) == ["invalid type (expected int, got str '3') @ params"]
     assert _errors(True, int) == ["invalid type (expected int, got bool True) @ params"]
     assert _errors(3, str) == ["invalid type (expected str, got int 3) @ params"]
@@ -159,7 +159,7 @@ def test_strict_primitives_at_the_top() -> None:
 )
 def test_check_json_refuses_what_a_round_trip_would_change(data: Any, message: str, error: str) -> None:
     with pytest.raises(jobkit.ValidationError) as caught:
-        convert.check_json(data, "params")
+        codec.check_json(data, "params")
     assert str(caught.value) == message
     assert caught.value.errors == [error]
 
@@ -190,9 +190,9 @@ def _echo_as(type_: Any) -> Any:
     ],
 )
 def test_declared_sets_round_trip_as_lists(type_: Any, value: Any, stored: Any) -> None:
-    text = convert.encode(convert.unstructure(value, type_), what="params")
+    text = codec.encode(codec.unstructure(value, type_), what="params")
     assert json.loads(text) == stored
-    assert convert.structure(convert.decode(text), type_, what="params") == value
+    assert codec.structure(codec.decode(text), type_, what="params") == value
 
 
 def test_declared_set_job_round_trips_through_a_store() -> None:
@@ -223,25 +223,25 @@ json_values = st.recursive(
 @settings(deadline=None)
 @given(json_values)
 def test_any_json_value_round_trips_unchanged(value: Any) -> None:
-    text = convert.encode(value, what="params")
-    assert convert.decode(text) == value
-    assert convert.structure(value, Any, what="params") is value
+    text = codec.encode(value, what="params")
+    assert codec.decode(text) == value
+    assert codec.structure(value, Any, what="params") is value
 
 
 def test_encoding_is_compact_and_keeps_unicode() -> None:
-    assert convert.encode({"a": [1, "é"]}, what="params") == '{"a":[1,"é"]}'
+    assert codec.encode({"a": [1, "é"]}, what="params") == '{"a":[1,"é"]}'
 
 
 # -- size cap --------------------------------------------------------------------------
 def test_default_cap_is_one_mebibyte() -> None:
-    assert convert.DEFAULT_MAX_PAYLOAD_BYTES == 1024 * 1024
+    assert codec.DEFAULT_MAX_PAYLOAD_BYTES == 1024 * 1024
 
 
 def test_payload_at_the_cap_passes_and_one_byte_over_fails() -> None:
-    limit = convert.DEFAULT_MAX_PAYLOAD_BYTES
-    assert len(convert.encode("x" * (limit - 2), what="params")) == limit  # two quotes
+    limit = codec.DEFAULT_MAX_PAYLOAD_BYTES
+    assert len(codec.encode("x" * (limit - 2), what="params")) == limit  # two quotes
     with pytest.raises(jobkit.PayloadTooLarge) as caught:
-        convert.encode("x" * (limit - 1), what="params")
+        codec.encode("x" * (limit - 1), what="params")
     err = caught.value
     assert (err.size, err.limit) == (limit + 1, limit)
     assert str(err) == "params encode to 1,048,577 bytes, over the limit of 1,048,576 (max_payload_bytes)"
@@ -252,10 +252,10 @@ def test_payload_at_the_cap_passes_and_one_byte_over_fails() -> None:
 def test_cap_counts_bytes_not_characters() -> None:
     # 600 two-byte characters are 1,202 bytes with the quotes: over a cap of 1,000
     with pytest.raises(jobkit.PayloadTooLarge) as caught:
-        convert.encode("é" * 600, what="result", limit=1_000)
+        codec.encode("é" * 600, what="result", limit=1_000)
     assert (caught.value.size, caught.value.limit) == (1_202, 1_000)
     assert str(caught.value).startswith("result encode to 1,202 bytes, over the limit of 1,000")
-    assert convert.encode("é" * 499, what="result", limit=1_000)  # 1,000 bytes exactly
+    assert codec.encode("é" * 499, what="result", limit=1_000)  # 1,000 bytes exactly
 
 
 def test_custom_cap_on_a_registry_applies_to_params() -> None:
