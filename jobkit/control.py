@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
 from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
+from jobkit.options import BATCH
 from jobkit.stages import result_of
 from jobkit.store import Store
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
 
-PURGE_BATCH = 500
+PURGE_BATCH = BATCH
 WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
 
 

@@ -17,6 +17,9 @@ Durability = Literal["full", "normal"]
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=300)
 """How long a claim holds a job without a heartbeat before another worker may take it."""
 
+BATCH = 500
+"""Rows one short transaction deletes or sends back (pruning, purge, retry --failed): workers wait little."""
+
 
 def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if type(value) is not int or value < 1:
@@ -65,7 +68,7 @@ class WorkerOptions:
     enforce_timeouts: bool = False
     reap_every: float = attrs.field(default=1.0, validator=_positive)
     prune_every: float = attrs.field(default=600.0, validator=_positive)
-    prune_batch: int = attrs.field(default=500, validator=_at_least_one)
+    prune_batch: int = attrs.field(default=BATCH, validator=_at_least_one)
 
     @property
     def lock(self) -> timedelta:

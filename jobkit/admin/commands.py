@@ -24,12 +24,14 @@ from jobkit.admin.views import job_view, jobs_table, schedules_table, status_vie
 from jobkit.control import cancel_many, purge, retry
 from jobkit.errors import JobNotFound, JobStateError
 from jobkit.model import JobRecord, JobStatus, Summary, utc_now
+from jobkit.options import BATCH
 from jobkit.present import format_time, job_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
 from jobkit.store import Cursor, Store
 
 FAILED_WINDOW = timedelta(hours=1)  # "failures in the last hour" in status and watch
-PAGE = 500  # jobs read, and sent back by retry --failed, per page: one short transaction each
+REDRAW_AT_MOST = 0.1  # seconds between two redraws of the live view
+PAGE = BATCH  # jobs read, and sent back by retry --failed, per page: one short transaction each
 SHOWN = 20  # jobs listed after a retry; the rest are counted
 
 Command = Callable[[Store, argparse.Namespace, Console], int]
@@ -174,8 +176,13 @@ def cmd_schedules(store: Store, args: argparse.Namespace, console: Console) -> i
 
 
 def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
-    """A live status view, refreshed every --interval seconds until Ctrl-C (or --iterations frames)."""
+    """A live status view until Ctrl-C (or --iterations frames).
+
+    The live view is redrawn as soon as anyone commits (it sleeps on the store's waker),
+    and at least every --interval seconds; piped and JSON frames come every --interval.
+    """
     frames = 1 if args.once else args.iterations
+    waker = store.waker() if console.is_terminal and not args.json else None
 
     def frame() -> tuple[Summary, datetime]:
         now = utc_now()
@@ -189,7 +196,10 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
         """Whether to draw another frame, after waiting for it."""
         if frames is not None and shown >= frames:
             return False
-        time.sleep(args.interval)
+        if waker is None:
+            time.sleep(args.interval)
+        elif waker.wait(args.interval):
+            time.sleep(REDRAW_AT_MOST)  # a busy queue commits all the time: redraw at most this often
         return True
 
     shown = 0
@@ -215,6 +225,9 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
                     break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
+    finally:
+        if waker is not None:
+            waker.close()
     return 0
 
 
