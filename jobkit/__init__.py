@@ -8,7 +8,7 @@ and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 from typing import TYPE_CHECKING, Any
 
 from jobkit.context import Context
-from jobkit.control import cancel, purge, retry, wait, wait_async
+from jobkit.control import cancel, cancel_many, purge, retry, wait, wait_async
 from jobkit.errors import (
     Cancelled,
     DuplicateJobError,
@@ -84,6 +84,7 @@ __all__ = [
     "Waker",
     "WorkerOptions",
     "cancel",
+    "cancel_many",
     "disable",
     "enable",
     "execute",
