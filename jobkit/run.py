@@ -182,20 +182,33 @@ def _log(held: Held, transition: Transition) -> None:
 
 
 # -- one job, here and now ---------------------------------------------------------------------
+_FROM_RECORD: Any = object()  # run_claimed's typed params: decode them from the record
+
+
 def run_claimed(
     spec: JobSpec[Any, Any],
     job: JobRecord,
-    typed: Any,
     store: Store,
     *,
+    typed: Any = _FROM_RECORD,
     retry: bool,
     clock: Clock = utc_now,
     lock: timedelta = DEFAULT_LOCK_TIMEOUT,
 ) -> JobResult[Any]:
-    """Run a job this caller holds in this thread, keeping its lease; record and return the outcome."""
+    """Run a job this caller holds in this thread, keeping its lease; record and return the outcome.
+
+    *typed* is the params when the caller has them; by default they are decoded from the
+    record, and params that no longer decode fail the job.
+    """
     keeper = LeaseKeeper(store, lock=lock, clock=clock)
     held = keeper.hold(job)
-    ctx = context(held, spec, keeper, clock)
+    if typed is _FROM_RECORD:
+        prepared = prepare(held, lambda _: spec, keeper, clock)
+        if isinstance(prepared, Failed):
+            return _record_one(held, prepared, None, store, clock, retry=retry)
+        _, typed, ctx = prepared
+    else:
+        ctx = context(held, spec, keeper, clock)
     with keeper.kept():
         begin(held, clock)
         outcome, fatal = attempt_held(held, spec, typed, ctx)
@@ -271,7 +284,7 @@ def _run_validated(
     claimed = store.claim_job(job.id, now=now, token=new_id(), lock_until=now + lock)
     if claimed is None:  # pragma: no cover - a worker took it between add and claim
         raise JobStateError(f"job {job.id} was claimed by another worker before it could run", job_id=job.id)
-    return run_claimed(spec, claimed, typed, store, retry=False, clock=clock, lock=lock)
+    return run_claimed(spec, claimed, store, typed=typed, retry=False, clock=clock, lock=lock)
 
 
 def run_batch(
@@ -339,16 +352,7 @@ def execute(
     claimed = store.claim_job(job_id, now=now, token=new_id(), lock_until=now + lock)
     if claimed is None:
         raise JobStateError(f"job {job_id} was claimed by someone else first", job_id=job_id)
-    keeper = LeaseKeeper(store, lock=lock, clock=clock)
-    held = keeper.hold(claimed)
-    prepared = prepare(held, lambda _: spec, keeper, clock)
-    if isinstance(prepared, Failed):
-        return _record_one(held, prepared, None, store, clock, retry=True)
-    _, typed, ctx = prepared
-    with keeper.kept():
-        begin(held, clock)
-        outcome, fatal = attempt_held(held, spec, typed, ctx)
-    return _record_one(held, outcome, fatal, store, clock, retry=True)
+    return run_claimed(spec, claimed, store, retry=True, clock=clock, lock=lock)
 
 
 # -- enqueue -------------------------------------------------------------------------------------
