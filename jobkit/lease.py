@@ -71,6 +71,7 @@ class LeaseKeeper:
         self.held: dict[str, Held] = {}
         self._wake = wake
         self._writing = threading.Lock()  # the handler's thread and the keeper's may both write progress
+        self._reported = threading.Lock()  # a report and the swap that takes it: none is lost between them
         self._next_beat = 0.0
         self._next_look = 0.0
 
@@ -121,7 +122,8 @@ class LeaseKeeper:
     # -- progress -----------------------------------------------------------------
     def report(self, held: Held, percent: int, message: str | None) -> None:
         """A handler's progress (from its thread): kept for the next write, at most one per interval."""
-        held.progress = (percent, message)
+        with self._reported:
+            held.progress = (percent, message)
         if time.monotonic() - held.progress_at < PROGRESS_INTERVAL:
             return
         if self._wake is not None:
@@ -136,7 +138,8 @@ class LeaseKeeper:
             for held in list(self.held.values()):
                 if held.progress is None or (not force and now - held.progress_at < PROGRESS_INTERVAL):
                     continue
-                (percent, message), held.progress = held.progress, None
+                with self._reported:
+                    (percent, message), held.progress = held.progress, None
                 held.progress_at = now
                 if not self.store.progress(held.lease, percent, message, now=self.clock()):
                     self.lose(held)
