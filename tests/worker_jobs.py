@@ -1,4 +1,4 @@
-"""Jobs that tests/test_worker.py enqueues by name: a worker without --jobs imports them on demand."""
+"""Jobs that the tests in tests/worker/ enqueue by name: a worker without --jobs imports them on demand."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Real worker processes on a real SQLite file, and bounded waits on what they do.
 
-Nothing here sleeps to wait for something: :func:`wait_until` polls a condition every
-15 ms until a deadline and fails with a description of the scene when it passes.
+Nothing here sleeps to wait for something: :func:`wait_until` polls a condition (at
+``tests.support.POLL``) until a deadline and fails with a description of the scene when it passes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import apsw
 
 import jobkit
 from jobkit.model import JobRecord, JobStatus
+from tests import support
 from tests.chaos import chaos_jobs
 from tests.chaos.chaos_jobs import Trace
 
@@ -30,7 +31,6 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: where `tests.chaos.chaos_jobs` imports
 JOBS_MODULE = chaos_jobs.__name__
-POLL = 0.015
 STARTED = re.compile(r"^\S+ \S+ INFO +worker \S+ started: ", re.MULTILINE)
 # What must never reach a worker's log: a busy database escaping, or a crash.
 TROUBLE = re.compile(r"database is locked|SQLITE_BUSY|BusyError|stayed locked|Traceback", re.IGNORECASE)
@@ -44,15 +44,7 @@ def wait_until(
     describe: Callable[[], str] | None = None,
 ) -> T:
     """Poll *predicate* until it returns something true and return that; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            scene = f"\n{describe()}" if describe is not None else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{scene}")
-        time.sleep(POLL)
+    return support.wait_until(predicate, what, timeout, describe=describe)
 
 
 def children_of(pid: int) -> set[int]:

@@ -18,6 +18,7 @@ import pytest
 
 import jobkit
 from jobkit.model import CANCELLED_WHILE_LOST, JobRecord, JobStatus, new_id, utc_now
+from tests import support
 from tests.chaos import control_jobs
 from tests.chaos.control_jobs import Gated, Spin, gated_sum, spin
 from tests.chaos.harness import Harness, Proc, stop_all
@@ -99,9 +100,7 @@ def events(h: Harness, job_id: str) -> list[str]:
 
 
 def record(h: Harness, job_id: str) -> JobRecord:
-    found = h.store.get(job_id)
-    assert found is not None, f"job {job_id} is gone"
-    return found
+    return support.record(h.store, job_id)
 
 
 # -- cancel -----------------------------------------------------------------------------
@@ -241,8 +240,8 @@ def test_purge_from_another_process_while_workers_run_leaves_unfinished_jobs_alo
 def stored_at(h: Harness, status: JobStatus, at: datetime, *, name: str = gated_sum.name) -> str:
     """A job as any writer could store it: finished at *at*, or pending since then."""
     ended = status.finished
-    job = JobRecord(
-        id=new_id(),
+    job = support.make_job(
+        new_id(),
         job_name=name,
         params="{}",
         status=status,

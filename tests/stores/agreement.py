@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine
 import jobkit
 from jobkit.model import Lease
 from jobkit.store import Store
-from tests.conftest import T0
 from tests.stores.reference import Reference
+from tests.support import T0
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ import pytest
 
 import jobkit
 from jobkit.stores.sqlite import migrations, schema
-from tests.conftest import T0
+from tests.support import T0
 
 V1_SCHEMA = (Path(__file__).parent / "schemas" / "v1_first_layout.sql").read_text()
 T = "2026-01-01T00:00:00.000000Z"

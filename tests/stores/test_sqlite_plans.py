@@ -15,7 +15,7 @@ import pytest
 
 import jobkit
 from jobkit.stores.sqlite import queries
-from tests.conftest import T0
+from tests.support import T0, make_job
 
 
 @pytest.fixture
@@ -25,15 +25,7 @@ def store(tmp_path: Path) -> Iterator[jobkit.SqliteStore]:
 
 
 def pending(name: str) -> jobkit.JobRecord:
-    return jobkit.JobRecord(
-        id="0193c0de-0000-7000-8000-000000000001",
-        job_name=name,
-        params="1",
-        status=jobkit.JobStatus.PENDING,
-        scheduled_for=T0,
-        created_at=T0,
-        updated_at=T0,
-    )
+    return make_job("0193c0de-0000-7000-8000-000000000001", job_name=name, params="1")
 
 
 def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:

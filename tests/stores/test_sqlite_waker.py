@@ -19,21 +19,13 @@ import pytest
 
 import jobkit
 from jobkit.stores.sqlite import SqliteWaker
-from tests.conftest import T0, TIMEOUT, poll
+from tests.support import TIMEOUT, make_job, poll
 
 QUIET = 0.05  # how long a wait that nothing should wake is given to go wrong
 
 
 def job(job_id: str) -> jobkit.JobRecord:
-    return jobkit.JobRecord(
-        id=job_id,
-        job_name="shop:resize",
-        params="1",
-        status=jobkit.JobStatus.PENDING,
-        scheduled_for=T0,
-        created_at=T0,
-        updated_at=T0,
-    )
+    return make_job(job_id, job_name="shop:resize", params="1")
 
 
 @pytest.fixture

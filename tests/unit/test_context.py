@@ -11,7 +11,7 @@ import pytest
 import jobkit
 from jobkit import run
 from jobkit.store import Store
-from tests.conftest import T0, FakeClock
+from tests.support import T0, FakeClock
 
 
 def _sink() -> tuple[list[tuple[int, str | None]], Any]:

@@ -42,7 +42,7 @@ async def add_point(params: Point, ctx: jobkit.Context) -> int:
 
 def test_default_name_is_module_colon_qualname() -> None:
     assert resize.name == f"{__name__}:resize"
-    assert resize.name == "tests.test_spec:resize"
+    assert resize.name == "tests.unit.test_spec:resize"
 
 
 def test_nested_function_name_uses_its_qualname() -> None:
@@ -148,7 +148,7 @@ def test_registry_get_in_names() -> None:
     assert resize.name in jobs
     assert "nope" not in jobs
     assert 42 not in jobs
-    assert jobs.names() == sorted(["points.sum", "tests.test_spec:resize"])
+    assert jobs.names() == sorted(["points.sum", "tests.unit.test_spec:resize"])
     assert len(jobs) == 2
     assert set(jobs) == {resize, add_point}
 
@@ -156,7 +156,7 @@ def test_registry_get_in_names() -> None:
 def test_register_chains_and_returns_the_registry() -> None:
     registry = jobkit.Registry()
     assert registry.register(resize).register(add_point) is registry
-    assert registry.names() == ["points.sum", "tests.test_spec:resize"]
+    assert registry.names() == ["points.sum", "tests.unit.test_spec:resize"]
 
 
 def test_registering_the_same_spec_again_is_harmless() -> None:

@@ -20,10 +20,8 @@ import jobkit
 from jobkit.events import KINDS, Event, Hooks
 from jobkit.model import JobStatus, utc_now
 from jobkit.store import Store
-from jobkit.worker import Report, merge, run_worker
-from tests.conftest import T0, FakeClock
-
-TIMEOUT = 10.0
+from jobkit.worker import merge, run_worker
+from tests.support import T0, TIMEOUT, FakeClock, burst
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -52,21 +50,6 @@ class Heard:
         with self.changed:
             if not self.changed.wait_for(condition, TIMEOUT):
                 pytest.fail(f"timed out waiting for {what}; heard {[(e.kind, e.job_id) for e in self.events]}")
-
-
-def run(store: Store, registry: jobkit.Registry, **options: Any) -> Report:
-    """A burst worker in a thread, bounded in time."""
-    outcome: list[Report] = []
-    thread = threading.Thread(
-        target=lambda: outcome.append(
-            run_worker(store, registry, burst=True, poll_interval=0.05, keep_completed=None, **options)
-        ),
-        daemon=True,
-    )
-    thread.start()
-    thread.join(TIMEOUT)
-    assert outcome, "the burst worker did not return"
-    return outcome[0]
 
 
 @attrs.frozen
@@ -109,7 +92,7 @@ def test_a_job_run_by_a_worker_is_enqueued_started_and_completed(
     start = utc_now()
     job_id = add.later(Pair(1, 2), store)
     assert heard.kinds() == ["enqueued"]
-    assert run(store, jobs).completed == 1
+    assert burst(store, jobs, keep_completed=None).completed == 1
     assert heard.kinds(job_id) == ["enqueued", "started", "completed"]
     enqueued, started, completed = heard.events
     record = store.get(job_id)
@@ -125,7 +108,7 @@ def test_a_job_run_by_a_worker_is_enqueued_started_and_completed(
 def test_a_failed_job_is_heard_with_its_error(store: Store, jobs: jobkit.Registry, heard: Heard) -> None:
     add = add_job(jobs, max_attempts=1)
     job_id = add.later(Pair(-3), store)
-    assert run(store, jobs).failed == 1
+    assert burst(store, jobs, keep_completed=None).failed == 1
     assert heard.kinds(job_id) == ["enqueued", "started", "failed"]
     (failed,) = heard.of("failed")
     assert (failed.attempt, failed.error, failed.run_at) == (1, "RuntimeError: boom -3", None)
@@ -135,7 +118,7 @@ def test_a_failed_job_is_heard_with_its_error(store: Store, jobs: jobkit.Registr
 def test_each_attempt_is_heard_retried_then_failed(store: Store, jobs: jobkit.Registry, heard: Heard) -> None:
     add = add_job(jobs, max_attempts=3, retry_backoff=0)
     job_id = add.later(Pair(-1), store)
-    assert run(store, jobs).failed == 1
+    assert burst(store, jobs, keep_completed=None).failed == 1
     assert heard.kinds(job_id) == ["enqueued", *["started", "retried"] * 2, "started", "failed"]
     assert [e.attempt for e in heard.events] == [0, 1, 1, 2, 2, 3, 3]
     for retried in heard.of("retried"):
@@ -146,7 +129,7 @@ def test_retried_says_when_the_next_attempt_is_due(store: Store, jobs: jobkit.Re
     add = add_job(jobs, max_attempts=2, retry_backoff=lambda attempt: 3600 * attempt)
     clock = FakeClock(T0)
     job_id = add.later(Pair(-1), store, at=T0)
-    assert run(store, jobs, clock=clock).retried == 1
+    assert burst(store, jobs, keep_completed=None, clock=clock).retried == 1
     (retried,) = heard.of("retried")
     assert retried.at == T0 and retried.run_at == T0 + timedelta(hours=1)
     record = store.get(job_id)
@@ -217,7 +200,7 @@ def test_an_async_handler_is_heard_too(store: Store, jobs: jobkit.Registry, hear
         return params.a + params.b
 
     job_id = async_add.later(Pair(2, 2), store)
-    run(store, jobs)
+    burst(store, jobs, keep_completed=None)
     assert heard.kinds(job_id) == ["enqueued", "started", "completed"]
 
 
@@ -233,7 +216,7 @@ def test_the_defining_registry_hears_its_jobs_when_a_worker_runs_a_merged_regist
 
     job_id = add.later(Pair(1), store)
     other_job.later(5, store)
-    assert run(store, merge([jobs, other])).completed == 2  # what --jobs A --jobs B runs
+    assert burst(store, merge([jobs, other]), keep_completed=None).completed == 2  # what --jobs A --jobs B runs
     assert heard.kinds() == ["enqueued", "started", "completed"]
     assert {e.job_id for e in heard.events} == {job_id}, "a listener heard another registry's job"
 
@@ -323,7 +306,7 @@ def test_a_listener_hears_only_the_kinds_it_asked_for(store: Store, jobs: jobkit
     assert returned is failures, "on() hands the listener back, so it can decorate a function"
     add.later(Pair(1), store)
     bad = add.later(Pair(-1), store)
-    run(store, jobs)
+    burst(store, jobs, keep_completed=None)
     assert [(e.kind, e.job_id) for e in failures.events] == [("failed", bad)]
     assert len(heard.events) == 6
 
@@ -386,7 +369,7 @@ def test_a_raising_listener_breaks_neither_the_job_nor_the_other_listeners(
     jobs.on()(after)
     with caplog.at_level(logging.ERROR, logger="jobkit.events"):
         job_id = add.later(Pair(1, 1), store)
-        assert run(store, jobs).completed == 1
+        assert burst(store, jobs, keep_completed=None).completed == 1
         assert add.now(Pair(2, 2), store=store).value == 4
     record = store.get(job_id)
     assert record is not None and record.status is JobStatus.COMPLETED and record.result == "2"
@@ -404,6 +387,6 @@ def test_a_listener_that_raises_on_started_does_not_fail_the_job(store: Store, j
         raise KeyError("nope")
 
     job_id = add.later(Pair(3), store)
-    assert run(store, jobs).completed == 1
+    assert burst(store, jobs, keep_completed=None).completed == 1
     record = store.get(job_id)
     assert record is not None and record.status is JobStatus.COMPLETED and record.attempt_count == 1
