@@ -143,21 +143,22 @@ def conclude(held: Held, outcome: Outcome, now: datetime, *, jitter: float, retr
     return decide(held.spec, held.job, outcome, now, jitter=jitter, retry=retry)
 
 
-def recorded(
-    held: Held, transition: Transition, applied: bool, clock: Clock, *, heard: bool = True
-) -> JobRecord | None:
-    """Say what became of an attempt: the record as the store now holds it, or None if the lease was lost."""
+def recorded(held: Held, transition: Transition, applied: bool, clock: Clock, *, heard: bool = True) -> bool:
+    """Say what became of an attempt (logs, listeners); False when the lease was lost and it was dropped.
+
+    The record the store now holds is ``lifecycle.apply(held.job, transition)``.
+    """
     hooks = held.spec.hooks if heard and held.spec is not None else None
     job = held.job
     if not applied or held.lost:
         logger.warning("job %s: lease lost; this worker's outcome was dropped", job.id)
         if hooks:
             hooks.emit(Event("lease_lost", job.id, job.job_name, clock(), job.attempt_count))
-        return None
+        return False
     _log(held, transition)
     if hooks:
         hooks.emit(event_of(job, transition, held.took))
-    return lifecycle.apply(job, transition)
+    return True
 
 
 def _log(held: Held, transition: Transition) -> None:
@@ -219,16 +220,16 @@ def _record_one(
     held: Held, outcome: Outcome, fatal: BaseException | None, store: Store, clock: Clock, *, retry: bool
 ) -> JobResult[Any]:
     transition = conclude(held, outcome, clock(), jitter=random.random(), retry=retry)
-    after = recorded(held, transition, _finish(store, transition), clock)
+    kept = recorded(held, transition, _finish(store, transition), clock)
     if fatal is not None:
         raise fatal
-    if after is None:  # tell the caller what the store holds, not what was dropped
+    if not kept:  # tell the caller what the store holds, not what was dropped
         current = store.get(held.job.id)
         if current is None:
             raise JobNotFound(held.job.id)
         return result_of(held.spec, current)
     value = outcome.value if isinstance(outcome, Succeeded) else None
-    return result_of(held.spec, after, value=value, duration=held.took)
+    return result_of(held.spec, lifecycle.apply(held.job, transition), value=value, duration=held.took)
 
 
 def _finish(store: Store, transition: Transition, tries: int = 3) -> bool:
@@ -259,9 +260,9 @@ def _run_unpersisted(spec: JobSpec[Any, Any], typed: Any, encoded: str, clock: C
     if fatal is not None:
         raise fatal
     transition = conclude(held, outcome, clock(), jitter=0.0, retry=False)
-    after = recorded(held, transition, True, clock, heard=False)
+    recorded(held, transition, True, clock, heard=False)
     value = outcome.value if isinstance(outcome, Succeeded) else None
-    return result_of(spec, after or job, value=value, duration=held.took)
+    return result_of(spec, lifecycle.apply(job, transition), value=value, duration=held.took)
 
 
 def run_now(

@@ -178,10 +178,10 @@ class Worker:
             self._keeper.forget(held)
         for (held, _), transition, ok in zip(finished, transitions, applied, strict=True):
             self._keeper.forget(held)
-            if run.recorded(held, transition, ok, self.clock) is None:
-                self.report.lost += 1
-            else:
+            if run.recorded(held, transition, ok, self.clock):
                 self.report.count(transition)
+            else:
+                self.report.lost += 1
         self.report.claimed += len(jobs)
         for job in jobs:
             self._start(job)
