@@ -195,3 +195,53 @@ def test_close_releases_it_once(store: jobkit.SqliteStore) -> None:
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+class _LateCommit:
+    """A connection whose data_version moves only when told: a commit that shows after its WAL write."""
+
+    def __init__(self) -> None:
+        self.version = 1
+
+    def execute(self, sql: str) -> Any:
+        assert sql == "PRAGMA data_version"
+        return self
+
+    def fetchall(self) -> list[tuple[int]]:
+        return [(self.version,)]
+
+
+def test_a_commit_that_shows_after_its_write_was_read_is_seen_within_a_recheck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers' WAL writes read by one wake-up, the second commit visible only after its fsync.
+
+    Nothing more is written to the WAL once it shows, so the waker must look at the data
+    version on its own: it never sleeps longer than RECHECK between looks. (A wait once
+    slept a whole second here.)
+    """
+    from jobkit.stores.sqlite import waker as waker_module
+
+    wal = tmp_path / "jobs.sqlite-wal"
+    wal.write_bytes(b"")
+    connection = _LateCommit()
+    naps: list[float] = []
+    real_select = waker_module.select.select
+
+    def recording_select(read: Any, write: Any, error: Any, timeout: float) -> Any:
+        naps.append(timeout)
+        if len(naps) == 3:  # well past the first write's settling: now the commit shows
+            connection.version = 2
+        return real_select(read, write, error, timeout)
+
+    monkeypatch.setattr(waker_module.select, "select", recording_select)
+    monkeypatch.setattr(waker_module, "SETTLE", 0.0)  # the settling looks end before the commit shows
+    late = SqliteWaker(lambda: connection, str(wal))  # type: ignore[arg-type, return-value]
+    try:
+        assert late.watching
+        with wal.open("ab") as f:  # the write whose inotify event the first sleep reads
+            f.write(b"frame")
+        assert late.wait(60.0) is True, "the late commit was never seen"
+    finally:
+        late.close()
+    assert max(naps) <= waker_module.RECHECK, naps
