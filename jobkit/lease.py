@@ -172,14 +172,18 @@ class LeaseKeeper:
     def tend(self) -> None:
         """Do what is due: progress writes, heartbeats, the look for cancellations.
 
-        Each step is guarded on its own: a busy database postpones it, and it must not
-        hold up the others.
+        Each step is guarded on its own: a busy database postpones it, anything else
+        (a row edited by hand into nonsense) is logged and tried again next time, and
+        neither holds up the other steps or ends the driver.
         """
         for step in (self.write_progress, self.beat, self.look_for_cancellations):
+            what = step.__name__.replace("_", " ")
             try:
                 step()
             except StoreError as exc:
-                logger.warning("%s postponed: %s", step.__name__.replace("_", " "), exc)
+                logger.warning("%s postponed: %s", what, exc)
+            except Exception:
+                logger.exception("%s failed; trying again next time", what)
 
     def next_due(self) -> float:
         """The ``time.monotonic()`` by which :meth:`tend` has something to do (infinity: nothing held)."""

@@ -363,3 +363,27 @@ def test_tend_survives_a_store_error_in_one_step(
     assert not held.lost, "a failed heartbeat is not a lost lease"
     assert [r.getMessage() for r in caplog.records] == ["beat postponed: database is locked"]
     assert caplog.records[0].levelno == logging.WARNING
+
+
+class BrokenStore(jobkit.MemoryStore):
+    """A MemoryStore whose heartbeat fails as a row edited by hand into nonsense would."""
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        raise RuntimeError("bad row")
+
+
+def test_tend_survives_any_error_in_one_step_and_logs_it(
+    clock: FakeClock, mono: Monotonic, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = BrokenStore()
+    keeper = LeaseKeeper(broken, lock=LOCK, clock=clock, wake=lambda: None)
+    held: Held = keeper.hold(claimed(broken, clock))
+    keeper.look_for_cancellations()
+    broken.cancel("job-1", now=clock())
+    mono.advance(max(BEAT, CANCEL_LOOK))
+
+    with caplog.at_level(logging.ERROR, logger="jobkit.lease"):
+        keeper.tend()  # must not raise: the worker's loop and the kept() thread both call it
+
+    assert held.cancel_requested, "the step after the failing one ran"
+    assert [r.getMessage() for r in caplog.records] == ["beat failed; trying again next time"]
