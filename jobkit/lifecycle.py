@@ -79,10 +79,15 @@ def heartbeat(job: JobRecord, *, now: datetime, lock_until: datetime) -> JobReco
     return attrs.evolve(job, worker_expires_at=lock_until, updated_at=now)
 
 
-def progress(job: JobRecord, percent: int, message: str | None, *, now: datetime) -> JobRecord:
-    """A held job's progress, 0 to 100."""
+def check_percent(percent: int) -> None:
+    """Refuse a progress outside 0..100 (the table's CHECK), whoever holds the job."""
     if not 0 <= percent <= 100:
         raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
+
+
+def progress(job: JobRecord, percent: int, message: str | None, *, now: datetime) -> JobRecord:
+    """A held job's progress, 0 to 100."""
+    check_percent(percent)
     return attrs.evolve(job, progress=percent, progress_message=message, updated_at=now)
 
 

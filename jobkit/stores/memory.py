@@ -64,11 +64,6 @@ def check(jobs: Sequence[JobRecord]) -> None:
                 raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
 
 
-def check_percent(percent: int) -> None:
-    if not 0 <= percent <= 100:
-        raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
-
-
 def check_names(names: Collection[str] | None) -> None:
     if isinstance(names, str):
         raise TypeError(f"names must be a collection of job names, not the str {names!r}")
@@ -207,7 +202,7 @@ class MemoryStore:
             return held
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
-        check_percent(percent)
+        lifecycle.check_percent(percent)  # refused even when the lease is lost, as SqliteStore does
         aware(now)
         with self._lock:
             job = self._held(lease)

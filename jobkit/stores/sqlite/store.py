@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import apsw
 
+from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError
 from jobkit.model import (
     CANCELLED_WHILE_LOST,
@@ -243,8 +244,7 @@ class SqliteStore:
         return self._write(beat)
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
-        if not 0 <= percent <= 100:
-            raise ValueError(f"progress must be from 0 to 100, not {percent!r}")
+        lifecycle.check_percent(percent)
         at = ts(now)
 
         def write(conn: apsw.Connection) -> bool:
