@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from jobkit import lifecycle
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
 from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
 from jobkit.options import BATCH
@@ -131,14 +132,13 @@ def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_o
     if all_or_nothing:
         records = _records(store, job_ids)
         _refuse(
-            [job for job in records if job.status not in RETRYABLE],
+            [job for job in records if job.status not in lifecycle.RETRYABLE],
             "{}; only failed or cancelled jobs can be retried (nothing was retried)",
         )
         job_ids = [job.id for job in records]
     return store.retry(list(job_ids), now=clock())
 
 
-RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 UNCANCELLABLE = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 
 

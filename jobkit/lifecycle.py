@@ -33,6 +33,8 @@ from jobkit.model import (
 )
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+"""The statuses a job can be retried by hand from."""
 Expiry = Literal["retried", "failed", "cancelled"]
 """What :func:`expire` did to a job whose lock ran out."""
 
@@ -149,7 +151,7 @@ def cancel(job: JobRecord, *, now: datetime) -> JobRecord:
 
 def retry_by_hand(job: JobRecord, *, now: datetime) -> JobRecord | None:
     """A failed or cancelled job sent back to pending with fresh attempts; None for any other."""
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if job.status not in RETRYABLE:
         return None
     return attrs.evolve(
         job,
