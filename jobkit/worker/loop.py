@@ -44,6 +44,7 @@ from jobkit.worker.resolve import Resolver
 logger = logging.getLogger("jobkit.worker")
 
 STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
+GATHER = 0.002  # longest a few outcomes wait for more to share their transaction
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
 
 
@@ -312,9 +313,10 @@ class Worker:
 
     def _idle(self, stop: threading.Event) -> None:
         """Wait until something may have changed: an outcome, new work, or a timer."""
-        if self._done:
-            return
         start = time.monotonic()
+        if self._done:
+            self._gather(start + GATHER)
+            return
         deadline = min(start + self.options.poll_interval, self._keeper.next_due())
         if self._held:  # the once-a-reap look for expired locks and cron comes round on time
             deadline = min(deadline, max(start, self._next_reap))
@@ -326,6 +328,19 @@ class Worker:
         while not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._waker.wait(min(remaining, STOP_CHECK), commits=hungry):
+                return
+
+    def _gather(self, deadline: float) -> None:
+        """Let outcomes gather for a moment while most held jobs are still running.
+
+        Each round is one transaction (one fsync at FULL durability), so a round for
+        every outcome or two, as fast as short jobs finish, spends the write lock that
+        other workers wait for. Once half the held jobs are back, or after
+        :data:`GATHER`, the outcomes are written; a worker holding a job or two never waits.
+        """
+        while len(self._done) * 2 < len(self._held):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._waker.wait(remaining, commits=False):
                 return
 
     # -- shutting down ------------------------------------------------------------------
