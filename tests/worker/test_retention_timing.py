@@ -23,7 +23,7 @@ def test_a_job_kept_briefly_is_deleted_soon_after_it_is_old_enough(store: Store)
     job_id = finished(store, COMPLETED, T0)
     spy = PurgeSpy(store)
     keep = timedelta(seconds=2)
-    with Background(spy, jobs, clock=clock, keep_completed=keep, keep_failed=None, reap_every=0.02):  # type: ignore[arg-type]
+    with Background(spy, jobs, clock=clock, keep_completed=keep, keep_failed=None, reap_every=0.02):
         wait_until(lambda: spy.calls, "the worker's first retention pass")
         assert store.get(job_id) is not None, "a job that ended at the worker's now is not old enough yet"
         clock.advance(keep.total_seconds() + 1)
@@ -42,7 +42,9 @@ def test_a_job_kept_briefly_is_deleted_soon_after_it_is_old_enough(store: Store)
         ({"keep_completed": timedelta.max, "prune_every": 5.0}, 5.0),
     ],
 )
-def test_the_prune_period_is_prune_every_or_a_tenth_of_the_shortest_keep(keeps: dict[str, object], period: float) -> None:
+def test_the_prune_period_is_prune_every_or_a_tenth_of_the_shortest_keep(
+    keeps: dict[str, object], period: float
+) -> None:
     assert prune_period(WorkerOptions(**keeps)) == pytest.approx(period)  # type: ignore[arg-type]
 
 
@@ -53,7 +55,7 @@ def test_a_failed_job_kept_briefly_is_deleted_too(store: Store) -> None:
     job_id = finished(store, FAILED, T0)
     spy = PurgeSpy(store)
     options = {"keep_completed": timedelta(days=1), "keep_failed": timedelta(seconds=3), "reap_every": 0.02}
-    with Background(spy, jobs, clock=clock, **options):  # type: ignore[arg-type]
+    with Background(spy, jobs, clock=clock, **options):
         wait_until(lambda: spy.calls, "the worker's first retention pass")
         clock.advance(4)
         wait_until(lambda: store.get(job_id) is None, "the failed job to be deleted once older than its keep")
