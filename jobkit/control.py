@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Collection, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from jobkit import lifecycle
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 
 PURGE_BATCH = BATCH
 WAIT_SLICE = 0.25  # longest a wait_async thread runs before looking whether it is still wanted
+R = TypeVar("R")
+
+
+@overload
+def wait(store: Store, job_id: str, timeout: float | None = None) -> JobResult[Any]: ...
+
+
+@overload
+def wait(store: Store, job_id: str, timeout: float | None = None, *, spec: JobSpec[Any, R]) -> JobResult[R]: ...
 
 
 def wait(
@@ -27,7 +36,8 @@ def wait(
 ) -> JobResult[Any]:
     """Block until the job finishes and return its result; reading it deletes nothing.
 
-    The value is decoded with *spec*'s result type when given (plain JSON data without).
+    The value is decoded with *spec*'s result type when given (plain JSON data without;
+    ``spec.result_of(result)`` types it later, and ``spec.wait`` returns the value).
     Raises :class:`JobNotFound` for an unknown id and :class:`TimeoutError` when the job
     is not finished within *timeout* seconds. It sleeps on the store's waker between
     looks: a commit by any process on this machine wakes it (for SQLite, inotify on the
@@ -61,6 +71,16 @@ def _watch(
 
 def _still(job: JobRecord, timeout: float | None) -> str:
     return f"job {job.id} is still {job.status.value} after {timeout or 0:g}s"
+
+
+@overload
+async def wait_async(store: Store, job_id: str, timeout: float | None = None) -> JobResult[Any]: ...
+
+
+@overload
+async def wait_async(
+    store: Store, job_id: str, timeout: float | None = None, *, spec: JobSpec[Any, R]
+) -> JobResult[R]: ...
 
 
 async def wait_async(

@@ -5,23 +5,22 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 import attrs
 
-from jobkit import cron, run
+from jobkit import codec, cron, run, stages
 from jobkit.backoff import Backoff
 from jobkit.codec import DEFAULT_MAX_PAYLOAD_BYTES
-from jobkit.errors import DuplicateJobError, ScheduleError, ValidationError
+from jobkit.errors import DuplicateJobError, JobNotFound, ScheduleError, ValidationError
 from jobkit.events import EventKind, Hooks, Listener
-from jobkit.model import utc_now
+from jobkit.model import JobRecord, JobResult, utc_now
 from jobkit.stages import validate
 
 if TYPE_CHECKING:
     from jobkit.context import Context
-    from jobkit.model import JobResult
     from jobkit.store import Store
 
 P = TypeVar("P")
@@ -148,9 +147,65 @@ class JobSpec(Generic[P, R]):
         result: JobResult[R] = await wait_async(store, job_id, timeout, spec=self)
         return result.unwrap()
 
+    def result_of(self, job: JobResult[Any] | JobRecord | str, store: Store | None = None) -> JobResult[R]:
+        """The result of a job of this spec, its value typed, from whatever you hold of it.
+
+        *job* is a :class:`JobResult` (from ``now``, ``batch``, :func:`jobkit.execute` or
+        :func:`jobkit.wait`, whose value is plain JSON data), a :class:`JobRecord` (whose
+        ``result`` is JSON text), or a job id, read from *store*. It waits for nothing
+        (:meth:`wait` does): an unfinished job gives ``ok=False`` and its status.
+        Raises :class:`JobNotFound` for an unknown id, and :class:`ValidationError` for
+        a record of another job or a result that does not fit this spec's result type.
+        """
+        if isinstance(job, str):
+            if store is None:
+                raise TypeError(f"result_of({job!r}) needs the store to read the job from: result_of(job_id, store)")
+            record = store.get(job)
+            if record is None:
+                raise JobNotFound(job)
+            job = record
+        if isinstance(job, JobRecord):
+            if job.job_name != self.name:
+                raise ValidationError(
+                    f"job {job.id} is a {job.job_name!r} job, not {self.name!r}: read it with its own spec",
+                    value=job,
+                )
+            typed: JobResult[R] = stages.result_of(self, job)
+            return typed
+        if isinstance(job, JobResult):
+            if not job.ok:
+                return typing.cast("JobResult[R]", job)
+            # Through plain data and back: the same whether the value came typed (now,
+            # execute) or as decoded JSON (jobkit.wait without a spec).
+            value = codec.structure(codec.unstructure(job.value), self.result_type, what="result")
+            return attrs.evolve(job, value=value)
+        raise TypeError(f"result_of takes a JobResult, a JobRecord or a job id, not {type(job).__name__}")
+
     def __call__(self, params: P, ctx: Context) -> Any:
         """Call the handler directly, as a plain function."""
         return self.fn(params, ctx)
+
+
+class JobDecorator(Protocol):
+    """What ``@jobs.job(...)`` returns: it makes a handler a :class:`JobSpec`.
+
+    An ``async def`` handler's spec has the awaited type as its result type.
+    """
+
+    @overload
+    def __call__(self, handler: Callable[[P, Context], Coroutine[Any, Any, R]], /) -> JobSpec[P, R]: ...
+
+    @overload
+    def __call__(self, handler: Callable[[P, Context], R], /) -> JobSpec[P, R]: ...
+
+
+def same_place(first: Callable[..., Any], second: Callable[..., Any]) -> bool:
+    """Whether two handlers are one definition run twice: the same module and qualname (lambdas never are)."""
+    places = [(getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)) for fn in (first, second)]
+    module, qualname = places[0]
+    return (
+        places[0] == places[1] and isinstance(module, str) and isinstance(qualname, str) and "<lambda>" not in qualname
+    )
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -219,19 +274,34 @@ class Registry:
         self.hooks = Hooks()
         self.max_payload_bytes = max_payload_bytes
 
+    @overload
+    def job(self, handler: Callable[[P, Context], Coroutine[Any, Any, R]], /) -> JobSpec[P, R]: ...
+
+    @overload
+    def job(self, handler: Callable[[P, Context], R], /) -> JobSpec[P, R]: ...
+
+    @overload
     def job(
         self,
         name: str | None = None,
         max_attempts: int = 3,
         timeout: float | None = None,
         retry_backoff: Backoff = 2.0,
-    ) -> Callable[[Callable[[P, Context], R]], JobSpec[P, R]]:
-        """Decorate a handler ``(params, ctx) -> result`` to make it a registered job."""
+    ) -> JobDecorator: ...
 
-        def decorate(handler: Callable[[P, Context], R]) -> JobSpec[P, R]:
-            spec: JobSpec[P, R] = spec_from_function(
+    def job(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry_backoff: Backoff = 2.0,
+    ) -> JobSpec[Any, Any] | JobDecorator:
+        """Make a handler ``(params, ctx) -> result`` a registered job: ``@jobs.job`` or ``@jobs.job(...)``."""
+
+        def decorate(handler: Callable[..., Any]) -> JobSpec[Any, Any]:
+            spec = spec_from_function(
                 handler,
-                name=name,
+                name=name if isinstance(name, str) else None,
                 max_attempts=max_attempts,
                 timeout=timeout,
                 retry_backoff=retry_backoff,
@@ -241,11 +311,22 @@ class Registry:
             self.register(spec)
             return spec
 
+        if callable(name):  # ``@jobs.job`` without parentheses: the handler came in name's place
+            return decorate(name)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"job(name=...) takes a str, not {type(name).__name__} {name!r}")
         return decorate
 
     def register(self, spec: JobSpec[Any, Any]) -> Registry:
-        """Add *spec*; return the registry so calls chain."""
-        if spec.name in self._specs and self._specs[spec.name] is not spec:
+        """Add *spec*; return the registry so calls chain.
+
+        A spec whose handler comes from the same place (module and qualname) as the one
+        registered under its name replaces it: that is the same job defined again, as
+        when a notebook cell or ``importlib.reload`` runs the definition once more. A
+        different handler under a taken name raises :class:`DuplicateJobError`.
+        """
+        held = self._specs.get(spec.name)
+        if held is not None and held is not spec and not same_place(held.fn, spec.fn):
             raise DuplicateJobError(spec.name)
         self._specs[spec.name] = spec
         return self
@@ -270,11 +351,14 @@ class Registry:
 
         Workers started with this registry write its schedules to the store, and disable
         the ones that were declared before but are gone from the code. The expression,
-        timezone and params are checked now.
+        timezone and params are checked now. Declaring *name* again for the same job
+        (a notebook cell run again) replaces the declaration; for another job it raises
+        :class:`ScheduleError`.
         """
         if spec.name not in self._specs:
             self.register(spec)
-        if name in self._crons:
+        held = self._crons.get(name)
+        if held is not None and not (held.spec.name == spec.name and same_place(held.spec.fn, spec.fn)):
             raise ScheduleError(f"a schedule named {name!r} is already declared in this registry", value=name)
         entry = check_entry(spec, expression, params, name=name, timezone=timezone)
         self._crons[name] = entry
