@@ -42,6 +42,7 @@ from jobkit.store import Store, open_store
 
 PROG = "python -m jobkit"
 USAGE, NOT_DONE = 2, 1  # exit codes: see the module docstring
+PIPED_WIDTH = 100_000  # columns when stdout is not a terminal: no line is ever that long
 
 
 class CommandError(Exception):
@@ -210,9 +211,18 @@ def _open(target: str) -> Store:
         raise CommandError(str(exc), USAGE) from None
 
 
+def _console() -> Console:
+    """A console for stdout: the terminal's width on one; piped, whole lines (or COLUMNS, when set)."""
+    console = Console(markup=False, emoji=False, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A pipe or a file has no edge: rich's 80-column guess would split names and messages over rows.
+        console.width = PIPED_WIDTH
+    return console
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """``python -m jobkit``: run one subcommand and return its exit code."""
-    out = console or Console(markup=False, emoji=False, highlight=False)
+    out = console or _console()
     try:
         args = _parser().parse_args(argv)
         _check(args)

@@ -2,7 +2,8 @@
 
 Pure: values in, renderables out. Tables fit an 80-column terminal with full job ids
 (people copy them into ``show``): a job's id and name share one cell on two lines, and
-long text folds rather than being cut.
+long text folds rather than being cut. Piped, the console is as wide as any line
+(:func:`jobkit.admin.cli.main`), so nothing folds; rules then stay :data:`RULE_WIDTH` wide.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 
 import attrs
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.progress_bar import ProgressBar
 from rich.rule import Rule
 from rich.table import Table
@@ -29,6 +30,18 @@ STATUS_STYLE = {
     JobStatus.CANCELLED: "magenta",
 }
 BLOCKS = ("params", "result", "error", "traceback")  # shown as blocks of text below the fields
+RULE_WIDTH = 80  # columns of a rule where there is no terminal's edge to reach (piped)
+
+
+class _Heading:
+    """A titled rule across a terminal's line; piped, :data:`RULE_WIDTH` columns, not the whole (unbounded) line."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width if options.is_terminal else min(options.max_width, RULE_WIDTH)
+        yield from console.render(Rule(self.title, align="left"), options.update_width(width))
 
 
 def _table(title: str | None = None) -> Table:
@@ -141,10 +154,10 @@ def job_view(record: JobRecord, now: datetime) -> list[RenderableType]:
             cell = Text("-" if value is None else str(value))
         fields.add_row(field.name, cell)
     parts: list[RenderableType] = [fields]
-    parts += [Rule("params", align="left"), Text(pretty(record.params))]
-    parts += [Rule("result", align="left"), Text(pretty(record.result) if record.result is not None else "-")]
-    parts += [Rule("error", align="left"), Text(record.error or "-")]
-    parts += [Rule("traceback", align="left"), Text(record.traceback.rstrip() if record.traceback else "-")]
+    parts += [_Heading("params"), Text(pretty(record.params))]
+    parts += [_Heading("result"), Text(pretty(record.result) if record.result is not None else "-")]
+    parts += [_Heading("error"), Text(record.error or "-")]
+    parts += [_Heading("traceback"), Text(record.traceback.rstrip() if record.traceback else "-")]
     return parts
 
 
