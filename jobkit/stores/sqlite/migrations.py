@@ -25,7 +25,8 @@ from typing import NamedTuple, Protocol, TypeVar
 import apsw
 
 from jobkit.errors import NotAJobkitDatabase, SchemaTooNew, StoreError
-from jobkit.stores.sqlite.schema import APPLICATION_ID, JOBS_INDEXES, JOBS_TABLE, SCHEMA, SCHEMA_VERSION, SQLITE_HEADER
+from jobkit.stores.sqlite.header import FileRefused, Mark, marks
+from jobkit.stores.sqlite.schema import APPLICATION_ID, JOBS_INDEXES, JOBS_TABLE, SCHEMA, SCHEMA_VERSION
 
 T = TypeVar("T")
 logger = logging.getLogger("jobkit")
@@ -135,11 +136,7 @@ def migrate(conn: apsw.Connection, path: str, *, create: bool, upgrade: bool, wr
     """
     version = version_of(conn, path)
     if version == 0 and not create:
-        raise NotAJobkitDatabase(
-            f"{path}: an empty SQLite database without jobkit's tables; left untouched "
-            "(open it with create=True, e.g. by enqueuing a job, to make it a jobkit database)",
-            path=path,
-        )
+        raise _refuse_blank(path)
     if version == SCHEMA_VERSION:
         if upgrade:
             _upgrade_in_place(conn, path, write)
@@ -174,14 +171,24 @@ def _upgrade_in_place(conn: apsw.Connection, path: str, write: Write) -> None:
 
 
 def version_of(conn: apsw.Connection, path: str) -> int:
-    """The schema version of a jobkit file, 0 for a blank SQLite file; refuse anything else."""
+    """The schema version of a jobkit file, as SQLite reads it, 0 for a blank SQLite file; refuse anything else."""
     try:
         app_id = int(conn.execute("PRAGMA application_id").fetchall()[0][0])  # type: ignore[arg-type]
         version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])  # type: ignore[arg-type]
         tables = int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0])  # type: ignore[arg-type]
     except apsw.NotADBError as exc:
         raise NotAJobkitDatabase(f"{path}: not a SQLite database; left untouched", path=path) from exc
-    if app_id == 0 and version == 0 and tables == 0:
+    return judge(Mark(app_id, version, tables == 0), path)
+
+
+def judge(mark: Mark, path: str) -> int:
+    """The schema version a file with *mark* holds, 0 for a blank SQLite file; refuse anything else.
+
+    The one rule for whose a file is, applied to its bytes before SQLite opens it
+    (:func:`check_file`) and to what SQLite reads once it has (:func:`version_of`).
+    """
+    app_id, version, blank = mark
+    if app_id == 0 and version == 0 and blank:
         return 0
     if app_id != APPLICATION_ID:
         raise NotAJobkitDatabase(
@@ -199,23 +206,44 @@ def version_of(conn: apsw.Connection, path: str) -> int:
     return version
 
 
-def check_file(path: str) -> None:
-    """Refuse, before SQLite touches it, a file that cannot be a jobkit database."""
+def _refuse_blank(path: str) -> NotAJobkitDatabase:
+    return NotAJobkitDatabase(
+        f"{path}: an empty SQLite database without jobkit's tables; left untouched "
+        "(open it with create=True, e.g. by enqueuing a job, to make it a jobkit database)",
+        path=path,
+    )
+
+
+_REFUSED = {  # header.FileRefused reasons, as the errors say them
+    "empty": "the file is empty, not a jobkit database; left untouched "
+    "(remove it, or give a path that does not exist yet to create one)",
+    "not sqlite": "not a SQLite database; left untouched",
+}
+
+
+def check_file(path: str, *, create: bool = True) -> None:
+    """Refuse, before SQLite opens it, a file that is not a jobkit database (or a blank one to *create*).
+
+    Decided from the file's bytes and those of its -wal and rollback journal
+    (:mod:`.header`): SQLite recovers those side files as it opens a file, which
+    writes, so a file refused here is left byte for byte as it was, side files included.
+    """
     try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-    except IsADirectoryError as exc:
-        raise NotAJobkitDatabase(f"{path}: is a directory, not a database file", path=path) from exc
+        found = marks(path)
+    except FileRefused as refused:
+        reason = _REFUSED.get(refused.reason) or f"is {refused.reason}, not a database file; left untouched"
+        raise NotAJobkitDatabase(f"{refused.path}: {reason}", path=path) from None
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
-    if not header:
+    versions = {judge(mark, path) for mark in found}
+    if 0 in versions and not create:
+        raise _refuse_blank(path)
+    if len(versions) > 1:
         raise NotAJobkitDatabase(
-            f"{path}: the file is empty, not a jobkit database; left untouched "
-            "(remove it, or give a path that does not exist yet to create one)",
+            f"{path}: a rollback journal beside it would restore another header (another program is "
+            "changing it, or crashed doing so); left untouched (open it once with that program, or sqlite3)",
             path=path,
         )
-    if header != SQLITE_HEADER:
-        raise NotAJobkitDatabase(f"{path}: not a SQLite database; left untouched", path=path)
 
 
 def create_file(path: str) -> None:

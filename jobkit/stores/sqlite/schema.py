@@ -7,7 +7,6 @@ from __future__ import annotations
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
 SCHEMA_VERSION = 1
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 JOBS_TABLE = """
 CREATE TABLE jobs (

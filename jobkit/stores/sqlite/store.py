@@ -117,7 +117,7 @@ class SqliteStore:
             if not create:
                 raise StoreError(f"{self.path}: no such database file", path=self.path)
             create_file(self.path)
-        check_file(self.path)
+        check_file(self.path, create=create)  # before SQLite opens it: opening recovers, which writes
         try:
             migrate(self._connection(), self.path, create=create, upgrade=upgrade, write=self._write)
         except BaseException:
