@@ -230,6 +230,20 @@ class Summary:
 
 
 @attrs.frozen
+class Backlog:
+    """Pending jobs split at one moment: those due (a claim may take them now) and those scheduled for later.
+
+    ``oldest_due`` is the due job that has waited longest (the earliest ``scheduled_for``,
+    then the smallest id); ``next_scheduled`` the job that comes due first, likewise.
+    """
+
+    due: int
+    scheduled: int
+    oldest_due: JobRecord | None
+    next_scheduled: JobRecord | None
+
+
+@attrs.frozen
 class JobResult(Generic[T]):
     """The outcome of a job as a caller sees it.
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from jobkit.errors import StoreError
-from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Schedule, Summary, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Schedule, Summary, Transition
 
 Cursor = tuple[datetime, str]
 """Where a page of :meth:`Store.list_jobs` ended: the ``(created_at, id)`` of its last job."""
@@ -122,6 +122,12 @@ class Store(Protocol):
 
     def summary(self, *, since: datetime) -> Summary:
         """Counts (overall and by job name), the oldest pending job, running jobs, failures since *since*."""
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        """Pending jobs split at *now*: how many are due and how many are scheduled later, and the first of each.
+
+        Due means a claim at *now* may take it (``scheduled_for`` at or before *now*).
+        """
 
     # -- recurring jobs (the cron_jobs table) --------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:

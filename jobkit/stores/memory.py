@@ -8,6 +8,7 @@ every operation, and a condition on that lock wakes its wakers on every write.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -18,7 +19,7 @@ import attrs
 
 from jobkit import lifecycle
 from jobkit.errors import JobkitError
-from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Retry, Schedule, Summary, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Retry, Schedule, Summary, Transition
 from jobkit.store import Cursor
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -326,6 +327,20 @@ class MemoryStore:
                 for j in jobs
                 if j.status is JobStatus.FAILED and j.completed_at is not None and j.completed_at >= since
             ),
+        )
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        aware(now)
+        with self._lock:
+            pending = [j for j in self._jobs.values() if j.status is PENDING]
+        due = [j for j in pending if lifecycle.is_due(j, now)]
+        later = [j for j in pending if not lifecycle.is_due(j, now)]
+        first = operator.attrgetter("scheduled_for", "id")
+        return Backlog(
+            due=len(due),
+            scheduled=len(later),
+            oldest_due=min(due, key=first, default=None),
+            next_scheduled=min(later, key=first, default=None),
         )
 
     # -- recurring jobs -----------------------------------------------------------

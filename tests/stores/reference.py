@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from jobkit import lifecycle
-from jobkit.model import JobRecord, JobStatus, Lease, ResetReport, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Transition
 
 
 class Reference:
@@ -129,6 +129,16 @@ class Reference:
         for job in doomed:
             del self.jobs[job.id]
         return len(doomed)
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        pending = sorted(
+            (j for j in self.jobs.values() if j.status is JobStatus.PENDING), key=lambda j: (j.scheduled_for, j.id)
+        )
+        due = [j for j in pending if lifecycle.is_due(j, now)]
+        later = [j for j in pending if not lifecycle.is_due(j, now)]
+        return Backlog(
+            due=len(due), scheduled=len(later), oldest_due=next(iter(due), None), next_scheduled=next(iter(later), None)
+        )
 
     def fire(self, job: JobRecord) -> None:
         """A schedule fired and enqueued *job*."""

@@ -1,4 +1,4 @@
-"""Every store follows the lifecycle on the operating verbs: cancel, cancelling, retry, purge, summary.
+"""Every store follows the lifecycle on the operating verbs: cancel, cancelling, retry, purge, summary, backlog.
 
 A second Hypothesis state machine (the first, in test_agreement.py, covers every write of
 the job lifecycle and the schedules) drives both stores through random sequences of
@@ -254,6 +254,13 @@ class OperationsAgree(TwoStores):
         assert answer is not None
         assert answer.counts == self.memory.counts()
         assert answer.running == sorted(self.jobs(JobStatus.RUNNING), key=lambda j: j.id)
+
+    @rule(at=around)
+    def backlog(self, at: int) -> None:
+        moment = self.now + timedelta(microseconds=at)
+        answer = self.both(lambda s: s.backlog(now=moment), lambda r: r.backlog(now=moment))
+        assert answer is not None and answer.due + answer.scheduled == self.memory.counts()[JobStatus.PENDING]
+        event("backlog due", answer.due)
 
     # -- the clock ------------------------------------------------------------------
     @rule(step=steps)

@@ -57,6 +57,10 @@ BY_STATUS = (
 )
 DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
+# status: pending jobs due at :now and scheduled later (counts, then the first of each, ties by id)
+BACKLOG = f"SELECT count(*), coalesce(sum(scheduled_for <= :now), 0) FROM {PENDING}"
+OLDEST_DUE = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for <= :now ORDER BY scheduled_for, id LIMIT 1"
+NEXT_SCHEDULED = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for > :now ORDER BY scheduled_for, id LIMIT 1"
 
 
 BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as one JSON array

@@ -29,6 +29,7 @@ from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError
 from jobkit.model import (
     CANCELLED_WHILE_LOST,
+    Backlog,
     JobRecord,
     JobStatus,
     Lease,
@@ -382,6 +383,18 @@ class SqliteStore:
             oldest_pending=dt(oldest) if oldest else None,
             running=[record_of(row) for row in running],
             failed_since=failed,
+        )
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        at = {"now": ts(now)}
+        ((pending, due),) = self._read(queries.BACKLOG, at)
+        oldest = self._read(queries.OLDEST_DUE, at)
+        following = self._read(queries.NEXT_SCHEDULED, at)
+        return Backlog(
+            due=due,
+            scheduled=pending - due,
+            oldest_due=record_of(oldest[0]) if oldest else None,
+            next_scheduled=record_of(following[0]) if following else None,
         )
 
     # -- recurring jobs -----------------------------------------------------------
