@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
-
-import apsw
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobkit.model import CANCELLED, FINISHED, Cancel, Complete, Fail, JobRecord, JobStatus, Retry, Transition
 from jobkit.stores.sqlite.codec import STATUS, record_of, ts
@@ -19,6 +17,11 @@ from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELE
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
+
+Step = tuple[str, Any, Literal["rows", "many", "count"]]
+"""One statement of a write transaction: its SQL, its bindings (a list of them for
+"many"), and what it gives: its rows ("rows"), the rows of an executemany over the
+bindings ("many"), or how many rows it changed ("count")."""
 
 PUT_SCHEDULE = f"""
 INSERT INTO cron_jobs ({SCHEDULE_SELECT}) VALUES ({", ".join("?" * len(SCHEDULE_COLUMNS))})
@@ -34,6 +37,10 @@ FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?
     WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
 
 INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# The run a FIRE just named as its schedule's last job: inserted only when that FIRE
+# took effect, decided by SQLite rather than by Python inside the transaction.
+INSERT_FIRED = f"""INSERT INTO jobs ({SELECT}) SELECT {", ".join("?" * len(COLUMNS))}
+    WHERE EXISTS (SELECT 1 FROM cron_jobs WHERE name = ? AND last_job_id = ?)"""
 
 CLAIM = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
@@ -57,10 +64,6 @@ BY_STATUS = (
 )
 DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
-# status: pending jobs due at :now and scheduled later (counts, then the first of each, ties by id)
-BACKLOG = f"SELECT count(*), coalesce(sum(scheduled_for <= :now), 0) FROM {PENDING}"
-OLDEST_DUE = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for <= :now ORDER BY scheduled_for, id LIMIT 1"
-NEXT_SCHEDULED = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for > :now ORDER BY scheduled_for, id LIMIT 1"
 
 
 BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as one JSON array
@@ -113,11 +116,13 @@ FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_e
     completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
 CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at = NULL,
     completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+# Both return the job and the token that held it (?3, ?4: the bound token), so that each
+# lease of an executemany is told apart from another lease naming the same job.
 RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
     worker_started_at = NULL, worker_expires_at = NULL, progress = 0, progress_message = NULL,
-    updated_at = ? WHERE {HELD} AND cancel_requested = 0"""
+    updated_at = ? WHERE {HELD} AND cancel_requested = 0 RETURNING id, ?3"""
 RELEASE_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = '{CANCELLED}', worker_expires_at = NULL,
-    completed_at = ?, updated_at = ? WHERE {HELD} AND cancel_requested = 1"""
+    completed_at = ?, updated_at = ? WHERE {HELD} AND cancel_requested = 1 RETURNING id, ?4"""
 CANCEL_JOB = f"""UPDATE jobs SET
     status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
     error = CASE status WHEN 'pending' THEN '{CANCELLED}' ELSE error END,
@@ -137,13 +142,18 @@ HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD}
 PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
 EXPIRED = """SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
     WHERE status = 'running' AND worker_expires_at <= ?"""
-RESET_CANCELLED = """UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
-    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?"""
-RESET_FAILED = """UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
-    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE id = ?"""
-RESET_PENDING = """UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
+# Each reset is fenced by what EXPIRED read before the transaction (still expired, the
+# same attempt, the same cancel request): a job that changed in between is left for the
+# next round rather than reset on stale facts.
+STILL_EXPIRED = """id = ? AND status = 'running' AND worker_expires_at <= ?
+    AND attempt_count = ? AND cancel_requested = ?"""
+RESET_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
+    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
+RESET_FAILED = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
+    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
+RESET_PENDING = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
     worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
-    updated_at = ? WHERE id = ?"""
+    updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
 
 
 def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
@@ -168,14 +178,18 @@ def writes_of(transitions: Sequence[Transition]) -> list[tuple[str, str, tuple[A
     return writes
 
 
-def apply_writes(conn: apsw.Connection, writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> list[bool]:
-    """Apply *writes* (from :func:`writes_of`) in order; each True when its token still held the job.
+WritePlan = list[tuple[Step, list[str]]]
+
+
+def write_plan(writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> WritePlan:
+    """*writes* (from :func:`writes_of`) as transaction steps, each with the job ids it writes.
 
     A run of writes of one kind on distinct jobs is one executemany (one prepared
-    statement, one call into SQLite); a run that names a job twice goes one by one, so
-    that the outcome is exactly that of applying them in order.
+    statement, one call into SQLite); a run that names a job twice goes one statement a
+    write, so that the outcome is exactly that of applying them in order. Built before
+    the transaction, so that inside it only the statements run.
     """
-    applied: list[bool] = []
+    plan: WritePlan = []
     start = 0
     while start < len(writes):
         sql = writes[start][1]
@@ -185,12 +199,20 @@ def apply_writes(conn: apsw.Connection, writes: Sequence[tuple[str, str, tuple[A
         run = writes[start:end]
         ids = [job_id for job_id, _, _ in run]
         if len(set(ids)) == len(ids):
-            done = {row[0] for row in conn.executemany(sql, [values for _, _, values in run])}
-            applied.extend(job_id in done for job_id in ids)
+            plan.append(((sql, [values for _, _, values in run], "many"), ids))
         else:
-            applied.extend(bool(list(conn.execute(sql, values))) for _, sql, values in run)
+            plan.extend(((sql, values, "rows"), [job_id]) for job_id, _, values in run)
         start = end
-    return applied
+    return plan
+
+
+def applied(plan: WritePlan, results: Sequence[list[Any]]) -> list[bool]:
+    """For each write of *plan*, in order: True when its token still held the job (it returned its id)."""
+    done: list[bool] = []
+    for (_, ids), rows in zip(plan, results, strict=True):
+        returned = {row[0] for row in rows}
+        done.extend(job_id in returned for job_id in ids)
+    return done
 
 
 def claimed(rows: list[Any]) -> list[JobRecord]:

@@ -29,7 +29,6 @@ from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError
 from jobkit.model import (
     CANCELLED_WHILE_LOST,
-    Backlog,
     JobRecord,
     JobStatus,
     Lease,
@@ -42,6 +41,7 @@ from jobkit.model import (
 from jobkit.stores.sqlite import queries
 from jobkit.stores.sqlite.codec import dt, record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
+from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
 from jobkit.stores.sqlite.waker import SqliteWaker
 
@@ -179,6 +179,30 @@ class SqliteStore:
                 time.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.1)
 
+    def _run(self, steps: Sequence[Step], *, single: bool = False) -> list[Any]:
+        """Run *steps* in one write transaction; what each gave: its raw rows, or a count.
+
+        Between BEGIN IMMEDIATE and COMMIT nothing runs but the statements: a handler
+        that holds the GIL (a long regex, a C call) stalls every Python thread of the
+        process, and a thread stalled inside a transaction keeps the one write lock from
+        every writer on the machine. So callers encode rows before and decode after,
+        and each step is one call into SQLite. *single*: see :meth:`_write`.
+        """
+
+        def statements(conn: apsw.Connection) -> list[Any]:
+            results: list[Any] = []
+            for sql, bindings, how in steps:
+                if how == "count":
+                    conn.execute(sql, bindings)
+                    results.append(conn.changes())
+                elif how == "many":
+                    results.append(list(conn.executemany(sql, bindings)))
+                else:
+                    results.append(list(conn.execute(sql, bindings)))
+            return results
+
+        return self._write(statements, single=single)
+
     def _read(self, sql: str, bindings: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         try:
             return list(self._connection().execute(sql, bindings))
@@ -188,19 +212,14 @@ class SqliteStore:
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
         rows = [row_of(job) for job in jobs]
-
-        def insert(conn: apsw.Connection) -> None:
-            try:
-                conn.executemany(queries.INSERT, rows)
-            except apsw.ConstraintError as exc:
-                raise JobkitError(f"cannot add jobs: {exc}") from exc
-
-        if len(rows) == 1:
+        if not rows:
+            return
+        try:
             # One INSERT is a transaction of its own that takes the write lock as it starts,
             # as BEGIN IMMEDIATE would, and saves two round trips.
-            self._write(insert, single=True)
-        elif rows:
-            self._write(insert)
+            self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
+        except apsw.ConstraintError as exc:
+            raise JobkitError(f"cannot add jobs: {exc}") from exc
 
     def get(self, job_id: str) -> JobRecord | None:
         rows = self._read(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,))
@@ -223,42 +242,32 @@ class SqliteStore:
             return []
         bindings = {**probe, "token": token, "until": ts(lock_until), "limit": limit}
         sql = queries.queue_sql(queries.CLAIM, count)
-        return queries.claimed(self._write(lambda conn: list(conn.execute(sql, bindings))))
+        return queries.claimed(self._run([(sql, bindings, "rows")])[0])
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
-        rows = self._write(lambda conn: list(conn.execute(queries.CLAIM_ONE, bindings)))
+        (rows,) = self._run([(queries.CLAIM_ONE, bindings, "rows")])
         return record_of(rows[0]) if rows else None
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
         until, at = ts(lock_until), ts(now)
         if not leases:
             return {}
-
-        def beat(conn: apsw.Connection) -> dict[str, bool]:
-            held: dict[str, bool] = {}
-            for lease in leases:
-                for job_id, cancel in conn.execute(queries.HEARTBEAT, (until, at, lease.job_id, lease.token)):
-                    held[job_id] = bool(cancel)
-            return held
-
-        return self._write(beat)
+        bindings = [(until, at, lease.job_id, lease.token) for lease in leases]
+        (rows,) = self._run([(queries.HEARTBEAT, bindings, "many")])
+        return {job_id: bool(cancel) for job_id, cancel in rows}
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
         lifecycle.check_percent(percent)
-        at = ts(now)
-
-        def write(conn: apsw.Connection) -> bool:
-            conn.execute(queries.PROGRESS, (percent, message, at, lease.job_id, lease.token))
-            return conn.changes() > 0
-
-        return self._write(write)
+        bindings = (percent, message, ts(now), lease.job_id, lease.token)
+        (changed,) = self._run([(queries.PROGRESS, bindings, "count")], single=True)
+        return bool(changed > 0)
 
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         if not transitions:
             return []
-        writes = queries.writes_of(transitions)  # bad input is refused before the write lock is taken
-        return self._write(lambda conn: queries.apply_writes(conn, writes))
+        plan = queries.write_plan(queries.writes_of(transitions))  # bad input is refused before the write lock
+        return queries.applied(plan, self._run([step for step, _ in plan]))
 
     def finish_and_claim(
         self,
@@ -273,67 +282,74 @@ class SqliteStore:
         if not transitions:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
         count, bindings = queries.queue_bindings(names, now=ts(now), token=token, until=ts(lock_until), limit=limit)
-        writes = queries.writes_of(transitions)  # bad input is refused before the write lock is taken
+        plan = queries.write_plan(queries.writes_of(transitions))  # bad input is refused before the write lock
+        steps = [step for step, _ in plan]
         take = limit > 0 and count != 0
-        sql = queries.queue_sql(queries.CLAIM, count)
-
-        def swap(conn: apsw.Connection) -> tuple[list[bool], list[Any]]:
-            applied = queries.apply_writes(conn, writes)
-            return applied, list(conn.execute(sql, bindings)) if take else []
-
-        applied, rows = self._write(swap)
-        return applied, queries.claimed(rows)
+        if take:
+            steps.append((queries.queue_sql(queries.CLAIM, count), bindings, "rows"))
+        results = self._run(steps)
+        rows = results.pop() if take else []
+        return queries.applied(plan, results), queries.claimed(rows)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         at = ts(now)
         if not leases:
             return []
-
-        def give_back(conn: apsw.Connection) -> list[bool]:
-            released = []
-            for lease in leases:
-                conn.execute(queries.RELEASE, (at, lease.job_id, lease.token))
-                done = conn.changes() > 0
-                if not done:  # a job asked to cancel is not given back: it ends cancelled
-                    conn.execute(queries.RELEASE_CANCELLED, (at, at, lease.job_id, lease.token))
-                    done = conn.changes() > 0
-                released.append(done)
-            return released
-
-        return self._write(give_back)
+        # A job asked to cancel is not given back: it ends cancelled (the two never both match).
+        given, cancelled = self._run(
+            [
+                (queries.RELEASE, [(at, lease.job_id, lease.token) for lease in leases], "many"),
+                (queries.RELEASE_CANCELLED, [(at, at, lease.job_id, lease.token) for lease in leases], "many"),
+            ]
+        )
+        done = {(job_id, token) for job_id, token in given} | {(job_id, token) for job_id, token in cancelled}
+        released = []
+        for lease in leases:  # a lease named twice is given back once
+            key = (lease.job_id, lease.token)
+            released.append(key in done)
+            done.discard(key)
+        return released
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
         at = ts(now)
-        # A cheap read first: most rounds find nothing and need no write lock.
-        if not self._read("SELECT 1 FROM jobs WHERE status = 'running' AND worker_expires_at <= ? LIMIT 1", (at,)):
+        # A read first, outside the transaction: most rounds find nothing and need no write
+        # lock; the rest decide here what each job becomes, and the writes are fenced by it.
+        expired = sorted(self._read(queries.EXPIRED, (at,)))
+        if not expired:
             return ResetReport()
-
-        def reset(conn: apsw.Connection) -> ResetReport:
-            report = ResetReport()
-            for job_id, attempts, max_attempts, cancelling in sorted(conn.execute(queries.EXPIRED, (at,))):
-                error = worker_lost(attempts, max_attempts)
-                if cancelling:
-                    conn.execute(queries.RESET_CANCELLED, (CANCELLED_WHILE_LOST, at, at, job_id))
-                    report.cancelled.append(job_id)
-                elif attempts >= max_attempts:
-                    conn.execute(queries.RESET_FAILED, (error, at, at, job_id))
-                    report.failed.append(job_id)
-                else:
-                    conn.execute(queries.RESET_PENDING, (error, at, at, job_id))
-                    report.retried.append(job_id)
-            return report
-
-        return self._write(reset)
+        cancel, fail, retry = [], [], []
+        for job_id, attempts, max_attempts, cancelling in expired:
+            still = (job_id, at, attempts, cancelling)
+            if cancelling:
+                cancel.append((CANCELLED_WHILE_LOST, at, at, *still))
+            elif attempts >= max_attempts:
+                fail.append((worker_lost(attempts, max_attempts), at, at, *still))
+            else:
+                retry.append((worker_lost(attempts, max_attempts), at, at, *still))
+        steps: list[Step] = [
+            (sql, values, "many")
+            for sql, values in (
+                (queries.RESET_CANCELLED, cancel),
+                (queries.RESET_FAILED, fail),
+                (queries.RESET_PENDING, retry),
+            )
+            if values
+        ]
+        done = {row[0] for rows in self._run(steps) for row in rows}
+        return ResetReport(
+            retried=[v[3] for v in retry if v[3] in done],
+            failed=[v[3] for v in fail if v[3] in done],
+            cancelled=[v[3] for v in cancel if v[3] in done],
+        )
 
     # -- operating ----------------------------------------------------------------
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
-        at = ts(now)
-
-        def cancel(conn: apsw.Connection) -> list[Any]:
-            conn.execute(queries.CANCEL_JOB, {"id": job_id, "now": at})
-            return list(conn.execute(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,)))
-
-        rows = self._write(cancel)
+        _, rows = self._run(
+            [
+                (queries.CANCEL_JOB, {"id": job_id, "now": ts(now)}, "count"),
+                (f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,), "rows"),
+            ]
+        )
         return record_of(rows[0]) if rows else None
 
     def cancelling(self) -> list[str]:
@@ -347,11 +363,9 @@ class SqliteStore:
         if not unique:
             return []
 
-        def retry(conn: apsw.Connection) -> list[str]:
-            sent = {row[0] for row in conn.executemany(queries.RETRY_JOB, [(at, at, job_id) for job_id in unique])}
-            return [job_id for job_id in unique if job_id in sent]
-
-        return self._write(retry)
+        (rows,) = self._run([(queries.RETRY_JOB, [(at, at, job_id) for job_id in unique], "many")])
+        sent = {row[0] for row in rows}
+        return [job_id for job_id in unique if job_id in sent]
 
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
         chosen = json.dumps(sorted(JobStatus(s).value for s in statuses if JobStatus(s).finished))
@@ -359,11 +373,8 @@ class SqliteStore:
         if limit <= 0 or chosen == "[]":
             return 0
 
-        def purge(conn: apsw.Connection) -> int:
-            conn.execute(queries.PURGE, (chosen, cutoff, limit))
-            return int(conn.changes())
-
-        return self._write(purge)
+        (deleted,) = self._run([(queries.PURGE, (chosen, cutoff, limit), "count")])
+        return int(deleted)
 
     def summary(self, *, since: datetime) -> Summary:
         by_name: dict[str, dict[JobStatus, int]] = {}
@@ -385,22 +396,10 @@ class SqliteStore:
             failed_since=failed,
         )
 
-    def backlog(self, *, now: datetime) -> Backlog:
-        at = {"now": ts(now)}
-        ((pending, due),) = self._read(queries.BACKLOG, at)
-        oldest = self._read(queries.OLDEST_DUE, at)
-        following = self._read(queries.NEXT_SCHEDULED, at)
-        return Backlog(
-            due=due,
-            scheduled=pending - due,
-            oldest_due=record_of(oldest[0]) if oldest else None,
-            next_scheduled=record_of(following[0]) if following else None,
-        )
-
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
         row = schedule_row(schedule)
-        rows = self._write(lambda conn: list(conn.execute(queries.PUT_SCHEDULE, row)))
+        (rows,) = self._run([(queries.PUT_SCHEDULE, row, "rows")])
         return schedule_of(rows[0])
 
     def get_schedule(self, name: str) -> Schedule | None:
@@ -411,11 +410,8 @@ class SqliteStore:
         return [schedule_of(row) for row in self._read(f"SELECT {SCHEDULE_SELECT} FROM cron_jobs ORDER BY name")]
 
     def remove_schedule(self, name: str) -> bool:
-        def remove(conn: apsw.Connection) -> bool:
-            conn.execute("DELETE FROM cron_jobs WHERE name = ?", (name,))
-            return conn.changes() > 0
-
-        return self._write(remove)
+        (removed,) = self._run([("DELETE FROM cron_jobs WHERE name = ?", (name,), "count")], single=True)
+        return bool(removed > 0)
 
     def due_schedules(self, now: datetime) -> list[Schedule]:
         sql = f"""SELECT {SCHEDULE_SELECT} FROM cron_jobs WHERE enabled = 1 AND next_run_at <= ?
@@ -426,16 +422,9 @@ class SqliteStore:
         self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
     ) -> bool:
         values = (ts(next_run_at), ts(fire_time), job.id, ts(job.created_at), name, ts(expected))
-        row = row_of(job)
-
-        def fire(conn: apsw.Connection) -> bool:
-            conn.execute(queries.FIRE, values)
-            if conn.changes() == 0:
-                return False
-            conn.execute(queries.INSERT, row)
-            return True
-
-        return self._write(fire)
+        row = (*row_of(job), name, job.id)
+        fired, _ = self._run([(queries.FIRE, values, "count"), (queries.INSERT_FIRED, row, "count")])
+        return bool(fired > 0)
 
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:
