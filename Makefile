@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench format clean
 
+# The distribution is jobkit-queue (PyPI's "jobkit" is another project); it was called
+# jobkit here before, so an older .venv loses that install and one distribution provides
+# the package.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip uninstall --quiet --yes jobkit 2>/dev/null || true
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis jobs.sqlite*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo.sqlite*

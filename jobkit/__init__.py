@@ -21,6 +21,7 @@ from jobkit.errors import (
     ScheduleError,
     SchemaTooNew,
     StoreError,
+    StoreFullError,
     UnknownJobError,
     UnknownScheduleError,
     ValidationError,
@@ -38,21 +39,38 @@ from jobkit.stores.sqlite import SqliteStore
 if TYPE_CHECKING:
     from jobkit.worker import run_worker, tick, tick_handler
 
+    __version__: str
+
+_DISTRIBUTION = "jobkit-queue"  # the name on PyPI ("jobkit" there is another project); the package is jobkit
 _WORKER = ("run_worker", "tick", "tick_handler")
+_LAZY = (*_WORKER, "__version__")
 
 
 def __getattr__(name: str) -> Any:
     # jobkit.worker is imported on first use: a script that only enqueues does not pay
-    # for the worker's imports (argparse, subprocess, the loop).
+    # for the worker's imports (argparse, subprocess, the loop); nor for importlib.metadata.
     if name in _WORKER:
         from jobkit import worker
 
         return getattr(worker, name)
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
     raise AttributeError(f"module 'jobkit' has no attribute {name!r}")
 
 
+def _version() -> str:
+    """The installed distribution's version; ``0+unknown`` when jobkit runs from a tree nobody installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WORKER})
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -78,6 +96,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreFullError",
     "UnknownJobError",
     "UnknownScheduleError",
     "ValidationError",

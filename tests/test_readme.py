@@ -1,16 +1,26 @@
-"""The README's examples run as written: its quick start cannot drift from the code."""
+"""The README's examples run as written, and pass ``mypy --strict`` against jobkit installed from its wheel.
+
+Every Python block of the README is type-checked, and each is run by one of the tests
+here (``test_every_python_block_is_run_by_a_test`` holds that): a block added to the
+README needs a test that runs it.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+DISTRIBUTION = "jobkit_queue"  # jobkit-queue, as a wheel's file name spells it
 
 
 def named(name: str) -> str:
@@ -19,6 +29,29 @@ def named(name: str) -> str:
         if block.startswith(f"# {name}\n"):
             return block
     raise AssertionError(f"README has no python block starting with '# {name}'")
+
+
+def holding(marker: str) -> str:
+    """The one python block that holds *marker*."""
+    found = [block for block in BLOCKS if marker in block]
+    assert len(found) == 1, f"{len(found)} python blocks of the README hold {marker!r}, not one"
+    return found[0]
+
+
+def reader() -> str:
+    return holding("store.list_jobs")
+
+
+def notebook() -> str:
+    return holding("MemoryStore()")
+
+
+def results() -> str:
+    return holding("resize.wait(")
+
+
+def manage() -> str:
+    return holding("jobkit.schedule(store")
 
 
 def expected(block: str) -> list[str]:
@@ -44,8 +77,7 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
     assert out == expected(enqueue)
 
     run(tmp_path, "-m", "jobkit.worker", "jobs.sqlite", "--burst", "--quiet")
-    reader = next(b for b in BLOCKS if "store.list_jobs" in b)
-    (tmp_path / "read.py").write_text(reader)
+    (tmp_path / "read.py").write_text(reader())
     rows = run(tmp_path, "read.py").splitlines()
     assert len(rows) == 3
     assert all(" completed " in row for row in rows), rows
@@ -54,15 +86,13 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
 
 def test_notebook_example_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "tasks.py").write_text(named("tasks.py"))
-    notebook = next(b for b in BLOCKS if "MemoryStore()" in b)
-    (tmp_path / "notebook.py").write_text(notebook)
-    assert run(tmp_path, "notebook.py").splitlines() == expected(notebook)
+    (tmp_path / "notebook.py").write_text(notebook())
+    assert run(tmp_path, "notebook.py").splitlines() == expected(notebook())
 
 
 def test_recurring_example_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "nightly.py").write_text(named("nightly.py"))
-    manage = next(b for b in BLOCKS if "jobkit.schedule(store" in b)
-    (tmp_path / "manage.py").write_text(manage)
+    (tmp_path / "manage.py").write_text(manage())
     run(tmp_path, "-c", "import jobkit; jobkit.SqliteStore('jobs.sqlite').close()")
     out = run(tmp_path, "-m", "jobkit.worker", "jobs.sqlite", "--jobs", "nightly", "--once")
     assert "0 claimed" in out
@@ -73,14 +103,77 @@ def test_recurring_example_runs_as_written(tmp_path: Path) -> None:
 
 def test_results_example_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "tasks.py").write_text(named("tasks.py"))
-    block = next(b for b in BLOCKS if "resize.wait(" in b)
-    script = block + "\n    print(value.path, result.ok, result.status)\n"
-    (tmp_path / "results.py").write_text(script)
+    (tmp_path / "results.py").write_text(results())
     run(tmp_path, "-c", "import jobkit; jobkit.SqliteStore('jobs.sqlite').close()")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     worker = subprocess.Popen([sys.executable, "-m", "jobkit.worker", "jobs.sqlite", "--quiet"], cwd=tmp_path, env=env)
     try:
-        assert run(tmp_path, "results.py").split() == ["thumbs/100/g.png", "True", "completed"]
+        assert run(tmp_path, "results.py").splitlines() == expected(results()) == ["thumbs/100/g.png True completed"]
     finally:
         worker.terminate()
         assert worker.wait(timeout=30) == 0
+
+
+def test_every_python_block_is_run_by_a_test() -> None:
+    run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
+    assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
+
+
+# -- installed as the README says: from the wheel, where type checkers find jobkit by its py.typed ------
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``pip install jobkit-queue`` would install, built from a copy of this checkout."""
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "jobkit", source / "jobkit", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(work), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [built] = work.glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def site(wheel: Path) -> Path:
+    """A folder holding what installing the wheel puts in site-packages."""
+    folder = wheel.parent / "site-packages"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def test_the_wheel_is_jobkit_queue_and_ships_py_typed_and_every_module(wheel: Path) -> None:
+    assert wheel.name.startswith(f"{DISTRIBUTION}-"), wheel.name
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "jobkit/py.typed" in names
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "jobkit").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
+
+
+def test_every_python_block_passes_mypy_strict_as_written(site: Path, tmp_path: Path) -> None:
+    files = []
+    for number, block in enumerate(BLOCKS):
+        first = block.splitlines()[0]
+        name = first[2:] if re.fullmatch(r"# \w+\.py", first) else f"readme_block_{number}.py"
+        (tmp_path / name).write_text(block)
+        files.append(name)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".mypy_cache"), *files],
+        cwd=tmp_path,
+        # jobkit comes from the wheel's files alone, found as an installed package is: by py.typed.
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"no issues found in {len(files)} source files" in done.stdout

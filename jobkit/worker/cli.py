@@ -169,5 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"jobkit.worker --once: {report}")
             return 0
         report = run_worker(store, registry, options=options, burst=args.burst)
-        print(f"jobkit.worker: {report}", file=sys.stderr)
+        if args.quiet:  # otherwise the worker's "stopped: <report>" log line was the summary
+            print(f"jobkit.worker: {report}", file=sys.stderr)
     return 0
