@@ -77,9 +77,10 @@ FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 class JobRecord:
     """One row of the jobs table.
 
-    ``params`` and ``result`` are the stored JSON text; decode them with the job's spec
-    (or :func:`json.loads`). ``worker_id`` is the fencing token of the current attempt:
-    fresh for every claim, and required by every write for that attempt.
+    ``params`` and ``result`` are the stored JSON text: ``spec.result_of(record)`` gives
+    the typed result (:func:`json.loads` the data). ``worker_id`` is the fencing token
+    of the current attempt: fresh for every claim, and required by every write for that
+    attempt.
     """
 
     id: str
@@ -247,8 +248,10 @@ class Backlog:
 class JobResult(Generic[T]):
     """The outcome of a job as a caller sees it.
 
-    ``value`` is the typed result when ``ok``; ``error`` the failure text otherwise.
-    ``duration`` is the handler's run time in seconds.
+    ``value`` is the result when ``ok``; ``error`` the failure text otherwise.
+    ``duration`` is the handler's run time in seconds. The value is typed when the result
+    comes from a spec (``now``, ``batch``, ``execute``, ``wait(..., spec=)``) and plain
+    JSON data from :func:`jobkit.wait` without one; ``spec.result_of(result)`` types any.
     """
 
     ok: bool
