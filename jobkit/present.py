@@ -8,12 +8,16 @@ results decoded), the ``format_*`` helpers the text of a table's cells.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
 
-from jobkit.model import JobRecord, JobStatus, Schedule, Summary
+from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
+
+OVERDUE = 0.5
+"""A lease is overdue for renewal after this fraction of its length with none: its holder renews every third."""
 
 
 def format_time(value: datetime | None) -> str:
@@ -98,8 +102,12 @@ def schedule_json(entry: Schedule) -> dict[str, Any]:
     return data
 
 
-def summary_json(summary: Summary, now: datetime) -> dict[str, Any]:
-    """What ``status --json`` prints: counts, counts by name, oldest pending, running jobs, recent failures."""
+def summary_json(summary: Summary, now: datetime, *, backlog: Backlog) -> dict[str, Any]:
+    """What ``status --json`` prints: counts, what is due and scheduled, running jobs, leases, recent failures.
+
+    ``oldest_pending`` (and its age, negative while it is not due yet) stays for scripts
+    written before ``due`` and ``scheduled`` told the two apart.
+    """
     oldest = summary.oldest_pending
     return {
         "at": now.isoformat(),
@@ -110,6 +118,124 @@ def summary_json(summary: Summary, now: datetime) -> dict[str, Any]:
         },
         "oldest_pending": oldest.isoformat() if oldest else None,
         "oldest_pending_age": (now - oldest).total_seconds() if oldest else None,
+        **backlog_json(backlog, now),
         "running": [job_json(job) for job in summary.running],
+        "leases": [holder_json(holder, now) for holder in holders(summary.running)],
         "failed_last_hour": summary.failed_since,
+    }
+
+
+def backlog_json(backlog: Backlog, now: datetime) -> dict[str, Any]:
+    """``due`` (how many, and the oldest: how long it has waited) and ``scheduled`` (how many, and the next)."""
+    oldest, following = backlog.oldest_due, backlog.next_scheduled
+    waited = (
+        None if oldest is None else {**_pending_json(oldest), "waited_seconds": _seconds(now - oldest.scheduled_for)}
+    )
+    coming = (
+        None
+        if following is None
+        else {**_pending_json(following), "in_seconds": _seconds(following.scheduled_for - now)}
+    )
+    return {
+        "due": {"count": backlog.due, "oldest": waited},
+        "scheduled": {"count": backlog.scheduled, "next": coming},
+    }
+
+
+def _pending_json(job: JobRecord) -> dict[str, Any]:
+    return {"id": job.id, "job_name": job.job_name, "due_at": job.scheduled_for.isoformat()}
+
+
+def _seconds(delta: timedelta) -> float:
+    return delta.total_seconds()
+
+
+# -- leases -------------------------------------------------------------------------------
+@attrs.frozen
+class Holder:
+    """One holder of leases (a worker, or one ``now()``/``execute()`` call), as its running jobs show it.
+
+    ``renewed_at`` is its latest write to any of them (a claim, heartbeat or progress:
+    each proves it was alive; a cancel request, written by someone else, also counts);
+    ``expires_at`` the earliest lock among them, when reapers may first take one back;
+    ``length`` how long the lease renewed last was written to last, from its expiry less
+    that write (both times are the holder's, so a skewed clock cancels out).
+    """
+
+    worker: str
+    jobs: tuple[str, ...]
+    renewed_at: datetime
+    expires_at: datetime | None
+    length: timedelta
+
+
+def holder_of(token: str) -> str:
+    """Who holds a lease, from its token: a worker's tokens are ``<worker id>:<claim number>``.
+
+    That is how :mod:`jobkit.worker.loop` writes them; any other token (a ``now()`` or
+    ``execute()`` call's) names its holder by itself.
+    """
+    worker, _, claim = token.rpartition(":")
+    return worker if worker and claim.isdigit() else token
+
+
+def holders(running: Sequence[JobRecord]) -> list[Holder]:
+    """The holders of *running* jobs' leases, by worker id."""
+    held: dict[str, list[JobRecord]] = {}
+    for job in running:
+        if job.worker_id is not None:
+            held.setdefault(holder_of(job.worker_id), []).append(job)
+    found = []
+    for worker, jobs in sorted(held.items()):
+        last = max(jobs, key=lambda job: job.updated_at)
+        expiries = [job.worker_expires_at for job in jobs if job.worker_expires_at is not None]
+        length = last.worker_expires_at - last.updated_at if last.worker_expires_at is not None else timedelta(0)
+        found.append(
+            Holder(
+                worker=worker,
+                jobs=tuple(sorted(job.id for job in jobs)),
+                renewed_at=last.updated_at,
+                expires_at=min(expiries, default=None),
+                length=max(length, timedelta(0)),
+            )
+        )
+    return found
+
+
+def is_overdue(holder: Holder, now: datetime) -> bool:
+    """Whether *holder* went longer without a renewal than a live one would (:data:`OVERDUE` of its lease).
+
+    A hint for people, by this host's clock against the holder's: reapers decide by
+    what they see happen, not by this.
+    """
+    expired = holder.expires_at is not None and holder.expires_at <= now
+    return expired or now - holder.renewed_at > holder.length * OVERDUE
+
+
+def lease_hint(holder: Holder, now: datetime) -> str | None:
+    """``no renewal for 1m 35s; presumed lost at 2026-01-01 12:05:00Z``, or None while renewals come on time."""
+    if not is_overdue(holder, now):
+        return None
+    silent = f"no renewal for {format_age(now - holder.renewed_at)}"
+    if holder.expires_at is None:
+        return f"{silent}; its lock expiry cannot be read"
+    if holder.expires_at > now:
+        return f"{silent}; presumed lost at {format_time(holder.expires_at)}"
+    expired = format_relative(holder.expires_at, now)
+    return f"{silent}; lock expired {expired}: presumed lost, the next reap gives its jobs back"
+
+
+def holder_json(holder: Holder, now: datetime) -> dict[str, Any]:
+    """One holder as ``status --json`` gives it: its jobs, last renewal, lock expiry and the hint when overdue."""
+    overdue = is_overdue(holder, now)
+    return {
+        "worker": holder.worker,
+        "jobs": list(holder.jobs),
+        "renewed_at": holder.renewed_at.isoformat(),
+        "silent_seconds": _seconds(now - holder.renewed_at),
+        "expires_at": holder.expires_at.isoformat() if holder.expires_at else None,
+        "lease_seconds": _seconds(holder.length),
+        "overdue": overdue,
+        "presumed_lost_at": holder.expires_at.isoformat() if overdue and holder.expires_at else None,
+        "hint": lease_hint(holder, now),
     }

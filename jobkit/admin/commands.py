@@ -23,7 +23,7 @@ from rich.text import Text
 from jobkit.admin.views import job_view, jobs_table, schedules_table, status_view, watch_view
 from jobkit.control import cancel_many, purge, retry
 from jobkit.errors import JobNotFound, JobStateError
-from jobkit.model import JobRecord, JobStatus, Summary, utc_now
+from jobkit.model import Backlog, JobRecord, JobStatus, Summary, utc_now
 from jobkit.options import BATCH
 from jobkit.present import format_time, job_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
@@ -38,14 +38,19 @@ Command = Callable[[Store, argparse.Namespace, Console], int]
 
 
 def cmd_status(store: Store, args: argparse.Namespace, console: Console) -> int:
-    """Counts by status and by job name, the oldest pending job, running jobs, failures in the last hour."""
-    now = utc_now()
-    summary = store.summary(since=now - FAILED_WINDOW)
+    """Counts by status and name, what is due and scheduled, running jobs and their leases, recent failures."""
+    summary, backlog, now = _status(store)
     if args.json:
-        _print_json(summary_json(summary, now))
+        _print_json(summary_json(summary, now, backlog=backlog))
     else:
-        console.print(status_view(summary, now))
+        console.print(status_view(summary, backlog, now))
     return 0
+
+
+def _status(store: Store) -> tuple[Summary, Backlog, datetime]:
+    """What ``status`` and each frame of ``watch`` show, read at one ``now``."""
+    now = utc_now()
+    return store.summary(since=now - FAILED_WINDOW), store.backlog(now=now), now
 
 
 def cmd_list(store: Store, args: argparse.Namespace, console: Console) -> int:
@@ -184,13 +189,9 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     frames = 1 if args.once else args.iterations
     waker = store.waker() if console.is_terminal and not args.json else None
 
-    def frame() -> tuple[Summary, datetime]:
-        now = utc_now()
-        return store.summary(since=now - FAILED_WINDOW), now
-
     def view() -> RenderableType:
-        summary, now = frame()
-        return watch_view(summary, now, database=args.database, interval=args.interval)
+        summary, backlog, now = _status(store)
+        return watch_view(summary, backlog, now, database=args.database, interval=args.interval)
 
     def pause(shown: int) -> bool:
         """Whether to draw another frame, after waiting for it."""
@@ -206,8 +207,8 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     try:
         if args.json:  # one JSON object per line per frame
             while True:
-                summary, now = frame()
-                _print_json(summary_json(summary, now), indent=None)
+                summary, backlog, now = _status(store)
+                _print_json(summary_json(summary, now, backlog=backlog), indent=None)
                 shown += 1
                 if not pause(shown):
                     break

@@ -19,8 +19,17 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from jobkit.model import JobRecord, JobStatus, Schedule, Summary
-from jobkit.present import first_line, format_age, format_relative, format_since, format_time, pretty
+from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
+from jobkit.present import (
+    Holder,
+    first_line,
+    format_age,
+    format_relative,
+    format_time,
+    holders,
+    lease_hint,
+    pretty,
+)
 
 STATUS_STYLE = {
     JobStatus.PENDING: "yellow",
@@ -92,24 +101,72 @@ def running_table(running: Sequence[JobRecord], now: datetime) -> Table:
     return table
 
 
-def status_view(summary: Summary, now: datetime) -> RenderableType:
+def _jobs(count: int) -> str:
+    return f"{count} job{'s' if count != 1 else ''}"
+
+
+def backlog_text(backlog: Backlog, now: datetime) -> Text:
+    """What is due now (how many, how long the oldest has waited) and what is scheduled for later (how many, the next).
+
+    Each count is followed by its first job's id and name on a line of their own, to copy into ``show``.
+    """
+    lines = Text("due now: ")
+    oldest = backlog.oldest_due
+    if backlog.due and oldest is not None:
+        waited = format_age(now - oldest.scheduled_for)
+        lines.append(f"{_jobs(backlog.due)}; the oldest has waited {waited} (due {format_time(oldest.scheduled_for)})")
+        lines.append(f"\n  {oldest.id} {oldest.job_name}")
+    else:
+        lines.append("none")
+    lines.append("\nscheduled for later: ")
+    following = backlog.next_scheduled
+    if backlog.scheduled and following is not None:
+        when = format_relative(following.scheduled_for, now)
+        lines.append(f"{_jobs(backlog.scheduled)}; the next is due {when} ({format_time(following.scheduled_for)})")
+        lines.append(f"\n  {following.id} {following.job_name}")
+    else:
+        lines.append("none")
+    return lines
+
+
+def leases_table(found: Sequence[Holder], now: datetime) -> Table:
+    """Who holds the running jobs' leases: jobs held, last renewal, first lock expiry, and a hint when overdue."""
+    table = _table(f"Leases ({len(found)} holder{'s' if len(found) != 1 else ''})")
+    table.add_column("worker", overflow="fold")
+    table.add_column("jobs", justify="right")
+    table.add_column("renewed", no_wrap=True)
+    table.add_column("lock ends", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for holder in found:
+        hint = lease_hint(holder, now)
+        table.add_row(
+            Text(holder.worker),
+            str(len(holder.jobs)),
+            format_relative(holder.renewed_at, now),
+            format_relative(holder.expires_at, now) if holder.expires_at else "-",
+            Text(hint, style="red") if hint else Text(""),
+        )
+    return table
+
+
+def status_view(summary: Summary, backlog: Backlog, now: datetime) -> RenderableType:
     """What ``status`` prints."""
-    oldest = summary.oldest_pending
-    lines = Text()
-    lines.append("oldest pending: ")
-    lines.append(format_since(oldest, now) if oldest else "none")
+    lines = backlog_text(backlog, now)
     lines.append(f"\nfailed in the last hour: {summary.failed_since}\n")
     parts: list[RenderableType] = [counts_table(summary), lines]
-    parts.append(running_table(summary.running, now) if summary.running else Text("no jobs running"))
+    if summary.running:
+        parts += [running_table(summary.running, now), leases_table(holders(summary.running), now)]
+    else:
+        parts.append(Text("no jobs running"))
     return Group(*parts)
 
 
-def watch_view(summary: Summary, now: datetime, *, database: str, interval: float) -> RenderableType:
+def watch_view(summary: Summary, backlog: Backlog, now: datetime, *, database: str, interval: float) -> RenderableType:
     """One frame of ``watch``: a header line, then what ``status`` shows."""
     header = Text.assemble(
         ("jobkit watch", "bold"), f"  {database}  {format_time(now)}  every {interval:g}s, Ctrl-C stops\n"
     )
-    return Group(header, status_view(summary, now))
+    return Group(header, status_view(summary, backlog, now))
 
 
 def jobs_table(records: Sequence[JobRecord], now: datetime) -> Table:

@@ -46,7 +46,8 @@ def test_status_shows_counts_oldest_pending_running_progress_and_recent_failures
     out = ok("status", db)
     assert "Jobs" in out and "all jobs" in out
     assert ADD in out and EXPLODE in out
-    assert "oldest pending: " in out and " ago)" in out
+    assert "due now: 1 job; the oldest has waited " in out and "scheduled for later: none" in out
+    assert "Leases (1 holder)" in out
     assert "failed in the last hour: 1" in out
     assert "Running (1)" in out and q.running in out
     assert "40%" in out and "halfway" in out and "1/4" in out

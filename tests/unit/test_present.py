@@ -94,9 +94,11 @@ def test_schedule_json_decodes_params() -> None:
 def test_summary_json_of_an_empty_queue() -> None:
     now = utc_now()
     with jobkit.MemoryStore() as store:
-        data = summary_json(store.summary(since=now), now)
+        data = summary_json(store.summary(since=now), now, backlog=store.backlog(now=now))
     assert data["counts"] == dict.fromkeys(("pending", "running", "completed", "failed", "cancelled"), 0)
     assert data["oldest_pending"] is None and data["oldest_pending_age"] is None
+    assert data["due"] == {"count": 0, "oldest": None} and data["scheduled"] == {"count": 0, "next": None}
+    assert data["leases"] == []
     assert data["failed_last_hour"] == 0 and data["running"] == [] and data["at"] == now.isoformat()
 
 
@@ -104,7 +106,7 @@ def test_summary_json_counts_and_ages() -> None:
     with jobkit.MemoryStore() as store:
         admin_jobs.populate(store)
         now = utc_now() + timedelta(seconds=10)
-        data = summary_json(store.summary(since=now - timedelta(hours=1)), now)
+        data = summary_json(store.summary(since=now - timedelta(hours=1)), now, backlog=store.backlog(now=now))
     assert data["counts"] == {"pending": 1, "running": 1, "completed": 1, "failed": 1, "cancelled": 1}
     assert data["by_name"][admin_jobs.explode.name]["failed"] == 1
     assert data["oldest_pending_age"] >= 10
