@@ -135,7 +135,12 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(run=run)
         return command
 
-    add("status", cmd_status, "counts by status and job name, oldest pending, running jobs, recent failures")
+    add(
+        "status",
+        cmd_status,
+        "counts by status and job name, jobs due now and scheduled for later, running jobs, who holds their "
+        "leases (with a hint when one is overdue for renewal), recent failures",
+    )
 
     listing = add("list", cmd_list, "jobs, newest first")
     listing.add_argument("--status", type=_type(parse_status), help="only jobs in this status")
