@@ -2,7 +2,8 @@
 
 TARGET is the jobs database: a file path or ``sqlite:///abs/path`` (see
 :func:`jobkit.store.open_store`); it is never created or upgraded here. Tables for
-people (rich), ``--json`` for scripts (plain :func:`json.dumps`: times as ISO 8601
+people (rich: as wide as the terminal, or whole lines when piped, unless COLUMNS says
+otherwise), ``--json`` for scripts (plain :func:`json.dumps`: times as ISO 8601
 strings, params and results decoded). The subcommands are in
 :mod:`jobkit.admin.commands`; this module reads the arguments, opens the store and
 turns what went wrong into an exit code.
