@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from jobkit.model import CANCELLED, FINISHED, Cancel, Complete, Fail, JobRecord, JobStatus, Retry, Transition
-from jobkit.stores.sqlite.codec import STATUS, record_of, ts
+from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
@@ -64,6 +65,11 @@ BY_STATUS = (
 )
 DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
+
+
+def readable_times(sql: str) -> str:
+    """A ``min(scheduled_for)`` query of pending jobs, that passes over times not in jobkit's form."""
+    return sql.replace(PENDING, f"{PENDING} AND scheduled_for GLOB '{TIME_GLOB}'", 1)
 
 
 BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as one JSON array
@@ -140,12 +146,15 @@ PURGE = """DELETE FROM jobs WHERE id IN (
     ORDER BY completed_at, id LIMIT ?)"""
 HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD} RETURNING id, cancel_requested"
 PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
-EXPIRED = """SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
-    WHERE status = 'running' AND worker_expires_at <= ?"""
+# A lock expiry that is not a time as jobkit writes it (a row another tool wrote) counts
+# as run out: text such as 'never' would otherwise sort after every time, for good.
+LOCK_RAN_OUT = f"(worker_expires_at <= ? OR worker_expires_at NOT GLOB '{TIME_GLOB}')"
+EXPIRED = f"""SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
+    WHERE status = 'running' AND {LOCK_RAN_OUT}"""
 # Each reset is fenced by what EXPIRED read before the transaction (still expired, the
 # same attempt, the same cancel request): a job that changed in between is left for the
 # next round rather than reset on stale facts.
-STILL_EXPIRED = """id = ? AND status = 'running' AND worker_expires_at <= ?
+STILL_EXPIRED = f"""id = ? AND status = 'running' AND {LOCK_RAN_OUT}
     AND attempt_count = ? AND cancel_requested = ?"""
 RESET_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
     worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
@@ -215,11 +224,19 @@ def applied(plan: WritePlan, results: Sequence[list[Any]]) -> list[bool]:
     return done
 
 
-def claimed(rows: list[Any]) -> list[JobRecord]:
-    """The records a claim returned, in queue order (RETURNING promises no order)."""
-    records = [record_of(row) for row in rows]
+def claimed(rows: list[Any]) -> tuple[list[JobRecord], list[UnreadableRow]]:
+    """The records a claim returned, in queue order (RETURNING promises no order), and the rows it could not read."""
+    records, unreadable = records_of(rows)
     records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
-    return records
+    return records, unreadable
+
+
+RawCursor = tuple[Any, str]
+"""Where a page of rows ended, as stored: the ``created_at`` and ``id`` of its last row, read or not."""
+
+
+def raw_cursor(row: Sequence[Any]) -> RawCursor:
+    return row[COLUMNS.index("created_at")], row[0]
 
 
 def listing(
@@ -228,7 +245,7 @@ def listing(
     name: str | None,
     correlation_id: str | None,
     limit: int,
-    after: Cursor | None,
+    after: Cursor | RawCursor | None,
 ) -> tuple[str, dict[str, Any]] | None:
     """The SELECT of one page of jobs, newest first, with its bindings; None when no job can match.
 
@@ -238,7 +255,9 @@ def listing(
     where = []
     bindings: dict[str, Any] = {"limit": max(limit, 0)}
     if after is not None:  # first: a naive cursor is refused whatever the filters
-        bindings["after_created"], bindings["after_id"] = ts(after[0]), after[1]
+        created = after[0]
+        bindings["after_created"] = ts(created) if isinstance(created, datetime) else created
+        bindings["after_id"] = after[1]
     if status is not None:
         chosen = STATUS.get(status)
         if chosen is None:  # a status no job can have

@@ -38,8 +38,8 @@ from jobkit.model import (
     Transition,
     worker_lost,
 )
-from jobkit.stores.sqlite import queries
-from jobkit.stores.sqlite.codec import dt, record_of, row_of, schedule_of, schedule_row, ts
+from jobkit.stores.sqlite import queries, reading
+from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
@@ -222,6 +222,7 @@ class SqliteStore:
             raise JobkitError(f"cannot add jobs: {exc}") from exc
 
     def get(self, job_id: str) -> JobRecord | None:
+        """The job, or None; :class:`UnreadableRow` (a StoreError) naming what another tool wrote in its row."""
         rows = self._read(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,))
         return record_of(rows[0]) if rows else None
 
@@ -242,12 +243,12 @@ class SqliteStore:
             return []
         bindings = {**probe, "token": token, "until": ts(lock_until), "limit": limit}
         sql = queries.queue_sql(queries.CLAIM, count)
-        return queries.claimed(self._run([(sql, bindings, "rows")])[0])
+        return reading.claimed(self.path, self._run([(sql, bindings, "rows")])[0], token, now, self._run)
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
         (rows,) = self._run([(queries.CLAIM_ONE, bindings, "rows")])
-        return record_of(rows[0]) if rows else None
+        return next(iter(reading.claimed(self.path, rows, token, now, self._run, alone=True)), None)
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
         until, at = ts(lock_until), ts(now)
@@ -289,7 +290,7 @@ class SqliteStore:
             steps.append((queries.queue_sql(queries.CLAIM, count), bindings, "rows"))
         results = self._run(steps)
         rows = results.pop() if take else []
-        return queries.applied(plan, results), queries.claimed(rows)
+        return queries.applied(plan, results), reading.claimed(self.path, rows, token, now, self._run)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         at = ts(now)
@@ -380,7 +381,7 @@ class SqliteStore:
         by_name: dict[str, dict[JobStatus, int]] = {}
         for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
-        oldest = self._read(f"SELECT min(scheduled_for) FROM {queries.PENDING}")[0][0]
+        oldest = reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, None), {})
         running = self._read(
             f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
         )
@@ -391,8 +392,8 @@ class SqliteStore:
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),
-            oldest_pending=dt(oldest) if oldest else None,
-            running=[record_of(row) for row in running],
+            oldest_pending=oldest,
+            running=self._readable(running, "left out of the running jobs"),
             failed_since=failed,
         )
 
@@ -449,15 +450,17 @@ class SqliteStore:
         limit: int = 100,
         after: Cursor | None = None,
     ) -> list[JobRecord]:
-        query = queries.listing(status=status, name=name, correlation_id=correlation_id, limit=limit, after=after)
-        if query is None:
-            return []
-        return [record_of(row) for row in self._read(*query)]
+        def listing(want: int, cursor: Cursor | queries.RawCursor | None) -> tuple[str, dict[str, Any]] | None:
+            return queries.listing(status=status, name=name, correlation_id=correlation_id, limit=want, after=cursor)
+
+        return reading.page(self.path, self._read, listing, limit, after)
 
     def next_due(self, names: Collection[str] | None = None) -> datetime | None:
         count, bindings = queries.queue_bindings(names)
-        rows = self._read(queries.queue_sql(queries.NEXT_DUE, count), bindings)
-        return dt(rows[0][0]) if rows and rows[0][0] else None
+        return reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, count), bindings)
+
+    def _readable(self, rows: Sequence[Any], consequence: str) -> list[JobRecord]:
+        return reading.readable(self.path, rows, consequence)
 
     def waker(self) -> SqliteWaker:
         return SqliteWaker(self._connection, f"{self.path}-wal")

@@ -1,0 +1,103 @@
+"""Reading jobs rows one at a time, so that a row another tool wrote harms only itself.
+
+RELIABILITY.md 10 and 13: a row whose values are not as jobkit writes them (SQLite's
+``datetime()`` text for a time, garbage, text in a count) raises
+:class:`~jobkit.stores.sqlite.codec.UnreadableRow` for itself alone. What each reader
+does with it:
+
+- a claim fails it at once, spending the attempt the claim counted, with an error that
+  names the column and the value; the rest of the batch runs;
+- a listing and the summary leave it out, logging a warning that names it, and a page
+  is filled up past it so that paging stays whole;
+- ``min(scheduled_for)`` passes over a time in another form;
+- the reaper counts a lock expiry in another form as run out (in the SQL of
+  :mod:`.queries`); ``get`` raises the error to its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from jobkit.errors import StoreError
+from jobkit.model import JobRecord
+from jobkit.stores.sqlite import queries
+from jobkit.stores.sqlite.codec import dt, records_of, ts
+
+if TYPE_CHECKING:  # only in annotations: no import of the port at run time
+    from jobkit.store import Cursor
+
+logger = logging.getLogger("jobkit")
+
+Read = Callable[[str, Mapping[str, Any]], list[Any]]
+Run = Callable[[Sequence[queries.Step]], list[Any]]
+
+
+def readable(path: str, rows: Sequence[Any], consequence: str) -> list[JobRecord]:
+    """The records of *rows*, each decoded alone; each one that cannot be read is logged with *consequence*."""
+    records, unreadable = records_of(rows)
+    for problem in unreadable:
+        logger.warning("%s: %s; %s", path, problem, consequence)
+    return records
+
+
+def claimed(path: str, rows: list[Any], token: str, now: datetime, run: Run, *, alone: bool = False) -> list[JobRecord]:
+    """The records a claim returned, in queue order; a row that cannot be read fails alone.
+
+    Its attempt is spent (the claim counted it) and its error names the column and the
+    value, so it neither runs nor comes back. Should that write fail, the row stays held
+    until its lock runs out and the reaper has it. *alone* (a claim of one given job):
+    raise its error once it is failed.
+    """
+    records, unreadable = queries.claimed(rows)
+    if not unreadable:
+        return records
+    for problem in unreadable:
+        logger.error("%s: %s; it failed without running", path, problem)
+    at = ts(now)
+    failures = [(f"{problem}; jobkit cannot run it", None, at, at, problem.row_id, token) for problem in unreadable]
+    try:
+        run([(queries.FAIL, failures, "many")])
+    except StoreError as exc:
+        logger.error("%s: could not mark them failed (%s); left for the reaper", path, exc)
+    if alone:
+        raise unreadable[0]
+    return records
+
+
+def earliest(read: Read, sql: str, bindings: Mapping[str, Any]) -> datetime | None:
+    """The time a ``min(scheduled_for)`` query gives; past a time in another form, the earliest readable one."""
+    (first,) = read(sql, bindings)[0]
+    if first is None:
+        return None
+    try:
+        return dt(first)
+    except ValueError:
+        (first,) = read(queries.readable_times(sql), bindings)[0]
+        return dt(first) if first is not None else None
+
+
+Listing = Callable[[int, "Cursor | queries.RawCursor | None"], "tuple[str, dict[str, Any]] | None"]
+
+
+def page(path: str, read: Read, listing: Listing, limit: int, after: Cursor | None) -> list[JobRecord]:
+    """Up to *limit* readable jobs from the query *listing* builds (for a limit and a cursor), in its order.
+
+    Rows that cannot be read are left out and the page filled up past them, so that a
+    caller paging on with the last record's cursor misses nothing.
+    """
+    found: list[JobRecord] = []
+    cursor: Cursor | queries.RawCursor | None = after
+    while True:
+        want = limit - len(found)
+        query = listing(want, cursor)
+        if query is None:
+            return found
+        rows = read(*query)
+        records = readable(path, rows, "left out of the list")
+        found += records
+        if len(records) == len(rows) or len(rows) < want:
+            return found
+        cursor = queries.raw_cursor(rows[-1])
