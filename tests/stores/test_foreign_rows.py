@@ -172,6 +172,33 @@ def test_next_due_passes_over_a_time_it_cannot_read(db: Path, store: jobkit.Sqli
     assert store.next_due({"shop.tasks:resize"}) == T0
 
 
+def test_a_schedule_that_cannot_be_read_keeps_no_other_from_firing_or_being_listed(
+    db: Path, store: jobkit.SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = apsw.Connection(str(db))
+    for name, next_run in (("good", "2000-01-01T00:00:00.000000Z"), ("bad", SQLITE_FORM)):
+        conn.execute(
+            """INSERT INTO cron_jobs (id, name, job_name, cron_expression, params, next_run_at, created_at, updated_at)
+               VALUES (?, ?, ?, '* * * * *', '{}', ?, datetime('now'), datetime('now'))""",
+            (new_id(), name, add.name, next_run),
+        )
+    readable = "2000-01-01T00:00:00.000000Z"
+    conn.execute("UPDATE cron_jobs SET created_at = ?, updated_at = ? WHERE name = 'good'", (readable, readable))
+    conn.close()
+    caplog.set_level(logging.WARNING, logger="jobkit")
+
+    assert [entry.name for entry in store.due_schedules(utc_now())] == ["good"]
+    assert [entry.name for entry in store.list_schedules()] == ["good"]
+    assert f"schedule {raw_schedule_id(db, 'bad')}: next_run_at {SQLITE_FORM!r} cannot be read" in caplog.text
+
+
+def raw_schedule_id(db: Path, name: str) -> str:
+    conn = apsw.Connection(str(db))
+    ((found,),) = conn.execute("SELECT id FROM cron_jobs WHERE name = ?", (name,)).fetchall()
+    conn.close()
+    return str(found)
+
+
 # -- in a worker and the commands ------------------------------------------------------------
 def command(module: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("JOBKIT_")}

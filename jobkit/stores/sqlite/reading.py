@@ -7,7 +7,7 @@ does with it:
 
 - a claim fails it at once, spending the attempt the claim counted, with an error that
   names the column and the value; the rest of the batch runs;
-- a listing and the summary leave it out, logging a warning that names it, and a page
+- a listing, the summary and the due schedules leave it out, logging a warning that names it, and a page
   is filled up past it so that paging stays whole;
 - ``min(scheduled_for)`` passes over a time in another form;
 - the reaper counts a lock expiry in another form as run out (in the SQL of
@@ -22,9 +22,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import StoreError
-from jobkit.model import JobRecord
+from jobkit.model import JobRecord, Schedule
 from jobkit.stores.sqlite import queries
-from jobkit.stores.sqlite.codec import dt, records_of, ts
+from jobkit.stores.sqlite.codec import UnreadableRow, dt, records_of, schedule_of, ts
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
@@ -41,6 +41,17 @@ def readable(path: str, rows: Sequence[Any], consequence: str) -> list[JobRecord
     for problem in unreadable:
         logger.warning("%s: %s; %s", path, problem, consequence)
     return records
+
+
+def schedules(path: str, rows: Sequence[Any], consequence: str) -> list[Schedule]:
+    """The schedules of cron_jobs *rows*, each decoded alone; each one that cannot be read is logged and left out."""
+    found: list[Schedule] = []
+    for row in rows:
+        try:
+            found.append(schedule_of(row))
+        except UnreadableRow as problem:
+            logger.warning("%s: %s; %s", path, problem, consequence)
+    return found
 
 
 def claimed(path: str, rows: list[Any], token: str, now: datetime, run: Run, *, alone: bool = False) -> list[JobRecord]:

@@ -408,7 +408,8 @@ class SqliteStore:
         return schedule_of(rows[0]) if rows else None
 
     def list_schedules(self) -> list[Schedule]:
-        return [schedule_of(row) for row in self._read(f"SELECT {SCHEDULE_SELECT} FROM cron_jobs ORDER BY name")]
+        rows = self._read(f"SELECT {SCHEDULE_SELECT} FROM cron_jobs ORDER BY name")
+        return reading.schedules(self.path, rows, "left out of the list")
 
     def remove_schedule(self, name: str) -> bool:
         (removed,) = self._run([("DELETE FROM cron_jobs WHERE name = ?", (name,), "count")], single=True)
@@ -417,7 +418,7 @@ class SqliteStore:
     def due_schedules(self, now: datetime) -> list[Schedule]:
         sql = f"""SELECT {SCHEDULE_SELECT} FROM cron_jobs WHERE enabled = 1 AND next_run_at <= ?
                   ORDER BY next_run_at, name"""
-        return [schedule_of(row) for row in self._read(sql, (ts(now),))]
+        return reading.schedules(self.path, self._read(sql, (ts(now),)), "not fired")
 
     def fire_schedule(
         self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
