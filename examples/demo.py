@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -129,17 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # Ctrl-C reaches the demo alone, which passes it on
         )
         assert worker.stderr is not None
+        # Ctrl-C goes to the worker as it would from a terminal: the first stops it claiming
+        # (running jobs finish, the rest are given back), a second ends it at once. The demo
+        # itself goes on drawing until the worker is gone, so no frame is left half drawn.
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: worker.send_signal(signum))
         output, display, started = Output(worker.stderr), Display(store, ids), time.monotonic()
         try:
             while worker.poll() is None:
                 display.draw(time.monotonic() - started, output.take())
                 time.sleep(REFRESH)  # a display refresh, not a wait for a condition
-        except KeyboardInterrupt:  # Ctrl-C reached the worker too: it finishes or gives back what it holds
-            worker.wait()
-        display.draw(time.monotonic() - started)
-        sys.stdout.write("".join(output.rest()) + "\n")  # the worker's last lines and summary, below the frame
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        display.draw(time.monotonic() - started, output.rest())  # the worker's last lines: its summary
+        print()
         report(store, ids, time.monotonic() - started)
     return worker.returncode
 

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -148,8 +149,11 @@ def test_the_demo_refuses_a_file_it_did_not_make_and_leaves_it_as_it_was(tmp_pat
         assert snapshot(tmp_path) == before
 
 
-def run_in_terminal(args: list[str], cwd: Path) -> str:
-    """What *args* writes to a terminal (a real pseudo-terminal), stdout and stderr alike."""
+def run_in_terminal(args: list[str], cwd: Path, *, interrupt_at: str | None = None) -> str:
+    """What *args* writes to a terminal (a real pseudo-terminal), stdout and stderr alike.
+
+    With *interrupt_at*, the process gets one SIGINT (a Ctrl-C) once its output shows that text.
+    """
     master, slave = pty.openpty()
     process = subprocess.Popen(args, cwd=cwd, env=demo_env(), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
@@ -168,6 +172,9 @@ def run_in_terminal(args: list[str], cwd: Path) -> str:
             if not data:
                 break
             chunks.append(data)
+            if interrupt_at is not None and interrupt_at in b"".join(chunks).decode(errors="replace"):
+                os.kill(process.pid, signal.SIGINT)
+                interrupt_at = None
     finally:
         os.close(master)
         if process.poll() is None:
@@ -202,3 +209,27 @@ def test_the_demo_in_a_terminal_ends_with_one_clean_frame_and_the_summary_visibl
     summaries = [line for line in shown if line.startswith("jobkit.worker:")]
     assert summaries == [f"jobkit.worker: {DEMO_JOBS} claimed, {DEMO_JOBS} completed, 0 failed, 0 retried"], shown
     assert not any(re.search(r"\[[#.]{20}\] +\d+%", line) for line in shown), "a job's progress line was left"
+
+
+def test_ctrl_c_stops_the_demo_cleanly_and_gives_back_what_did_not_run(tmp_path: Path) -> None:
+    count = 12  # twice what the demo's worker runs at once, so that some are still pending
+    output = run_in_terminal(
+        [sys.executable, "-m", "examples.demo", "demo.sqlite", "--count", str(count)],
+        tmp_path,
+        interrupt_at=" 6 running",
+    )
+    shown = screen(output)
+    assert "Traceback" not in output, output
+    frames = [line for line in shown if re.search(r"\] +\d+/\d+ done", line)]
+    assert len(frames) == 1 and "0 running" in frames[0], shown
+    summaries = [line for line in shown if line.startswith("jobkit.worker:")]
+    assert len(summaries) == 1, shown
+    with jobkit.SqliteStore(tmp_path / "demo.sqlite") as store:
+        counts = store.counts()
+    # The worker heard the Ctrl-C: its running jobs finished and it claimed no more (the
+    # second six wait for the first), so the rest are pending, their attempts unspent.
+    assert counts[jobkit.JobStatus.COMPLETED] >= 6 and counts[jobkit.JobStatus.PENDING] > 0, counts
+    assert counts[jobkit.JobStatus.COMPLETED] + counts[jobkit.JobStatus.PENDING] == count, counts
+    with jobkit.SqliteStore(tmp_path / "demo.sqlite") as store:
+        pending = store.list_jobs(status=jobkit.JobStatus.PENDING)
+    assert {job.attempt_count for job in pending} == {0}
