@@ -351,14 +351,18 @@ class Registry:
 
         Workers started with this registry write its schedules to the store, and disable
         the ones that were declared before but are gone from the code. The expression,
-        timezone and params are checked now. Declaring *name* again for the same job
-        (a notebook cell run again) replaces the declaration; for another job it raises
-        :class:`ScheduleError`.
+        timezone and params are checked now. A taken *name* raises :class:`ScheduleError`,
+        unless the job was defined again since (a notebook cell that defines the job and
+        declares its schedule, run again): then this declaration replaces the old one.
         """
         if spec.name not in self._specs:
             self.register(spec)
         held = self._crons.get(name)
-        if held is not None and not (held.spec.name == spec.name and same_place(held.spec.fn, spec.fn)):
+        # A new spec of the same job from the same place: its definition ran again (a
+        # notebook cell), and this declaration with it. The same spec declared twice is
+        # two declarations in one program, and one of them is a mistake.
+        redefined = held is not None and held.spec is not spec and same_place(held.spec.fn, spec.fn)
+        if held is not None and not (redefined and held.spec.name == spec.name):
             raise ScheduleError(f"a schedule named {name!r} is already declared in this registry", value=name)
         entry = check_entry(spec, expression, params, name=name, timezone=timezone)
         self._crons[name] = entry

@@ -156,6 +156,8 @@ def test_running_a_cell_with_a_schedule_again_replaces_the_declaration() -> None
 
     with pytest.raises(jobkit.ScheduleError, match="'every-so-often' is already declared"):
         jobs.cron("0 * * * *", other, 1, name="every-so-often")
+    with pytest.raises(jobkit.ScheduleError, match="'every-so-often' is already declared"):
+        jobs.cron("0 * * * *", cell["double"], 1, name="every-so-often")  # the same spec, declared twice
     assert jobs.crons() == [entry]
 
 
