@@ -29,6 +29,7 @@ from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError
 from jobkit.model import (
     CANCELLED_WHILE_LOST,
+    Backlog,
     JobRecord,
     JobStatus,
     Lease,
@@ -382,13 +383,8 @@ class SqliteStore:
         for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
         oldest = reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, None), {})
-        running = self._read(
-            f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
-        )
-        failed = self._read(
-            "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?",
-            (ts(since),),
-        )[0][0]
+        running = self._read(queries.RUNNING_JOBS)
+        failed = self._read(queries.FAILED_SINCE, (ts(since),))[0][0]
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),
@@ -396,6 +392,11 @@ class SqliteStore:
             running=self._readable(running, "left out of the running jobs"),
             failed_since=failed,
         )
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        (counts,), oldest, following = (self._read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
+        shown = self._readable(oldest, "not shown as the oldest due"), self._readable(following, "not shown as next")
+        return queries.backlog(counts, *shown)
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
