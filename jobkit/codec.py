@@ -12,9 +12,10 @@ import collections.abc
 import json
 import json.scanner
 import math
+import sys
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import cattrs
 
@@ -90,6 +91,8 @@ def structure(data: Any, type_: Any, *, what: str) -> Any:
         if _is_instance(data, type_):
             return _converter.structure(_converter.unstructure(data), type_)
         return _converter.structure(data, type_)
+    except RecursionError as exc:
+        raise too_deep(what, data) from exc
     except Exception as exc:
         errors = cattrs.transform_error(exc, path=what, format_exception=_describe)
         raise ValidationError(f"invalid {what}: " + "; ".join(errors), errors=errors, value=data) from exc
@@ -107,9 +110,12 @@ def _describe(exc: BaseException, type_: Any) -> str:
     return cattrs.v.format_exception(exc, type_)
 
 
-def unstructure(value: Any, type_: Any = None) -> Any:
+def unstructure(value: Any, type_: Any = None, *, what: str = "value") -> Any:
     """Turn a typed value into plain data (dicts, lists, str, int, float, bool, None)."""
-    return _converter.unstructure(value, unstructure_as=type_)
+    try:
+        return _converter.unstructure(value, unstructure_as=type_)
+    except RecursionError as exc:  # a field under Any nested thousands deep
+        raise too_deep(what, value) from exc
 
 
 def _is_instance(value: Any, type_: Any) -> bool:
@@ -123,8 +129,24 @@ def _is_instance(value: Any, type_: Any) -> bool:
     return isinstance(value, type_)
 
 
+def too_deep(what: str, data: Any) -> ValidationError:
+    """The error for a value nested deeper than Python can walk (a RecursionError)."""
+    return ValidationError(
+        f"{what} nest too deeply to store (more than about {sys.getrecursionlimit()} levels); flatten them",
+        errors=[f"nested too deeply @ {what}"],
+        value=data,
+    )
+
+
 def check_json(data: Any, path: str) -> None:
     """Refuse anything a JSON round trip would change, naming where it is."""
+    try:
+        _check_json(data, path)
+    except RecursionError as exc:
+        raise too_deep(path, data) from exc
+
+
+def _check_json(data: Any, path: str) -> None:
     if data is None or isinstance(data, (str, bool, int)):
         return
     if isinstance(data, float):
@@ -135,7 +157,7 @@ def check_json(data: Any, path: str) -> None:
         return
     if isinstance(data, (list, tuple)):
         for i, item in enumerate(data):
-            check_json(item, f"{path}[{i}]")
+            _check_json(item, f"{path}[{i}]")
         return
     if isinstance(data, dict):
         for key, item in data.items():
@@ -145,7 +167,7 @@ def check_json(data: Any, path: str) -> None:
                     errors=[f"non-string key @ {path}"],
                     value=data,
                 )
-            check_json(item, f"{path}.{key}")
+            _check_json(item, f"{path}.{key}")
         return
     hint = "; use a list, or declare the field as set[...]" if isinstance(data, (set, frozenset)) else ""
     if isinstance(data, (bytes, bytearray)):
@@ -158,19 +180,53 @@ def check_json(data: Any, path: str) -> None:
 
 
 _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=True, separators=(",", ":"))
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what _ENCODER does to a str
+_encode_str_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii  # and _ASCII_ENCODER
+
+Surrogates = Literal["refuse", "escape"]
+"""What :func:`encode` does with text that UTF-8 cannot hold (a lone surrogate, as
+``os.fsdecode`` makes of a file name that is not UTF-8): refuse it with a
+ValidationError naming where it is, or write it as a JSON escape (``\\udce9``), which
+decodes back to the same text."""
 
 
-def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
-    """Check plain *data* and encode it as compact JSON text no larger than *limit* bytes."""
+def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES, surrogates: Surrogates = "refuse") -> str:
+    """Check plain *data* and encode it as compact JSON text no larger than *limit* bytes.
+
+    The text is always valid UTF-8, so every store can hold it; see :data:`Surrogates`.
+    """
     kind = type(data)
-    if kind is int or kind is bool:  # the common plain params, without the encoder's overhead
-        text = "true" if data is True else "false" if data is False else int.__repr__(data)
-    elif kind is str:
-        text = _encode_str(data)
-    else:
-        check_json(data, what)
-        text = _ENCODER.encode(data)
+    try:
+        if kind is int or kind is bool:  # the common plain params, without the encoder's overhead
+            text = "true" if data is True else "false" if data is False else int.__repr__(data)
+        elif kind is str:
+            text = _encode_str(data)
+        else:
+            check_json(data, what)
+            text = _ENCODER.encode(data)
+    except RecursionError as exc:
+        raise too_deep(what, data) from exc
+    except ValidationError:
+        raise
+    except ValueError as exc:  # an int past Python's limit for int-to-text conversion
+        path = _find(data, what, _too_long_int) or what
+        raise ValidationError(
+            f"{path} is an int too long to write as text ({exc}); store it as a str, or split it",
+            errors=[f"int too long @ {path}"],
+            value=data,
+        ) from exc
+    if not text.isascii() and not _is_utf8(text):
+        if surrogates == "refuse":
+            path = _find(data, what, _has_surrogate) or what
+            raise ValidationError(
+                f"{path} holds text that UTF-8 cannot encode (a lone surrogate, as os.fsdecode makes of a "
+                "file name that is not UTF-8); pass such names as bytes encoded to text (e.g. base64 of "
+                "os.fsencode(name)), or decode them with errors='replace'",
+                errors=[f"not UTF-8 @ {path}"],
+                value=data,
+            )
+        text = _encode_str_ascii(data) if kind is str else _ASCII_ENCODER.encode(data)
     if len(text) * 4 > limit:  # cheap test first: a str of n chars is at most 4n bytes
         size = len(text.encode())
         if size > limit:
@@ -181,6 +237,55 @@ def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> s
                 value=data,
             )
     return text
+
+
+def storable_text(text: str) -> str:
+    """*text* as every store can hold it: a lone surrogate becomes its escape (``\\udce9``), the rest is unchanged.
+
+    For text that is read, not decoded back (error text, tracebacks, progress messages).
+    """
+    if text.isascii() or _is_utf8(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _has_surrogate(value: Any) -> bool:
+    return isinstance(value, str) and not value.isascii() and not _is_utf8(value)
+
+
+def _too_long_int(value: Any) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return True
+    return False
+
+
+def _find(data: Any, path: str, bad: Callable[[Any], bool]) -> str | None:
+    """The path of the first value (or key) in *data* that is *bad*; a loop, as *data* may nest deep."""
+    stack = [(data, path)]
+    while stack:
+        value, where = stack.pop()
+        if bad(value):
+            return where
+        if isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if bad(key):
+                    return f"{where} (the key {key!r})"
+                stack.append((item, f"{where}.{key}"))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 # The C scanner behind json.loads, without its per-call set-up (typeshed mistypes its argument).

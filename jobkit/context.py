@@ -9,6 +9,7 @@ from collections.abc import Callable, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jobkit.codec import storable_text
 from jobkit.model import Clock, utc_now
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class Context:
         if message is not None and not isinstance(message, str):
             raise TypeError(f"a progress message must be a str, not {type(message).__name__}")
         if self._sink is not None:
-            self._sink(int(min(100.0, max(0.0, percent))), message)
+            # A message naming a file from os.fsdecode must not break the progress write.
+            self._sink(int(min(100.0, max(0.0, percent))), message if message is None else storable_text(message))
 
     @property
     def cancelled(self) -> bool:

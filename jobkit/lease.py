@@ -10,6 +10,9 @@ marks it lost and asks its handler to stop.
 Two drivers call :meth:`LeaseKeeper.tend`: the worker's loop thread, between its
 claims, and :meth:`LeaseKeeper.kept`, a thread of its own for a job that ``now()`` or
 ``execute()`` runs in the caller's thread.
+
+The other side of a lease is :class:`LeaseWatch`: how a worker decides that someone
+else's lease is lost, from renewals it saw not happen, never from comparing clocks.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from jobkit import lifecycle
 from jobkit.context import Flag
 from jobkit.errors import StoreError
-from jobkit.model import Clock, JobRecord, Lease
+from jobkit.model import Clock, JobRecord, Lease, LeaseMark
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -52,6 +56,7 @@ class Held:
     progress_at: float = 0.0
     lost: bool = False
     cancel_requested: bool = False
+    expires: datetime | None = None  # the expiry last written for this lease (the claim's, then each beat's)
 
 
 class LeaseKeeper:
@@ -82,7 +87,7 @@ class LeaseKeeper:
     # -- holding ------------------------------------------------------------------
     def hold(self, job: JobRecord) -> Held:
         """Start keeping a job just claimed (its ``worker_id`` is the token)."""
-        held = Held(job, Lease(job.id, job.worker_id or ""))
+        held = Held(job, Lease(job.id, job.worker_id or ""), expires=job.worker_expires_at)
         older = self.held.get(job.id)
         if older is not None:
             # This process stalled past its own lock and took the job again: the older
@@ -151,13 +156,16 @@ class LeaseKeeper:
             return
         self._next_beat = time.monotonic() + self.beat_every
         now = self.clock()
-        leases = [h.lease for h in self.held.values() if not h.lost]
-        answered = self.store.heartbeat(leases, now=now, lock_until=now + self.lock)
+        beating = [h for h in self.held.values() if not h.lost]
+        until = renewal(now + self.lock, [h.expires for h in beating], self.lock)
+        answered = self.store.heartbeat([h.lease for h in beating], now=now, lock_until=until)
         for held in list(self.held.values()):
             if held.job.id not in answered:
                 self.lose(held)
-            elif answered[held.job.id]:
-                self.ask_to_cancel(held)
+            else:
+                held.expires = until
+                if answered[held.job.id]:
+                    self.ask_to_cancel(held)
 
     def look_for_cancellations(self) -> None:
         """Once a second while jobs are held: ask the handlers of jobs cancelled elsewhere to stop."""
@@ -214,3 +222,55 @@ class LeaseKeeper:
                 self.write_progress(force=True)
             except StoreError as exc:
                 logger.warning("last progress write postponed: %s", exc)
+
+
+# -- watching the leases of others ------------------------------------------------------
+def renewal(until: datetime, written: Collection[datetime | None], lock: timedelta) -> datetime:
+    """The expiry a heartbeat writes: *until*, or just past every expiry these leases hold, if that is later.
+
+    Reapers know a lease was renewed by its expiry changing, so a heartbeat must never
+    write one it wrote before: a clock that stands still, or steps back a little, would.
+    Only a step back by more than *lock* lets the expiry move back, to a time far from
+    any it held lately; so a stepped clock never leaves a lease meant to last long.
+    """
+    later = [last for last in written if last is not None and until <= last < until + lock]
+    return max(later) + timedelta(microseconds=1) if later else until
+
+
+class LeaseWatch:
+    """What one reaper has seen of the leases it does not hold, timed on its own monotonic clock.
+
+    A holder renews its lease every third of its lock timeout, each time writing a new
+    expiry. A lease whose mark (token and expiry) stays the same while this reaper
+    watches it for the lease's length (this reaper's lock timeout, or the longer one
+    the holder wrote) was not renewed: its holder is gone (dead, frozen, cut off). No
+    wall clock is compared with another's: a holder whose clock steps, or runs ahead or
+    behind, still writes a new expiry each time, and the reaper's monotonic clock only
+    times what the reaper saw itself. A reaper that just started has seen nothing, so it
+    reaps nothing before one lease length has passed.
+    """
+
+    def __init__(self, lock: timedelta) -> None:
+        self.lock = lock
+        # job id -> (the mark's token and expiry, when first seen so, seconds to wait)
+        self._seen: dict[str, tuple[tuple[str, datetime | None], float, float]] = {}
+
+    def look(self, marks: Iterable[LeaseMark], at: float) -> list[LeaseMark]:
+        """Note *marks*, read at *at* (a ``time.monotonic()``); return those unrenewed for their length.
+
+        *marks* are every lease there is but the reaper's own; one no longer among them
+        is forgotten. A mark is due only once seen unchanged on two looks at least its
+        length apart, never on the look that first saw it.
+        """
+        seen: dict[str, tuple[tuple[str, datetime | None], float, float]] = {}
+        due = []
+        for mark in marks:
+            key = (mark.token, mark.expires_at)
+            first = self._seen.get(mark.job_id)
+            if first is None or first[0] != key:
+                first = (key, at, max(self.lock, lifecycle.stated_length(mark)).total_seconds())
+            elif at - first[1] >= first[2]:
+                due.append(mark)
+            seen[mark.job_id] = first
+        self._seen = seen
+        return due

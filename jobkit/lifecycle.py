@@ -13,7 +13,7 @@ speed and must give the same records, and the runners report what they did with
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import attrs
@@ -27,6 +27,7 @@ from jobkit.model import (
     JobRecord,
     JobStatus,
     Lease,
+    LeaseMark,
     Retry,
     Transition,
     worker_lost,
@@ -51,8 +52,40 @@ def is_due(job: JobRecord, now: datetime) -> bool:
 
 
 def is_expired(job: JobRecord, now: datetime) -> bool:
-    """Whether *job* is running on a lock that ran out at or before *now*."""
+    """Whether *job* is running on a lock that ran out at or before *now*.
+
+    This trusts that *now* and the holder's clock agree: only a one-pass ``tick``, which
+    cannot watch a lease over time, decides by it. A worker decides by marks (below).
+    """
     return job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
+
+
+def mark_of(job: JobRecord) -> LeaseMark | None:
+    """The lease of a running *job* as a reaper reads it; None for a job not running."""
+    if job.status is not RUNNING or job.worker_id is None:
+        return None
+    return LeaseMark(job.id, job.worker_id, job.worker_expires_at, job.updated_at)
+
+
+def as_seen(job: JobRecord | None, mark: LeaseMark) -> bool:
+    """Whether *job* is still held exactly as *mark* saw it: the same token, not renewed since."""
+    return (
+        job is not None
+        and job.status is RUNNING
+        and job.worker_id == mark.token
+        and job.worker_expires_at == mark.expires_at
+    )
+
+
+def stated_length(mark: LeaseMark) -> timedelta:
+    """How long the holder meant its lease to last: its expiry less its last write, both on its clock.
+
+    Skew cancels out of the difference. Zero when either time is unreadable, or when a
+    write by another clock (a cancel request) came after the renewal.
+    """
+    if mark.expires_at is None or mark.updated_at is None:
+        return timedelta(0)
+    return max(mark.expires_at - mark.updated_at, timedelta(0))
 
 
 def holds(job: JobRecord | None, lease: Lease) -> bool:
@@ -122,7 +155,10 @@ def release(job: JobRecord, *, now: datetime) -> JobRecord:
 
 
 def expire(job: JobRecord, *, now: datetime) -> tuple[JobRecord, Expiry]:
-    """A running job whose worker is gone (its lock ran out): what becomes of it, and which way.
+    """A running job whose worker is gone: what becomes of it, and which way.
+
+    Gone means its lease went unrenewed while a reaper watched (a worker), or its lock
+    ran out by the caller's clock (a one-pass ``tick``); *now* is only the time written.
 
     Back to pending at once while attempts are left; failed ("worker lost") when they
     are spent, so a job that kills its worker cannot loop forever; cancelled when its

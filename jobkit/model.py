@@ -204,6 +204,24 @@ class Lease:
 
 
 @attrs.frozen
+class LeaseMark:
+    """A running job's lease as a reaper read it: who holds it, and the expiry its holder last wrote.
+
+    A renewal (a heartbeat) writes a new ``expires_at``; a new claim a new ``token``. A
+    reaper compares marks read at different moments, never ``expires_at`` with its own
+    clock: that is the evidence a stepped or skewed clock cannot forge.
+    ``expires_at`` is None when the stored time cannot be read (a row another tool
+    wrote); ``updated_at`` (the holder's time of its last write, None likewise) tells
+    how long the lease it wrote was meant to last.
+    """
+
+    job_id: str
+    token: str
+    expires_at: datetime | None
+    updated_at: datetime | None
+
+
+@attrs.frozen
 class ResetReport:
     """What :meth:`Store.reset_expired` did: ids sent back to pending, failed, or cancelled.
 

@@ -7,6 +7,7 @@ a :class:`WorkerOptions`; the CLI's flags and help texts read their defaults fro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -16,6 +17,9 @@ Durability = Literal["full", "normal"]
 
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=300)
 """How long a claim holds a job without a heartbeat before another worker may take it."""
+
+UNRESOLVED_BACKOFF = 60.0
+"""Seconds (doubling per attempt) before a job whose name a worker cannot resolve is tried again."""
 
 BATCH = 500
 """Rows one short transaction deletes or sends back (pruning, purge, retry --failed): workers wait little."""
@@ -34,6 +38,17 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
 def _not_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ValueError(f"{attribute.name} must be seconds, 0 or more, not {value!r}")
+
+
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    """One name or many, as a tuple (a lone string is one name, not its letters)."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _packages(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for package in value:
+        if not isinstance(package, str) or not package.isidentifier():
+            raise ValueError(f"{attribute.name} must list top-level package names such as 'shop', not {package!r}")
 
 
 def _keep(_: object, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
@@ -56,6 +71,11 @@ class WorkerOptions:
     - ``reap_every``: seconds between looks for expired locks, due cron runs and cancellations
     - ``prune_every``, ``prune_batch``: how often retention runs, and how many jobs a
       transaction deletes
+    - ``import_from``: without a registry, the top-level packages whose modules a job
+      name may import (empty: any module; whoever writes the database chooses)
+    - ``unresolved_backoff``: the base delay in seconds (doubling per attempt) before a
+      job whose name this worker cannot resolve is tried again; it spends attempts as a
+      raising handler does, never faster than this
     """
 
     concurrency: int = attrs.field(default=5, validator=_at_least_one)
@@ -69,6 +89,8 @@ class WorkerOptions:
     reap_every: float = attrs.field(default=1.0, validator=_positive)
     prune_every: float = attrs.field(default=600.0, validator=_positive)
     prune_batch: int = attrs.field(default=BATCH, validator=_at_least_one)
+    import_from: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_packages)
+    unresolved_backoff: float = attrs.field(default=UNRESOLVED_BACKOFF, validator=_not_negative)
 
     @property
     def lock(self) -> timedelta:

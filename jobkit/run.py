@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from jobkit import lifecycle
+from jobkit.backoff import Backoff
+from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
 from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
 from jobkit.events import Event
@@ -50,7 +52,7 @@ from jobkit.model import (
     seconds,
     utc_now,
 )
-from jobkit.options import DEFAULT_LOCK_TIMEOUT
+from jobkit.options import DEFAULT_LOCK_TIMEOUT, UNRESOLVED_BACKOFF
 from jobkit.stages import (
     attempt,
     attempt_async,
@@ -78,12 +80,15 @@ def prepare(
     """The spec, typed params and context for *held*, or the failure that ends it before it starts.
 
     One bad row harms only itself: a name that leads to no spec, or params that no
-    longer decode (a RecursionError from deep JSON, too), fail this job alone.
+    longer decode (a RecursionError from deep JSON, too), fail this job alone. A name
+    this process cannot resolve is a retryable failure (see :func:`conclude`).
     """
     try:
         spec = find(held.job.job_name)
     except UnknownJobError as exc:
-        return Failed(f"UnknownJobError: {exc}", retryable=False)
+        return Failed(f"UnknownJobError: {exc}")
+    except Exception as exc:  # a finder's own fault still ends only this job
+        return Failed(f"UnknownJobError: {held.job.job_name!r} could not be resolved: {type(exc).__name__}: {exc}")
     try:
         typed = stored_params(spec, held.job)
     except Exception as exc:
@@ -133,14 +138,32 @@ async def attempt_held_async(
     return outcome
 
 
-def conclude(held: Held, outcome: Outcome, now: datetime, *, jitter: float, retry: bool = True) -> Transition:
+def conclude(
+    held: Held,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    jitter: float,
+    retry: bool = True,
+    unresolved_backoff: Backoff = UNRESOLVED_BACKOFF,
+) -> Transition:
     """What the store is to do with *held* after its attempt.
 
-    A job asked to stop ends cancelled, whatever its handler did.
+    A job asked to stop ends cancelled, whatever its handler did. A job whose name led
+    to no spec here is retried after *unresolved_backoff* (doubling) while it has
+    attempts left: a worker started where the job's module does not import is more
+    likely at fault than the job, so it must not end the job faster than a raising
+    handler would, and another worker that knows the name may run it meanwhile.
     """
     if held.cancel_requested:
         outcome = Stopped()
-    return decide(held.spec, held.job, outcome, now, jitter=jitter, retry=retry)
+    job = held.job
+    if held.spec is None and isinstance(outcome, Failed) and outcome.retryable and retry:
+        if job.attempt_count < job.max_attempts:
+            run_at = now + retry_delay(unresolved_backoff, job.attempt_count, jitter)
+            return Retry(job.id, job.worker_id or "", outcome.error, None, at=now, run_at=run_at)
+        return Fail(job.id, job.worker_id or "", outcome.error, None, at=now)
+    return decide(held.spec, job, outcome, now, jitter=jitter, retry=retry)
 
 
 def recorded(held: Held, transition: Transition, applied: bool, clock: Clock, *, heard: bool = True) -> bool:

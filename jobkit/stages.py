@@ -16,8 +16,10 @@ import math
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
 
 from jobkit import codec
 from jobkit.backoff import delay as retry_delay
@@ -55,7 +57,7 @@ def validate(spec: JobSpec[Any, Any], params: Any, *, what: str = "params") -> t
     if type(params) is spec.params_type and spec.params_type in _PLAIN:
         return params, codec.encode(params, what=what, limit=spec.max_payload_bytes)
     typed = codec.structure(params, spec.params_type, what=what)
-    data = typed if spec.params_type is Any else codec.unstructure(typed, spec.params_type)
+    data = typed if spec.params_type is Any else codec.unstructure(typed, spec.params_type, what=what)
     return typed, codec.encode(data, what=what, limit=spec.max_payload_bytes)
 
 
@@ -63,7 +65,7 @@ def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
     """Turn a handler's return value into Succeeded, or Failed when it does not fit."""
     if type(value) is spec.result_type and value.__class__ in _PLAIN:  # an exact int, str or bool
         try:
-            return Succeeded(value, codec.encode(value, what="result", limit=spec.max_payload_bytes))
+            return Succeeded(value, _encode_result(spec, value))
         except ValidationError as exc:
             return Failed(f"ValidationError: {exc}", None)
     try:
@@ -71,13 +73,19 @@ def check_result(spec: JobSpec[Any, Any], value: Any) -> Outcome:
             if value is not None:
                 raise ValidationError(f"result is {value!r}, but the handler is declared to return None")
             return Succeeded(None, "null")
-        data = value if spec.result_type is Any else codec.unstructure(value)
+        data = value if spec.result_type is Any else codec.unstructure(value, what="result")
         typed = codec.structure(data, spec.result_type, what="result")
         if spec.result_type is not Any:
-            data = codec.unstructure(typed, spec.result_type)
-        return Succeeded(typed, codec.encode(data, what="result", limit=spec.max_payload_bytes))
+            data = codec.unstructure(typed, spec.result_type, what="result")
+        return Succeeded(typed, _encode_result(spec, data))
     except ValidationError as exc:
         return Failed(f"ValidationError: {exc}", None)
+
+
+def _encode_result(spec: JobSpec[Any, Any], data: Any) -> str:
+    # A result is the handler's own: text UTF-8 cannot hold (a file name from os.fsdecode)
+    # is kept as a JSON escape that decodes back to it, never refused as params are.
+    return codec.encode(data, what="result", limit=spec.max_payload_bytes, surrogates="escape")
 
 
 # -- persist ------------------------------------------------------------------------
@@ -129,12 +137,37 @@ def check_enqueue_options(
         raise ValidationError(f"at must be a timezone-aware datetime, not {at!r}", value=at)
     if delay is not None and not _is_delay(delay):
         raise ValidationError(f"delay must be seconds (>= 0) or a timedelta, not {delay!r}", value=delay)
+    if at is not None:
+        _check_storable_time(at)
     if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
         raise ValidationError(f"max_attempts must be an int of at least 1, not {max_attempts!r}", value=max_attempts)
+    if max_attempts is not None and max_attempts > INT64_MAX:
+        raise ValidationError(
+            f"max_attempts must be at most {INT64_MAX} (2**63-1), not {max_attempts}", value=max_attempts
+        )
     if type(priority) is not int:
         raise ValidationError(f"priority must be an int, not {priority!r}", value=priority)
-    if correlation_id is not None and not isinstance(correlation_id, str):
-        raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
+    if not INT64_MIN <= priority <= INT64_MAX:
+        raise ValidationError(
+            f"priority must be from {INT64_MIN} to {INT64_MAX} (a signed 64-bit int), not {priority}", value=priority
+        )
+    if correlation_id is not None:
+        if not isinstance(correlation_id, str):
+            raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
+        codec.encode(correlation_id, what="correlation_id")  # refuses text that UTF-8 cannot hold
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a database integer column holds
+
+
+def _check_storable_time(at: datetime) -> None:
+    """Refuse an aware time that has no UTC form (near year 1 or 9999, east or west of UTC)."""
+    try:
+        at.astimezone(timezone.utc)
+    except (OverflowError, ValueError) as exc:
+        raise ValidationError(
+            f"at={at!r} is outside the years 1 to 9999 once converted to UTC; choose a nearer time", value=at
+        ) from exc
 
 
 def _is_delay(delay: Any) -> bool:
@@ -277,6 +310,23 @@ def decide(
         case Failed(error=error, traceback=tb):
             return Fail(job.id, token, error, tb, at=now)
     raise TypeError(f"not an outcome: {outcome!r}")  # pragma: no cover
+
+
+def storable(outcome: Outcome) -> Outcome:
+    """*outcome* with its error text, traceback and reason made storable (:func:`codec.storable_text`).
+
+    The one place where the text of an outcome is made fit for every store: an
+    exception whose message holds a file name from ``os.fsdecode`` must fail its job
+    with a readable error, not break the write of its outcome.
+    """
+    match outcome:
+        case Failed(error=error, traceback=tb):
+            clean_tb = codec.storable_text(tb) if tb is not None else None
+            if codec.storable_text(error) is not error or clean_tb is not tb:
+                return attrs.evolve(outcome, error=codec.storable_text(error), traceback=clean_tb)
+        case Stopped(reason=reason) if codec.storable_text(reason) is not reason:
+            return attrs.evolve(outcome, reason=codec.storable_text(reason))
+    return outcome
 
 
 def result_of(

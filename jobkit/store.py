@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from jobkit.errors import StoreError
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Schedule, Summary, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, ResetReport, Schedule, Summary, Transition
 
 Cursor = tuple[datetime, str]
 """Where a page of :meth:`Store.list_jobs` ended: the ``(created_at, id)`` of its last job."""
@@ -102,7 +102,22 @@ class Store(Protocol):
         """Give held jobs back to pending without spending their attempt."""
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
-        """Send running jobs whose lock expired back to pending, or fail them when spent."""
+        """Send running jobs whose lock expired by *now* back to pending, or fail them when spent.
+
+        This trusts *now* against each holder's clock, so it is for a one-pass ``tick``,
+        which cannot watch leases over time; a worker uses :meth:`reset_unrenewed`.
+        """
+
+    def leases(self) -> list[LeaseMark]:
+        """Every running job's lease as it stands, by job id: what a reaper watches."""
+
+    def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
+        """Reset (as :meth:`reset_expired` does) each job still held exactly as its mark saw it.
+
+        A job renewed since (a new expiry), claimed again (a new token) or no longer
+        running is left alone: the caller saw its lease go unrenewed, and only that
+        decides; *now* is only the time written.
+        """
 
     # -- operating ----------------------------------------------------------------
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:

@@ -19,7 +19,18 @@ import attrs
 
 from jobkit import lifecycle
 from jobkit.errors import JobkitError
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Retry, Schedule, Summary, Transition
+from jobkit.model import (
+    Backlog,
+    JobRecord,
+    JobStatus,
+    Lease,
+    LeaseMark,
+    ResetReport,
+    Retry,
+    Schedule,
+    Summary,
+    Transition,
+)
 from jobkit.store import Cursor
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -261,6 +272,22 @@ class MemoryStore:
             for job in sorted(expired, key=lambda j: j.id):
                 self._jobs[job.id], what = lifecycle.expire(job, now=now)
                 getattr(report, what).append(job.id)
+            return report
+
+    def leases(self) -> list[LeaseMark]:
+        with self._lock:
+            marks = (lifecycle.mark_of(job) for job in self._jobs.values())
+            return sorted((m for m in marks if m is not None), key=lambda m: m.job_id)
+
+    def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
+        aware(now, *(t for m in marks for t in (m.expires_at, m.updated_at)))
+        with self._lock:
+            report = ResetReport()
+            for mark in sorted(marks, key=lambda m: m.job_id):
+                job = self._jobs.get(mark.job_id)
+                if job is not None and lifecycle.as_seen(job, mark):
+                    self._jobs[job.id], what = lifecycle.expire(job, now=now)
+                    getattr(report, what).append(job.id)
             return report
 
     # -- operating ----------------------------------------------------------------

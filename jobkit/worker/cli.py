@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from jobkit.errors import JobkitError
+from jobkit.errors import JobkitError, StoreError
 from jobkit.options import WorkerOptions
 from jobkit.store import open_store
 from jobkit.worker.entry import run_worker, tick
-from jobkit.worker.resolve import load_registry, merge
-from jobkit.worker.supervisor import supervise
+from jobkit.worker.resolve import JobsModuleError, load_registry, merge
+from jobkit.worker.supervisor import SUPERVISED, guard_child, supervise
 
 DEFAULTS = WorkerOptions()
 
@@ -31,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "database",
         metavar="TARGET",
-        help="the jobs database: a path or sqlite:///path (it must exist: create it by enqueuing)",
+        help="the jobs database: a path or sqlite:///path (it must exist, unless --create)",
+    )
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create the database when it does not exist (without it, a missing TARGET is an error: "
+        "a mistyped path would otherwise give a worker that waits on an empty file forever)",
     )
     parser.add_argument(
         "--jobs",
@@ -39,7 +45,24 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE[:REGISTRY]",
         help="run only the jobs of this module's Registry, importing nothing else (repeatable). "
-        "Without it, job names 'module:function' are imported on demand",
+        "Without it, job names 'module:function' are imported on demand: whoever can write the "
+        "database chooses what the worker imports",
+    )
+    parser.add_argument(
+        "--import-from",
+        action="append",
+        default=list(DEFAULTS.import_from),
+        metavar="PACKAGE",
+        help="without --jobs, import on demand only modules of this top-level package (repeatable; "
+        "default: any module)",
+    )
+    parser.add_argument(
+        "--unresolved-backoff",
+        type=float,
+        default=DEFAULTS.unresolved_backoff,
+        metavar="SECONDS",
+        help="a job whose name this worker cannot resolve is retried after this long, doubling per attempt, "
+        f"and fails when its attempts are spent (default {DEFAULTS.unresolved_backoff:g})",
     )
     parser.add_argument(
         "--concurrency",
@@ -99,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULTS.durability,
         help="SQLite synchronous mode: full survives power loss (default), normal only a crash",
     )
+    parser.add_argument(
+        "--isolation",
+        choices=("thread", "process"),
+        default=DEFAULTS.isolation,
+        help="where sync handlers run: threads of the worker (default), or a child process each, "
+        "which a handler holding the GIL cannot stall and which is killed at the job's timeout",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one pass: reset expired locks, run up to N jobs, exit")
     mode.add_argument("--burst", action="store_true", help="run until nothing is due, then exit 0")
@@ -127,6 +157,7 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobkit.worker``: returns the exit code."""
+    guard_child()  # a child of --processes stops when its supervisor is gone
     args = _parser().parse_args(argv)
     for name, value in (("concurrency", args.concurrency), ("processes", args.processes)):
         if value < 1:
@@ -134,35 +165,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in (("lock-timeout", args.lock_timeout), ("poll-interval", args.poll_interval)):
         if not value > 0:
             return _fail(f"--{name} must be a positive number of seconds, not {value}")
+    try:
+        options = WorkerOptions(
+            concurrency=args.concurrency,
+            lock_timeout=args.lock_timeout,
+            poll_interval=args.poll_interval,
+            grace=args.grace,
+            keep_completed=args.keep_completed,
+            keep_failed=args.keep_failed,
+            durability=args.durability,
+            isolation=args.isolation,
+            enforce_timeouts=os.environ.get(SUPERVISED) == "1",
+            import_from=args.import_from,
+            unresolved_backoff=args.unresolved_backoff,
+        )
+    except ValueError as exc:
+        return _fail(f"--{str(exc).split(' ', 1)[0].replace('_', '-')}: {exc}")
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(message)s",
         stream=sys.stderr,
     )
     try:
-        store = open_store(args.database, durability=args.durability, create=False)
+        store = open_store(args.database, durability=args.durability, create=args.create)
     except JobkitError as exc:
-        return _fail(str(exc))
+        return _fail(_store_problem(exc))
+    sys.path.insert(0, os.getcwd())
+    try:  # in the supervisor too: a bad --jobs is one error, not children failing in a loop
+        registry = merge(load_registry(target) for target in args.jobs) if args.jobs else None
+    except JobkitError as exc:  # JobsModuleError, or DuplicateJobError from merge
+        store.close()
+        return _fail(f"--jobs {exc}" if isinstance(exc, JobsModuleError) else f"--jobs: {exc}")
     if args.processes > 1 and not args.once:
         store.close()  # each child opens its own; the parent only checked that it opens
-        return supervise(list(argv if argv is not None else sys.argv[1:]), args.processes)
-
-    sys.path.insert(0, os.getcwd())
-    try:
-        registry = merge(load_registry(target) for target in args.jobs) if args.jobs else None
-    except (ImportError, ValueError) as exc:
-        store.close()
-        return _fail(f"--jobs: {exc}")
-    options = WorkerOptions(
-        concurrency=args.concurrency,
-        lock_timeout=args.lock_timeout,
-        poll_interval=args.poll_interval,
-        grace=args.grace,
-        keep_completed=args.keep_completed,
-        keep_failed=args.keep_failed,
-        durability=args.durability,
-        enforce_timeouts=os.environ.get("JOBKIT_SUPERVISED") == "1",
-    )
+        return supervise(list(argv if argv is not None else sys.argv[1:]), args.processes, burst=args.burst)
     with store:
         if args.once:
             report = tick(store, registry, limit=args.concurrency, options=options)
@@ -172,3 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quiet:  # otherwise the worker's "stopped: <report>" log line was the summary
             print(f"jobkit.worker: {report}", file=sys.stderr)
     return 0
+
+
+def _store_problem(exc: JobkitError) -> str:
+    """The one line for a TARGET that does not open; a missing file says how to create it."""
+    path = exc.path if isinstance(exc, StoreError) else None
+    if path is not None and not os.path.exists(path):
+        return f"{exc} (give --create to create it, or enqueue a job into it first)"
+    return str(exc)

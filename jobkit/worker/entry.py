@@ -49,7 +49,9 @@ def run_worker(
     The settings are a :class:`WorkerOptions` (*options*), or its fields given as
     keywords (``concurrency=10, lock_timeout=60, grace=5, keep_completed=None, ...``),
     which win over *options*. With a *registry*, only its jobs are claimed; without one,
-    job names are imported on demand (``import_on_demand`` overrides). Called from the
+    job names are imported on demand (``import_on_demand`` overrides), which runs the
+    top-level code of whatever module a row names: ``import_from=("shop",)`` allows
+    only modules of those top-level packages. Called from the
     main thread, the first SIGTERM or SIGINT stops claiming and lets running jobs finish
     within ``grace`` seconds; a second exits at once. From another thread (a notebook),
     stop it with *stop*. Finished jobs older than ``keep_completed`` (completed,
@@ -59,7 +61,9 @@ def run_worker(
     chosen = _options(options, settings)
     stop = stop or threading.Event()
     resolver = Resolver(
-        registry or Registry(), import_on_demand=registry is None if import_on_demand is None else import_on_demand
+        registry or Registry(),
+        import_on_demand=registry is None if import_on_demand is None else import_on_demand,
+        import_from=chosen.import_from,
     )
     worker = Worker(store, resolver, chosen, clock=clock)
     with _signals_stop(stop, worker):
@@ -83,8 +87,8 @@ def tick(
     if now is not None and now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware, not {now!r}")
     clock: Clock = (lambda: now) if now is not None else utc_now
-    resolver = Resolver(registry or Registry(), import_on_demand=registry is None)
     chosen = attrs.evolve(_options(options, settings), concurrency=max(limit, 1))
+    resolver = Resolver(registry or Registry(), import_on_demand=registry is None, import_from=chosen.import_from)
     return Worker(store, resolver, chosen, clock=clock).run_once(limit)
 
 

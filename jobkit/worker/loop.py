@@ -31,7 +31,7 @@ from typing import Any
 from jobkit import recurring, run
 from jobkit.context import Context
 from jobkit.errors import StoreError
-from jobkit.lease import Held, LeaseKeeper
+from jobkit.lease import Held, LeaseKeeper, LeaseWatch
 from jobkit.model import Clock, JobRecord, JobStatus, Outcome, utc_now
 from jobkit.options import WorkerOptions
 from jobkit.spec import JobSpec
@@ -90,6 +90,8 @@ class Worker:
         self._per_job = 1.0  # seconds a job takes, a moving average; starts pessimistic
         self._next_reap = 0.0
         self._next_prune = 0.0
+        self._watch = LeaseWatch(self.options.lock)  # other workers' leases, as this one saw them
+        self._one_pass = False  # run_once: reaps by the stored expiry, having watched nothing
         self._retention = (
             ((JobStatus.COMPLETED, JobStatus.CANCELLED), self.options.keep_completed),
             ((JobStatus.FAILED,), self.options.keep_failed),
@@ -128,6 +130,7 @@ class Worker:
 
     def run_once(self, limit: int) -> Report:
         """One pass: reset expired locks, enqueue due cron runs, claim up to *limit* jobs, run them."""
+        self._one_pass = True
         try:
             self.sync_schedules()
             self._reap(force=True)
@@ -162,7 +165,10 @@ class Worker:
         finished = [(h, o) for h, o in batch if o is not None]
         give_back = [h for h, o in batch if o is None]
         now = self.clock()
-        transitions = [run.conclude(h, o, now, jitter=random.random()) for h, o in finished]
+        unresolved = self.options.unresolved_backoff
+        transitions = [
+            run.conclude(h, o, now, jitter=random.random(), unresolved_backoff=unresolved) for h, o in finished
+        ]
         if want is None:
             want = self._target() - (len(self._held) - len(batch))
         want = max(want, 0) if not self._stopping else 0
@@ -232,14 +238,30 @@ class Worker:
             logger.info("enqueued %d cron runs", len(fired))
 
     def _reset_expired(self, now: datetime) -> None:
-        reset = self.store.reset_expired(now=now)
+        """Reset the jobs whose holders are gone; never one this worker holds (RELIABILITY.md 14).
+
+        A running worker decides from renewals it watched not happen (:class:`LeaseWatch`),
+        whatever any clock says. A one-pass tick cannot watch: before it holds anything, it
+        trusts the stored expiry against its own clock (or its ``now``).
+        """
+        if self._one_pass and not self._held:
+            reset = self.store.reset_expired(now=now)
+            why = "lock expired"
+        else:
+            mine = {(held.lease.job_id, held.lease.token) for held in self._held.values()}
+            marks = [m for m in self.store.leases() if (m.job_id, m.token) not in mine]
+            due = self._watch.look(marks, time.monotonic())
+            if not due:
+                return
+            reset = self.store.reset_unrenewed(due, now=now)
+            why = "lease not renewed"
         self.report.reset += len(reset.retried)
         self.report.lost_failed += len(reset.failed)
         self.report.cancelled += len(reset.cancelled)
         for job_id in reset.retried:
-            logger.warning("job %s: its worker was lost (lock expired); back to pending", job_id)
+            logger.warning("job %s: its worker was lost (%s); back to pending", job_id, why)
         for job_id in reset.failed:
-            logger.error("job %s: its worker was lost (lock expired) and its attempts are used up; failed", job_id)
+            logger.error("job %s: its worker was lost (%s) and its attempts are used up; failed", job_id, why)
 
     def _prune(self, now: datetime) -> None:
         """Delete old finished jobs, one small batch per kind at a time."""

@@ -1,13 +1,60 @@
-"""Finding the spec for a job name read from the database, and loading ``--jobs`` registries."""
+"""Finding the spec for a job name read from the database, and loading ``--jobs`` registries.
+
+The trust model: a worker without ``--jobs`` imports the module that a row's job name
+names, and importing runs that module's top-level code. Whoever can write the database
+therefore chooses what such a worker imports. ``import_from`` (``--import-from``) limits
+those imports to named top-level packages; ``--jobs`` imports nothing a row names.
+Whatever an import does short of ending the process (raising anything, ``SystemExit`` and
+``KeyboardInterrupt`` included) fails that one job, never the worker.
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import traceback
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from jobkit.errors import UnknownJobError
+from jobkit.errors import JobkitError, UnknownJobError
 from jobkit.spec import JobSpec, Registry
+
+logger = logging.getLogger("jobkit.worker")
+
+
+class JobsModuleError(JobkitError, ValueError):
+    """A ``--jobs MODULE[:REGISTRY]`` that does not lead to a registry; ``target`` is what was given."""
+
+    def __init__(self, target: str, problem: str) -> None:
+        super().__init__(f"{target}: {problem}")
+        self.target = target
+
+
+def module_problem(module_name: str) -> str | None:
+    """Why *module_name* may not be imported by name, or None when it may.
+
+    A module that is a program's entry point (``venv.__main__``, ``pip.__main__``) runs
+    that program when imported: no job lives there, so it is refused outright.
+    """
+    parts = module_name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return f"{module_name!r} is not a dotted module name"
+    if "__main__" in parts:
+        return f"{module_name!r} is a program's entry point (__main__), which a worker never imports"
+    return None
+
+
+def _raised(exc: BaseException) -> str:
+    """One line for an exception an import raised: its type, text and where it came from."""
+    if isinstance(exc, SyntaxError) and exc.filename:  # its str() already says where
+        return f"{type(exc).__name__}: {exc.msg} ({os.path.basename(exc.filename)}, line {exc.lineno})"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        return f"{text} ({os.path.basename(last.filename)}, line {last.lineno})"
+    return text
 
 
 class Resolver:
@@ -15,11 +62,15 @@ class Resolver:
 
     With *import_on_demand*, a name ``"module:qualname"`` not in the registry is imported
     and used when it leads to a :class:`JobSpec`; otherwise only registered names run.
+    *import_from*, when not empty, lists the top-level packages that may be imported so.
+    A name that leads nowhere raises :class:`UnknownJobError`, and keeps doing so in this
+    process (an import is never run twice).
     """
 
-    def __init__(self, registry: Registry, *, import_on_demand: bool) -> None:
+    def __init__(self, registry: Registry, *, import_on_demand: bool, import_from: Collection[str] = ()) -> None:
         self.registry = registry
         self.import_on_demand = import_on_demand
+        self.import_from = frozenset(import_from)
         self._found: dict[str, JobSpec[Any, Any] | UnknownJobError] = {}
 
     def names(self) -> Collection[str] | None:
@@ -38,7 +89,9 @@ class Resolver:
         if spec is not None:
             return spec
         if name not in self._found:
-            self._found[name] = self._import(name)
+            found = self._found[name] = self._import(name)
+            if isinstance(found, UnknownJobError) and self.import_on_demand:
+                logger.error("%s; its jobs are retried with backoff in case another worker can run them", found)
         found = self._found[name]
         if isinstance(found, UnknownJobError):
             raise found
@@ -52,12 +105,19 @@ class Resolver:
             return UnknownJobError(name, "the name is not of the form 'module:function'")
         if module_name == "__main__":
             return UnknownJobError(name, "it was defined in a script run as __main__, which a worker cannot import")
+        problem = module_problem(module_name)
+        if problem is not None:
+            return UnknownJobError(name, problem)
+        package = module_name.partition(".")[0]
+        if self.import_from and package not in self.import_from:
+            allowed = ", ".join(sorted(self.import_from))
+            return UnknownJobError(name, f"this worker imports only from {allowed} (--import-from), not {package!r}")
         try:
             target: Any = importlib.import_module(module_name)
-        except Exception as exc:
-            return UnknownJobError(name, f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")
-        for part in qualname.split("."):
-            target = getattr(target, part, None)
+            for part in qualname.split("."):
+                target = getattr(target, part, None)
+        except BaseException as exc:  # whatever a module does at import ends this job, not the worker
+            return UnknownJobError(name, f"cannot import {module_name!r}: {_raised(exc)}")
         if not isinstance(target, JobSpec):
             return UnknownJobError(name, f"{module_name}.{qualname} is not a job spec")
         if target.name != name:
@@ -66,20 +126,50 @@ class Resolver:
 
 
 def load_registry(target: str) -> Registry:
-    """Import ``MODULE[:ATTRIBUTE]`` and return its Registry (the one registry in it by default)."""
+    """Import ``MODULE[:ATTRIBUTE]`` and return its Registry (the one registry in it by default).
+
+    Anything that goes wrong, importing included, is a :class:`JobsModuleError` whose
+    one-line message names the module and, where it can, what to give instead.
+    """
     module_name, _, attribute = target.partition(":")
-    module = importlib.import_module(module_name)
+    hint = _module_name_hint(module_name)
+    if hint is not None:
+        raise JobsModuleError(target, f"use a module name: {hint}")
+    problem = module_problem(module_name)
+    if problem is not None:
+        raise JobsModuleError(target, problem)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name) and module_name[len(exc.name) :][:1] in ("", "."):
+            raise JobsModuleError(
+                target,
+                f"no module named {exc.name!r} here: start the worker in the directory that holds it, "
+                "or add that directory to PYTHONPATH",
+            ) from None
+        raise JobsModuleError(target, f"importing {module_name!r} failed: {_raised(exc)}") from None
+    except BaseException as exc:  # a module that raises at import (SystemExit too) is a usage error, in one line
+        raise JobsModuleError(target, f"importing {module_name!r} failed: {_raised(exc)}") from None
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, Registry):
-            raise ValueError(f"{target}: {attribute!r} is not a jobkit.Registry")
+            raise JobsModuleError(target, f"{attribute!r} is not a jobkit.Registry")
         return found
     registries = [value for value in vars(module).values() if isinstance(value, Registry)]
     if len(registries) != 1:
-        raise ValueError(
-            f"{target}: expected one jobkit.Registry in {module_name}, found {len(registries)}; name it as MODULE:NAME"
+        raise JobsModuleError(
+            target, f"expected one jobkit.Registry in {module_name}, found {len(registries)}; name it as MODULE:NAME"
         )
     return registries[0]
+
+
+def _module_name_hint(module_name: str) -> str | None:
+    """The module name meant by a file path such as ``./tasks``, ``tasks.py`` or ``shop/tasks.py``; None for a name."""
+    path = module_name.replace("\\", "/")
+    if not (path.endswith(".py") or "/" in path or path.startswith(".")):
+        return None
+    parts = [part for part in path.removesuffix(".py").split("/") if part.strip(".")]
+    return ".".join(parts).lstrip(".") or None
 
 
 def merge(registries: Iterable[Registry]) -> Registry:

@@ -11,19 +11,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hypothesis.stateful import RuleBasedStateMachine
+import attrs
+from hypothesis import event
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 import jobkit
-from jobkit.model import Lease
+from jobkit.model import Lease, LeaseMark
 from jobkit.store import Store
 from tests.stores.reference import Reference
 from tests.support import T0
 
 T = TypeVar("T")
+MICROSECOND = timedelta(microseconds=1)
 
 
 class TwoStores(RuleBasedStateMachine):
@@ -40,6 +44,7 @@ class TwoStores(RuleBasedStateMachine):
         self.now: datetime = T0
         self.tokens = 0
         self.leases: list[Lease] = []
+        self.marks: list[LeaseMark] = []  # every lease mark read so far: many stale by now
         self.reference = Reference()
 
     def teardown(self) -> None:
@@ -72,3 +77,28 @@ class TwoStores(RuleBasedStateMachine):
         expected = sorted(self.reference.jobs.values(), key=lambda j: (j.created_at, j.id), reverse=True)
         for store in self.stores:
             assert store.list_jobs(limit=10**6) == expected, f"{store!r} left other jobs than the lifecycle"
+
+    # -- watching leases: the rules every machine shares ------------------------------
+    @rule()
+    def watch_leases(self) -> None:
+        """Every store lists the running jobs' leases (token, expiry, last write) as the lifecycle does."""
+        marks = self.both(lambda s: s.leases(), lambda r: r.leases())
+        self.marks.extend(marks or [])
+        event("leases", len(marks or []))
+
+    @precondition(lambda self: self.marks)
+    @rule(data=st.data())
+    def reset_unrenewed(self, data: st.DataObject) -> None:
+        """Reset by marks as they stand, read earlier (many renewed, finished or claimed again since), or made up."""
+        seen = st.sampled_from(self.marks)
+        other_token = seen.map(lambda m: attrs.evolve(m, token=f"{m.token}-other"))
+        other_expiry = seen.map(lambda m: attrs.evolve(m, expires_at=(m.expires_at or self.now) + MICROSECOND))
+        choices = [seen, other_token, other_expiry]
+        if current := self.memory.leases():  # as if nothing changed since the reaper looked
+            choices[:0] = [st.sampled_from(current)] * 3
+        marks = data.draw(st.lists(st.one_of(choices), max_size=4), label="marks")
+        report = self.both(
+            lambda s: s.reset_unrenewed(marks, now=self.now), lambda r: r.reset_unrenewed(marks, now=self.now)
+        )
+        assert report is not None
+        event("reset_unrenewed", f"reset {len(report.retried) + len(report.failed) + len(report.cancelled)}")

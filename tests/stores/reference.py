@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from jobkit import lifecycle
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, ResetReport, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, ResetReport, Transition
 
 
 class Reference:
@@ -98,6 +98,20 @@ class Reference:
         for job in sorted((j for j in self.jobs.values() if lifecycle.is_expired(j, now)), key=lambda j: j.id):
             self.jobs[job.id], what = lifecycle.expire(job, now=now)
             getattr(report, what).append(job.id)
+        return report
+
+    def leases(self) -> list[LeaseMark]:
+        marks = (lifecycle.mark_of(j) for j in self.jobs.values())
+        return sorted((m for m in marks if m is not None), key=lambda m: m.job_id)
+
+    def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
+        report = ResetReport()
+        for mark in sorted(marks, key=lambda m: m.job_id):
+            job = self.jobs.get(mark.job_id)
+            if lifecycle.as_seen(job, mark):
+                assert job is not None
+                self.jobs[job.id], what = lifecycle.expire(job, now=now)
+                getattr(report, what).append(job.id)
         return report
 
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:

@@ -144,5 +144,8 @@ def test_python_m_jobkit_worker_reports_a_missing_database_in_one_line(tmp_path:
     )
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == "jobkit.worker: error: missing.sqlite: no such database file\n"
+    assert done.stderr == (
+        "jobkit.worker: error: missing.sqlite: no such database file "
+        "(give --create to create it, or enqueue a job into it first)\n"
+    )
     assert list(tmp_path.iterdir()) == []

@@ -133,9 +133,10 @@ def test_a_worker_that_stalls_past_its_lock_and_retakes_the_job_tracks_the_new_a
     worker._round(None)
     wait_until(lambda: started == [1], "attempt 1 to start")
 
-    clock.advance(30)  # the worker's loop stalled past its own lock
-    worker._next_reap = 0.0
-    worker._round(None)  # reaps the job and claims it again: attempt 2
+    # The worker's loop stalled past its own lock, and another worker reset the job (a
+    # worker never reaps a job it holds itself); this one, going on, claims it again: attempt 2.
+    assert store.reset_expired(now=clock.advance(30)).retried == [job_id]
+    worker._round(None)
     wait_until(lambda: started == [1, 2], "attempt 2 to start")
 
     gates[1].set()  # the stale attempt finishes; its outcome must be dropped

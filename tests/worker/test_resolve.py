@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import sys
 import types
+from datetime import timedelta
 
 import pytest
 
 import jobkit
 from jobkit.errors import UnknownJobError
+from jobkit.model import utc_now
 from jobkit.store import Store
 from jobkit.worker import Report, Resolver, load_registry, merge
+from jobkit.worker.resolve import JobsModuleError
 from tests import worker_jobs
 from tests.support import (
     COMPLETED,
@@ -86,19 +89,27 @@ def test_a_name_that_leads_to_no_spec_fails_alone(store: Store) -> None:
         "not-a-module-path": "not of the form 'module:function'",
         "__main__:handler": "__main__",
     }
-    records = [raw_job(name, "1", max_attempts=3) for name in unknown]
-    store.add(records)
+    last_tries = [raw_job(name, "1", max_attempts=1) for name in unknown]
+    retried = [raw_job(name, "1", max_attempts=3) for name in unknown]
+    store.add([*last_tries, *retried])
+    before = utc_now()
 
-    report = burst(store)
+    report = burst(store, unresolved_backoff=600)
 
-    assert report == Report(claimed=2 + len(unknown), completed=2, failed=len(unknown))
+    n = len(unknown)
+    assert report == Report(claimed=2 + 2 * n, completed=2, failed=n, retried=n)
     assert [record(store, job_id).result for job_id in ok] == ["1", "5"]
-    for job in records:
+    for job in [*last_tries, *retried]:
         found = record(store, job.id)
-        assert (found.status, found.attempt_count) == (FAILED, 1), "an unknown name is not worth retrying"
+        assert found.attempt_count == 1
         assert found.error is not None
         assert f"no job named {job.job_name!r}" in found.error
         assert unknown[job.job_name] in found.error
+    assert {record(store, job.id).status for job in last_tries} == {FAILED}
+    for job in retried:  # as a raising handler's job would be: tried again later, attempts permitting
+        found = record(store, job.id)
+        assert found.status is PENDING
+        assert found.scheduled_for >= before + timedelta(seconds=600 * 0.75)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +173,7 @@ def test_load_registry_refuses_what_is_not_a_registry(monkeypatch: pytest.Monkey
     with pytest.raises(ValueError, match="found 2; name it as MODULE:NAME"):
         load_registry(two.__name__)
     assert load_registry(f"{two.__name__}:second") is two.second  # type: ignore[attr-defined]
-    with pytest.raises(ImportError):
+    with pytest.raises(JobsModuleError, match="no module named 'no_such_module_for_jobkit_tests' here"):
         load_registry("no_such_module_for_jobkit_tests")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -135,16 +135,16 @@ def test_the_worker_does_not_prune_again_until_the_interval_passes_once_batches_
     finished(store, COMPLETED, T0 - timedelta(days=8))
     spy = PurgeSpy(store)
     reaped = threading.Event()
-    real_reset = store.reset_expired
+    real_leases = store.leases  # read once a reap, to watch for leases not renewed
     rounds = [0]
 
-    def counting_reset(*, now: datetime) -> Any:
+    def counting_leases() -> Any:
         rounds[0] += 1
         if rounds[0] >= 10:
             reaped.set()
-        return real_reset(now=now)
+        return real_leases()
 
-    spy.reset_expired = counting_reset  # type: ignore[attr-defined]
+    spy.leases = counting_leases  # type: ignore[attr-defined]
     with Background(spy, jobs, clock=FakeClock(T0), reap_every=0.02):  # type: ignore[arg-type]
         assert reaped.wait(TIMEOUT), "the worker did not reap ten times"
     batch = WorkerOptions().prune_batch

@@ -12,8 +12,21 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from jobkit.model import CANCELLED, FINISHED, Backlog, Cancel, Complete, Fail, JobRecord, JobStatus, Retry, Transition
-from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, records_of, ts
+from jobkit.model import (
+    CANCELLED,
+    CANCELLED_WHILE_LOST,
+    FINISHED,
+    Cancel,
+    Complete,
+    Fail,
+    JobRecord,
+    JobStatus,
+    LeaseMark,
+    Retry,
+    Transition,
+    worker_lost,
+)
+from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, dt, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
@@ -65,25 +78,6 @@ BY_STATUS = (
 )
 DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
-# status: pending jobs due at :now and scheduled later (counts, then the first of each, ties by id)
-BACKLOG = f"SELECT count(*), coalesce(sum(scheduled_for <= :now), 0) FROM {PENDING}"
-OLDEST_DUE = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for <= :now ORDER BY scheduled_for, id LIMIT 1"
-NEXT_SCHEDULED = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for > :now ORDER BY scheduled_for, id LIMIT 1"
-BACKLOG_READS = (BACKLOG, OLDEST_DUE, NEXT_SCHEDULED)
-# status: the running jobs, and the jobs that failed since a time
-RUNNING_JOBS = f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
-FAILED_SINCE = "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?"
-
-
-def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
-    """The backlog from what :data:`BACKLOG_READS` read: the counts, and the first record of each kind."""
-    pending, due = counts
-    return Backlog(
-        due=due,
-        scheduled=pending - due,
-        oldest_due=next(iter(oldest), None),
-        next_scheduled=next(iter(following), None),
-    )
 
 
 def readable_times(sql: str) -> str:
@@ -182,6 +176,72 @@ RESET_FAILED = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = NUL
 RESET_PENDING = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
     worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
     updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
+
+# What a reaper watches: every running job's lease as it stands (the raw texts: a row
+# another tool wrote must not keep the others from being read).
+LEASES = """SELECT id, worker_id, worker_expires_at, updated_at, attempt_count, max_attempts, cancel_requested
+    FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"""
+# The same three resets, fenced instead by the lease the reaper watched go unrenewed:
+# the holder's token and the expiry it last wrote, exactly as read, and the same attempt.
+UNRENEWED = """id = ? AND status = 'running' AND worker_id = ? AND worker_expires_at IS ?
+    AND attempt_count = ? AND cancel_requested = ?"""
+EXPIRED_RESETS = (RESET_CANCELLED, RESET_FAILED, RESET_PENDING)
+UNRENEWED_RESETS = tuple(sql.replace(STILL_EXPIRED, UNRENEWED) for sql in EXPIRED_RESETS)
+
+Found = tuple[str, int, int, int, tuple[Any, ...]]
+"""A running job a reaper decided to reset: id, attempts, max attempts, cancel asked, and its write's fence."""
+
+
+def _time_or_none(value: object) -> datetime | None:
+    """A stored time, or None when it is not one jobkit wrote (a row another tool wrote)."""
+    try:
+        return dt(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def lease_marks(rows: Sequence[Any]) -> list[tuple[LeaseMark, tuple[Any, ...]]]:
+    """Each LEASES row as its mark, with the raw values a reset of it is fenced by and decided on."""
+    return [
+        (LeaseMark(job_id, token, _time_or_none(expires), _time_or_none(updated)), (expires, *rest))
+        for job_id, token, expires, updated, *rest in rows
+    ]
+
+
+def check_marks(marks: Sequence[LeaseMark]) -> None:
+    """Refuse marks with naive times (ValueError), as every write refuses them."""
+    for mark in marks:
+        for value in (mark.expires_at, mark.updated_at):
+            if value is not None:
+                ts(value)
+
+
+def unrenewed(rows: Sequence[Any], marks: Sequence[LeaseMark]) -> list[Found]:
+    """The running jobs (LEASES *rows*) still held as *marks* saw them, fenced by the token, raw expiry and attempt."""
+    seen = {(m.job_id, m.token, m.expires_at) for m in marks}
+    return [
+        (mark.job_id, attempts, max_attempts, cancelling, (mark.job_id, mark.token, raw, attempts, cancelling))
+        for mark, (raw, attempts, max_attempts, cancelling) in lease_marks(rows)
+        if (mark.job_id, mark.token, mark.expires_at) in seen
+    ]
+
+
+def resets(found: Sequence[Found], at: str, statements: Sequence[str]) -> tuple[list[Step], dict[str, list[str]]]:
+    """The resets of *found* jobs, as lifecycle.expire decides them, and the ids of each kind.
+
+    Cancelled when asked to, failed when the attempts are spent, else pending again;
+    *statements* are the three UPDATEs (EXPIRED_RESETS or UNRENEWED_RESETS), each
+    fenced by the job's fence, so a job that changed since it was read is left alone.
+    """
+    kinds: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
+        kind: (sql, []) for kind, sql in zip(("cancelled", "failed", "retried"), statements, strict=True)
+    }
+    for _, attempts, max_attempts, cancelling, fence in found:
+        kind = "cancelled" if cancelling else "failed" if attempts >= max_attempts else "retried"
+        error = CANCELLED_WHILE_LOST if cancelling else worker_lost(attempts, max_attempts)
+        kinds[kind][1].append((error, at, at, *fence))
+    steps: list[Step] = [(sql, values, "many") for sql, values in kinds.values() if values]
+    return steps, {kind: [values[3] for values in rows] for kind, (_, rows) in kinds.items()}
 
 
 def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:

@@ -28,16 +28,14 @@ import apsw
 from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError
 from jobkit.model import (
-    CANCELLED_WHILE_LOST,
-    Backlog,
     JobRecord,
     JobStatus,
     Lease,
+    LeaseMark,
     ResetReport,
     Schedule,
     Summary,
     Transition,
-    worker_lost,
 )
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
@@ -315,34 +313,23 @@ class SqliteStore:
     def reset_expired(self, *, now: datetime) -> ResetReport:
         at = ts(now)
         # A read first, outside the transaction: most rounds find nothing and need no write
-        # lock; the rest decide here what each job becomes, and the writes are fenced by it.
-        expired = sorted(self._read(queries.EXPIRED, (at,)))
-        if not expired:
-            return ResetReport()
-        cancel, fail, retry = [], [], []
-        for job_id, attempts, max_attempts, cancelling in expired:
-            still = (job_id, at, attempts, cancelling)
-            if cancelling:
-                cancel.append((CANCELLED_WHILE_LOST, at, at, *still))
-            elif attempts >= max_attempts:
-                fail.append((worker_lost(attempts, max_attempts), at, at, *still))
-            else:
-                retry.append((worker_lost(attempts, max_attempts), at, at, *still))
-        steps: list[Step] = [
-            (sql, values, "many")
-            for sql, values in (
-                (queries.RESET_CANCELLED, cancel),
-                (queries.RESET_FAILED, fail),
-                (queries.RESET_PENDING, retry),
-            )
-            if values
-        ]
-        done = {row[0] for rows in self._run(steps) for row in rows}
-        return ResetReport(
-            retried=[v[3] for v in retry if v[3] in done],
-            failed=[v[3] for v in fail if v[3] in done],
-            cancelled=[v[3] for v in cancel if v[3] in done],
-        )
+        # lock; the rest are decided here, and each write is fenced by what was read.
+        found = [(i, a, m, c, (i, at, a, c)) for i, a, m, c in sorted(self._read(queries.EXPIRED, (at,)))]
+        return self._reset(*queries.resets(found, at, queries.EXPIRED_RESETS))
+
+    def leases(self) -> list[LeaseMark]:
+        return [mark for mark, _ in queries.lease_marks(self._read(queries.LEASES))]
+
+    def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
+        at = ts(now)
+        queries.check_marks(marks)  # naive times are refused before anything is read or written
+        found = queries.unrenewed(self._read(queries.LEASES), marks) if marks else []
+        return self._reset(*queries.resets(found, at, queries.UNRENEWED_RESETS))
+
+    def _reset(self, steps: Sequence[Step], chosen: Mapping[str, list[str]]) -> ResetReport:
+        """Run the fenced resets *steps*; of the ids *chosen* for each kind, those they reset."""
+        done = {row[0] for rows in self._run(steps) for row in rows} if steps else set()
+        return ResetReport(**{kind: [i for i in ids if i in done] for kind, ids in chosen.items()})
 
     # -- operating ----------------------------------------------------------------
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
@@ -383,8 +370,13 @@ class SqliteStore:
         for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
         oldest = reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, None), {})
-        running = self._read(queries.RUNNING_JOBS)
-        failed = self._read(queries.FAILED_SINCE, (ts(since),))[0][0]
+        running = self._read(
+            f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
+        )
+        failed = self._read(
+            "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?",
+            (ts(since),),
+        )[0][0]
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),
@@ -392,11 +384,6 @@ class SqliteStore:
             running=self._readable(running, "left out of the running jobs"),
             failed_since=failed,
         )
-
-    def backlog(self, *, now: datetime) -> Backlog:
-        (counts,), oldest, following = (self._read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
-        shown = self._readable(oldest, "not shown as the oldest due"), self._readable(following, "not shown as next")
-        return queries.backlog(counts, *shown)
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
