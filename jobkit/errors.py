@@ -15,6 +15,7 @@ catch without knowing jobkit, and keeps the offending value::
     ├── ScheduleError (ValueError)          a cron expression or schedule that cannot work
     ├── UnknownScheduleError (LookupError)  no schedule has the given name
     └── StoreError (RuntimeError)           the database cannot be used
+        ├── StoreFullError                  the disk (or the database's size limit) is full
         ├── NotAJobkitDatabase              a file that jobkit did not create
         └── SchemaTooNew                    a file from a newer jobkit
 """
@@ -139,6 +140,10 @@ class StoreError(JobkitError, RuntimeError):
     def __init__(self, message: str, *, path: str | None = None):
         super().__init__(message)
         self.path = path
+
+
+class StoreFullError(StoreError):
+    """The disk holding the database is full: nothing of the call was written; free space and try again."""
 
 
 class NotAJobkitDatabase(StoreError):

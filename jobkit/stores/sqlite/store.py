@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import apsw
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, StoreError
+from jobkit.errors import JobkitError, StoreError, ValidationError
 from jobkit.model import (
+    Backlog,
     JobRecord,
     JobStatus,
     Lease,
@@ -39,6 +40,7 @@ from jobkit.model import (
 )
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
+from jobkit.stores.sqlite.errors import store_error
 from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
@@ -135,12 +137,15 @@ class SqliteStore:
         if conn is None:
             if self._closed:
                 raise StoreError(f"{self.path}: the store is closed", path=self.path)
-            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
-            conn.set_busy_handler(_Patience(self.busy_timeout))
-            # A plan that depends on a bound value (a claim's LIMIT :limit) would be
-            # prepared again for every new binding: 40-60 us a claim, for the same plan.
-            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
-            conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            try:
+                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
+                conn.set_busy_handler(_Patience(self.busy_timeout))
+                # A plan that depends on a bound value (a claim's LIMIT :limit) would be
+                # prepared again for every new binding: 40-60 us a claim, for the same plan.
+                conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
+                conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            except apsw.Error as exc:
+                raise store_error(self.path, exc, writing=False) from exc
             self._local.conn = conn
             with self._guard:
                 self._connections.append(conn)
@@ -177,6 +182,8 @@ class SqliteStore:
                     ) from exc
                 time.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.1)
+            except apsw.Error as exc:  # a full disk, an I/O error, a refused row: see .errors
+                raise store_error(self.path, exc, writing=True) from exc
 
     def _run(self, steps: Sequence[Step], *, single: bool = False) -> list[Any]:
         """Run *steps* in one write transaction; what each gave: its raw rows, or a count.
@@ -207,6 +214,8 @@ class SqliteStore:
             return list(self._connection().execute(sql, bindings))
         except apsw.BusyError as exc:  # rare in WAL (recovery, a checkpoint's reset)
             raise StoreError(f"{self.path}: the database stayed busy for a read: {exc}", path=self.path) from exc
+        except apsw.Error as exc:
+            raise store_error(self.path, exc, writing=False) from exc
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
@@ -217,7 +226,7 @@ class SqliteStore:
             # One INSERT is a transaction of its own that takes the write lock as it starts,
             # as BEGIN IMMEDIATE would, and saves two round trips.
             self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
-        except apsw.ConstraintError as exc:
+        except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -370,13 +379,8 @@ class SqliteStore:
         for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
         oldest = reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, None), {})
-        running = self._read(
-            f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
-        )
-        failed = self._read(
-            "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?",
-            (ts(since),),
-        )[0][0]
+        running = self._read(queries.RUNNING_JOBS)
+        failed = self._read(queries.FAILED_SINCE, (ts(since),))[0][0]
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),
@@ -384,6 +388,11 @@ class SqliteStore:
             running=self._readable(running, "left out of the running jobs"),
             failed_since=failed,
         )
+
+    def backlog(self, *, now: datetime) -> Backlog:
+        (counts,), oldest, following = (self._read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
+        shown = self._readable(oldest, "not shown as the oldest due"), self._readable(following, "not shown as next")
+        return queries.backlog(counts, *shown)
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
