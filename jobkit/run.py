@@ -29,6 +29,7 @@ import attrs
 from jobkit import lifecycle
 from jobkit.backoff import Backoff
 from jobkit.backoff import delay as retry_delay
+from jobkit.codec import storable_text
 from jobkit.context import Context
 from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
 from jobkit.events import Event
@@ -61,6 +62,7 @@ from jobkit.stages import (
     event_of,
     new_record,
     result_of,
+    storable,
     stored_params,
     unreadable,
     validate,
@@ -157,6 +159,7 @@ def conclude(
     """
     if held.cancel_requested:
         outcome = Stopped()
+    outcome = storable(outcome)  # every outcome of a claimed job passes here
     job = held.job
     if held.spec is None and isinstance(outcome, Failed) and outcome.retryable and retry:
         if job.attempt_count < job.max_attempts:
@@ -243,7 +246,8 @@ def _record_one(
     held: Held, outcome: Outcome, fatal: BaseException | None, store: Store, clock: Clock, *, retry: bool
 ) -> JobResult[Any]:
     transition = conclude(held, outcome, clock(), jitter=random.random(), retry=retry)
-    kept = recorded(held, transition, _finish(store, transition), clock)
+    transition, applied = _finish(store, held, transition, clock, retry=retry)
+    kept = recorded(held, transition, applied, clock)
     if fatal is not None:
         raise fatal
     if not kept:  # tell the caller what the store holds, not what was dropped
@@ -251,20 +255,45 @@ def _record_one(
         if current is None:
             raise JobNotFound(held.job.id)
         return result_of(held.spec, current)
-    value = outcome.value if isinstance(outcome, Succeeded) else None
+    value = outcome.value if isinstance(outcome, Succeeded) and isinstance(transition, Complete) else None
     return result_of(held.spec, lifecycle.apply(held.job, transition), value=value, duration=held.took)
 
 
-def _finish(store: Store, transition: Transition, tries: int = 3) -> bool:
+def _finish(
+    store: Store, held: Held, transition: Transition, clock: Clock, *, retry: bool, tries: int = 3
+) -> tuple[Transition, bool]:
     """Record an outcome; a database locked past its busy timeout is tried again, not a failure."""
     for number in range(tries):
         try:
-            return store.finish([transition])[0]
+            return finish_alone(store, held, transition, clock, retry=retry)
         except StoreError as exc:
             if number == tries - 1:
                 raise
             logger.warning("job %s: recording its outcome postponed: %s", transition.job_id, exc)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def finish_alone(
+    store: Store, held: Held, transition: Transition, clock: Clock, *, retry: bool = True
+) -> tuple[Transition, bool]:
+    """Write one job's outcome: what was written, and whether the token still held the job.
+
+    An outcome the store cannot take (anything but a StoreError) fails the job instead,
+    spending its attempt, with an error that says why (RELIABILITY.md 13): refunding it
+    would run the job again and again. A StoreError (the database is in the way, not
+    this outcome) is raised for the caller to try again later, as is whatever stops
+    even that failure from being written.
+    """
+    try:
+        return transition, store.finish([transition])[0]
+    except StoreError:
+        raise
+    except Exception as exc:
+        why = storable_text(f"{type(exc).__name__}: {exc}")
+        logger.error("job %s: its outcome could not be written (%s); recorded as a failure", held.job.id, why)
+        failed = Failed(f"the job's outcome could not be written: {why}")
+        replacement = decide(held.spec, held.job, failed, clock(), jitter=random.random(), retry=retry)
+        return replacement, store.finish([replacement])[0]
 
 
 def _run_unpersisted(spec: JobSpec[Any, Any], typed: Any, encoded: str, clock: Clock) -> JobResult[Any]:
@@ -400,7 +429,12 @@ def enqueue(
     many = len(params_list) != 1 if indexed is None else indexed
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
     now = clock()
-    when = at if at is not None else (now + seconds(delay) if delay is not None else now)
+    try:
+        when = at if at is not None else (now + seconds(delay) if delay is not None else now)
+    except OverflowError:
+        raise ValidationError(
+            f"delay={delay!r} from {now.isoformat()} reaches past the year 9999", value=delay
+        ) from None
     records = [
         new_record(
             spec,
