@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -94,26 +95,41 @@ def parse_finished(text: str) -> list[JobStatus]:
     return chosen
 
 
+MOST_COUNT = 2**63 - 1  # the largest LIMIT a database takes
+MOST_INTERVAL = 365 * 24 * 3600  # a year: any longer overflows a timer
+
+
 def parse_count(text: str) -> int:
-    """A whole number of at least 1."""
+    """A whole number from 1 to :data:`MOST_COUNT`."""
     try:
         value = int(text)
-    except ValueError:
+    except ValueError:  # not a number, or more digits than Python turns into an int
         value = 0
-    if value < 1:
-        raise ValueError(f"give a whole number of at least 1, not {text!r}")
+    if not 1 <= value <= MOST_COUNT:
+        raise ValueError(f"give a whole number of at least 1 and at most {MOST_COUNT}, not {text[:40]!r}")
     return value
 
 
 def parse_interval(text: str) -> float:
-    """Seconds between frames: a number, 0 or more."""
+    """Seconds between frames: a number from 0 to :data:`MOST_INTERVAL`."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"give a number of seconds, not {text!r}")
+    if not 0 <= value <= MOST_INTERVAL:
+        raise ValueError(f"give a number of seconds from 0 to {MOST_INTERVAL:,} (a year), not {text[:40]!r}")
     return value
+
+
+MOST_AGE = timedelta(days=36_600)  # a century: further back than this, the calendar soon ends
+
+
+def parse_age(text: str) -> timedelta:
+    """A duration (see :func:`jobkit.control.parse_duration`) of at most :data:`MOST_AGE`."""
+    age = parse_duration(text)
+    if age > MOST_AGE:
+        raise ValueError(f"bad duration {text[:40]!r}: at most {MOST_AGE.days}d (a century)")
+    return age
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -171,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     clean.add_argument(
         "--older-than",
-        type=_type(parse_duration),
+        type=_type(parse_age),
         required=True,
         metavar="DURATION",
         help="finished longer ago than this: 90s, 30m, 12h, 7d, 2w",

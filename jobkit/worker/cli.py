@@ -150,6 +150,30 @@ def _duration(text: str) -> timedelta | None:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+MOST_CONCURRENCY, MOST_PROCESSES = 10_000, 1_000
+MOST_SECONDS = 365 * 24 * 3600  # a year: any longer overflows a timer or a lock's expiry
+
+
+def _out_of_range(args: argparse.Namespace) -> str | None:
+    """What is wrong with the first numeric option outside its range (a usage error), or None."""
+    for name, value, most in (
+        ("concurrency", args.concurrency, MOST_CONCURRENCY),
+        ("processes", args.processes, MOST_PROCESSES),
+    ):
+        if not 1 <= value <= most:
+            return f"--{name} must be a whole number from 1 to {most:,}, not {value}"
+    for name, value, zero in (
+        ("lock-timeout", args.lock_timeout, False),
+        ("poll-interval", args.poll_interval, False),
+        ("grace", args.grace, True),
+        ("unresolved-backoff", args.unresolved_backoff, True),
+    ):
+        if not ((value >= 0 if zero else value > 0) and value <= MOST_SECONDS):
+            least = "from 0 to" if zero else "more than 0 and at most"
+            return f"--{name} must be {least} {MOST_SECONDS:,} seconds (a year), not {value:g}"
+    return None
+
+
 def _fail(message: str) -> int:
     print(f"jobkit.worker: error: {message}", file=sys.stderr)
     return 2
@@ -159,12 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobkit.worker``: returns the exit code."""
     guard_child()  # a child of --processes stops when its supervisor is gone
     args = _parser().parse_args(argv)
-    for name, value in (("concurrency", args.concurrency), ("processes", args.processes)):
-        if value < 1:
-            return _fail(f"--{name} must be at least 1, not {value}")
-    for name, value in (("lock-timeout", args.lock_timeout), ("poll-interval", args.poll_interval)):
-        if not value > 0:
-            return _fail(f"--{name} must be a positive number of seconds, not {value}")
+    problem = _out_of_range(args)
+    if problem is not None:
+        return _fail(problem)
     try:
         options = WorkerOptions(
             concurrency=args.concurrency,
