@@ -14,6 +14,7 @@ from typing import Any, Literal
 import attrs
 
 Durability = Literal["full", "normal"]
+Isolation = Literal["thread", "process"]
 
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=300)
 """How long a claim holds a job without a heartbeat before another worker may take it."""
@@ -71,6 +72,9 @@ class WorkerOptions:
     - ``reap_every``: seconds between looks for expired locks, due cron runs and cancellations
     - ``prune_every``, ``prune_batch``: how often retention runs, and how many jobs a
       transaction deletes
+    - ``isolation``: where sync handlers run: ``"thread"`` (default), or ``"process"``, a
+      child process each, so that a handler that holds the GIL or overruns its
+      ``timeout`` cannot stall the worker (the child is killed at the timeout)
     - ``import_from``: without a registry, the top-level packages whose modules a job
       name may import (empty: any module; whoever writes the database chooses)
     - ``unresolved_backoff``: the base delay in seconds (doubling per attempt) before a
@@ -89,6 +93,7 @@ class WorkerOptions:
     reap_every: float = attrs.field(default=1.0, validator=_positive)
     prune_every: float = attrs.field(default=600.0, validator=_positive)
     prune_batch: int = attrs.field(default=BATCH, validator=_at_least_one)
+    isolation: Isolation = attrs.field(default="thread", validator=attrs.validators.in_(("thread", "process")))
     import_from: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_packages)
     unresolved_backoff: float = attrs.field(default=UNRESOLVED_BACKOFF, validator=_not_negative)
 
