@@ -32,11 +32,13 @@ from jobkit import recurring, run
 from jobkit.context import Context
 from jobkit.errors import StoreError
 from jobkit.lease import Held, LeaseKeeper, LeaseWatch
-from jobkit.model import Clock, JobRecord, JobStatus, Outcome, utc_now
+from jobkit.model import Clock, JobRecord, JobStatus, Outcome, Transition, utc_now
 from jobkit.options import WorkerOptions
 from jobkit.spec import JobSpec
 from jobkit.stages import timed_out
 from jobkit.store import Store
+from jobkit.worker.isolated import Children
+from jobkit.worker.outage import Outage
 from jobkit.worker.pool import HandlerPool, event_loop
 from jobkit.worker.report import Report
 from jobkit.worker.resolve import Resolver
@@ -87,10 +89,12 @@ class Worker:
         self._pool: HandlerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_slots: asyncio.Semaphore | None = None
+        self._children = Children()  # isolation="process": no process starts before a job needs one
         self._per_job = 1.0  # seconds a job takes, a moving average; starts pessimistic
         self._next_reap = 0.0
         self._next_prune = 0.0
         self._watch = LeaseWatch(self.options.lock)  # other workers' leases, as this one saw them
+        self._outage = Outage()  # a store that refuses writes (a full disk): back off, log once
         self._one_pass = False  # run_once: reaps by the stored expiry, having watched nothing
         self._retention = (
             ((JobStatus.COMPLETED, JobStatus.CANCELLED), self.options.keep_completed),
@@ -165,7 +169,10 @@ class Worker:
         finished = [(h, o) for h, o in batch if o is not None]
         give_back = [h for h, o in batch if o is None]
         now = self.clock()
-        transitions = [run.conclude(h, o, now, jitter=random.random()) for h, o in finished]
+        unresolved = self.options.unresolved_backoff
+        transitions = [
+            run.conclude(h, o, now, jitter=random.random(), unresolved_backoff=unresolved) for h, o in finished
+        ]
         if want is None:
             want = self._target() - (len(self._held) - len(batch))
         want = max(want, 0) if not self._stopping else 0
@@ -186,10 +193,19 @@ class Worker:
                 if transitions or want > 0
                 else ([], [])
             )
-        except StoreError as exc:
-            logger.warning("could not write to the store yet (%s); will retry", exc)
+        except StoreError as exc:  # the database is in the way (a full disk, a long lock): keep all, back off
+            self._outage.failed(exc)
             self._done.extendleft(reversed(batch))
             return
+        except Exception as exc:  # not the database: something in this batch it cannot take
+            if not batch:
+                raise  # a claim alone; nothing of a job's is at stake here
+            self._outage.failed(exc, f"writing {len(batch)} outcomes together")
+            transitions, applied = self._one_by_one(give_back, finished, transitions)
+            finished, jobs = finished[: len(applied)], []
+        else:
+            if transitions or want > 0:
+                self._outage.worked()
         for held in give_back:
             self._keeper.forget(held)
         for (held, _), transition, ok in zip(finished, transitions, applied, strict=True):
@@ -204,6 +220,37 @@ class Worker:
         self._keeper.tend()
         if self.options.enforce_timeouts:
             self._enforce_timeouts()
+
+    def _one_by_one(
+        self, give_back: list[Held], finished: list[tuple[Held, Outcome]], transitions: list[Transition]
+    ) -> tuple[list[Transition], list[bool]]:
+        """Write a batch that failed as a whole one job at a time: what was written, in order.
+
+        A job whose outcome the store cannot take is failed instead, spending its
+        attempt (:func:`jobkit.run.finish_alone`); one whose failure cannot be written
+        either is left to the reaper. A StoreError stops the writing: the rest wait in
+        the queue for the next round.
+        """
+        for held in give_back:
+            try:
+                self.report.released += sum(self.store.release([held.lease], now=self.clock()))
+            except Exception:  # its lock lapses and the reaper gives it back
+                logger.exception("job %s: could not be given back", held.job.id)
+        written: list[Transition] = []
+        applied: list[bool] = []
+        for index, ((held, _), transition) in enumerate(zip(finished, transitions, strict=True)):
+            try:
+                kept, ok = run.finish_alone(self.store, held, transition, self.clock)
+            except StoreError as exc:
+                self._outage.failed(exc)
+                self._done.extendleft(reversed(finished[index:]))
+                break
+            except Exception:
+                logger.exception("job %s: not even its failure could be written; its lock will lapse", held.job.id)
+                kept, ok = transition, False
+            written.append(kept)
+            applied.append(ok)
+        return written, applied
 
     def _guarded(self, step: Callable[[], None], what: str) -> None:
         """Run one housekeeping step; a failure (a locked database, a bad row) only postpones it.
@@ -288,6 +335,8 @@ class Worker:
         spec, typed, ctx = prepared
         if spec.is_async:
             asyncio.run_coroutine_threadsafe(self._run_async(held, spec, typed, ctx), self._event_loop())
+        elif self.options.isolation == "process":  # a handler thread waits on a child that runs it
+            self._handlers().submit(lambda: self._run_isolated(held, spec, ctx))
         else:
             self._handlers().submit(lambda: self._run_sync(held, spec, typed, ctx))
 
@@ -302,6 +351,10 @@ class Worker:
     def _run_sync(self, held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
         if self._begin(held):
             self._attempted(held, *run.attempt_held(held, spec, typed, ctx))
+
+    def _run_isolated(self, held: Held, spec: JobSpec[Any, Any], ctx: Context) -> None:
+        if self._begin(held):
+            self._attempted(held, *self._children.attempt(held, spec, ctx))
 
     async def _run_async(self, held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
         if self._async_slots is None:
@@ -329,6 +382,8 @@ class Worker:
             spec = held.spec
             if spec is None or spec.is_async or spec.timeout is None or held.lost or held.started is None:
                 continue
+            if self.options.isolation == "process":  # its child is killed at the timeout instead
+                continue
             if now - held.started > spec.timeout + max(1.0, spec.timeout * 0.1):
                 logger.error("job %s: still running past its timeout of %gs; restarting", held.job.id, spec.timeout)
                 self._stopping = True
@@ -346,6 +401,10 @@ class Worker:
     def _idle(self, stop: threading.Event) -> None:
         """Wait until something may have changed: an outcome, new work, or a timer."""
         start = time.monotonic()
+        if self._outage.pausing():  # the store refused the last write: wait, not a busy loop
+            while not stop.is_set() and self._outage.pausing():
+                self._waker.wait(min(max(0.0, self._outage.resume_at - time.monotonic()), STOP_CHECK), commits=False)
+            return
         if self._done:
             self._gather(start + GATHER)
             return
@@ -409,6 +468,7 @@ class Worker:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
+        self._children.close()
         self._waker.close()
 
     # -- executors ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import apsw
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, StoreError
+from jobkit.errors import JobkitError, StoreError, ValidationError
 from jobkit.model import (
     Backlog,
     JobRecord,
@@ -40,6 +40,7 @@ from jobkit.model import (
 )
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
+from jobkit.stores.sqlite.errors import store_error
 from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
@@ -136,12 +137,15 @@ class SqliteStore:
         if conn is None:
             if self._closed:
                 raise StoreError(f"{self.path}: the store is closed", path=self.path)
-            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
-            conn.set_busy_handler(_Patience(self.busy_timeout))
-            # A plan that depends on a bound value (a claim's LIMIT :limit) would be
-            # prepared again for every new binding: 40-60 us a claim, for the same plan.
-            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
-            conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            try:
+                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
+                conn.set_busy_handler(_Patience(self.busy_timeout))
+                # A plan that depends on a bound value (a claim's LIMIT :limit) would be
+                # prepared again for every new binding: 40-60 us a claim, for the same plan.
+                conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
+                conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            except apsw.Error as exc:
+                raise store_error(self.path, exc, writing=False) from exc
             self._local.conn = conn
             with self._guard:
                 self._connections.append(conn)
@@ -178,6 +182,8 @@ class SqliteStore:
                     ) from exc
                 time.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 2, 0.1)
+            except apsw.Error as exc:  # a full disk, an I/O error, a refused row: see .errors
+                raise store_error(self.path, exc, writing=True) from exc
 
     def _run(self, steps: Sequence[Step], *, single: bool = False) -> list[Any]:
         """Run *steps* in one write transaction; what each gave: its raw rows, or a count.
@@ -208,6 +214,8 @@ class SqliteStore:
             return list(self._connection().execute(sql, bindings))
         except apsw.BusyError as exc:  # rare in WAL (recovery, a checkpoint's reset)
             raise StoreError(f"{self.path}: the database stayed busy for a read: {exc}", path=self.path) from exc
+        except apsw.Error as exc:
+            raise store_error(self.path, exc, writing=False) from exc
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
@@ -218,7 +226,7 @@ class SqliteStore:
             # One INSERT is a transaction of its own that takes the write lock as it starts,
             # as BEGIN IMMEDIATE would, and saves two round trips.
             self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
-        except apsw.ConstraintError as exc:
+        except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
 
     def get(self, job_id: str) -> JobRecord | None:
