@@ -16,6 +16,7 @@ from jobkit.model import (
     CANCELLED,
     CANCELLED_WHILE_LOST,
     FINISHED,
+    Backlog,
     Cancel,
     Complete,
     Fail,
@@ -78,6 +79,25 @@ BY_STATUS = (
 )
 DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
 NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
+# status: pending jobs due at :now and scheduled later (counts, then the first of each, ties by id)
+BACKLOG = f"SELECT count(*), coalesce(sum(scheduled_for <= :now), 0) FROM {PENDING}"
+OLDEST_DUE = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for <= :now ORDER BY scheduled_for, id LIMIT 1"
+NEXT_SCHEDULED = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for > :now ORDER BY scheduled_for, id LIMIT 1"
+BACKLOG_READS = (BACKLOG, OLDEST_DUE, NEXT_SCHEDULED)
+# status: the running jobs, and the jobs that failed since a time
+RUNNING_JOBS = f"SELECT {SELECT} FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"
+FAILED_SINCE = "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at >= ?"
+
+
+def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
+    """The backlog from what :data:`BACKLOG_READS` read: the counts, and the first record of each kind."""
+    pending, due = counts
+    return Backlog(
+        due=due,
+        scheduled=pending - due,
+        oldest_due=next(iter(oldest), None),
+        next_scheduled=next(iter(following), None),
+    )
 
 
 def readable_times(sql: str) -> str:
