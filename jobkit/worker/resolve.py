@@ -50,7 +50,7 @@ def _raised(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:  # its str() already says where
         return f"{type(exc).__name__}: {exc.msg} ({os.path.basename(exc.filename)}, line {exc.lineno})"
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
     if frames:
         last = frames[-1]
         return f"{text} ({os.path.basename(last.filename)}, line {last.lineno})"
