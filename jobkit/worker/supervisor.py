@@ -9,8 +9,8 @@ its children to finish their jobs and exits 0; a second signal kills them and ex
 A child must not outlive its supervisor, however the supervisor ends (SIGKILL, the OOM
 killer): orphans would keep claiming with stale settings, and each restart would add
 more. Each child therefore stops (a SIGTERM to itself: the worker's graceful stop) when
-its parent goes, by two means: Linux's ``prctl(PR_SET_PDEATHSIG)``, and a pipe whose
-only write end the supervisor holds, which reads end-of-file in the child once the
+its parent goes: by Linux's ``prctl(PR_SET_PDEATHSIG)`` where it exists, else by a pipe
+whose only write end the supervisor holds, which reads end-of-file in the child once the
 supervisor is gone, on any POSIX system.
 """
 
@@ -179,10 +179,12 @@ def guard_child() -> None:
     parent, pipe = os.environ.pop(PARENT_PID, None), os.environ.pop(PARENT_PIPE, None)
     if parent is None or not parent.isdigit():
         return
-    die_with_parent()
-    if pipe is not None and pipe.isdigit() and _is_pipe(int(pipe)):
+    # One means only: two SIGTERMs would be the worker's "second signal", which exits at once
+    # without giving running jobs back. The kernel's signal where Linux offers it, else the pipe.
+    armed = die_with_parent()
+    if not armed and pipe is not None and pipe.isdigit() and _is_pipe(int(pipe)):
         watch_parent_pipe(int(pipe))
-    if os.getppid() != int(parent):  # it died before this child could watch it
+    if os.getppid() != int(parent):  # it died before this child could watch it; no handler is set up yet
         stop_self()
 
 
