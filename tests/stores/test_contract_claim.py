@@ -103,6 +103,14 @@ def test_claim_with_no_names_takes_nothing(store: Store) -> None:
     assert store.get("a") == make_job("a")
 
 
+def test_a_worker_that_knows_no_names_has_nothing_due(store: Store) -> None:
+    """A worker given a registry with no jobs (--jobs of an empty module) asks with no names."""
+    store.add([make_job("a")])
+    assert store.next_due([]) is None
+    assert store.next_due(["x:absent"]) is None
+    assert store.finish_and_claim([], limit=5, now=T0, token="t", lock_until=at(30), names=[]) == ([], [])
+
+
 @pytest.mark.parametrize("limit", [0, -1])
 def test_claim_with_no_room_takes_nothing(store: Store, limit: int) -> None:
     store.add([make_job("a")])
