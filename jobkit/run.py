@@ -28,7 +28,6 @@ import attrs
 
 from jobkit import lifecycle
 from jobkit.backoff import Backoff
-from jobkit.backoff import delay as retry_delay
 from jobkit.codec import storable_text
 from jobkit.context import Context
 from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
@@ -160,13 +159,8 @@ def conclude(
     if held.cancel_requested:
         outcome = Stopped()
     outcome = storable(outcome)  # every outcome of a claimed job passes here
-    job = held.job
-    if held.spec is None and isinstance(outcome, Failed) and outcome.retryable and retry:
-        if job.attempt_count < job.max_attempts:
-            run_at = now + retry_delay(unresolved_backoff, job.attempt_count, jitter)
-            return Retry(job.id, job.worker_id or "", outcome.error, None, at=now, run_at=run_at)
-        return Fail(job.id, job.worker_id or "", outcome.error, None, at=now)
-    return decide(held.spec, job, outcome, now, jitter=jitter, retry=retry)
+    backoff = unresolved_backoff if held.spec is None else None
+    return decide(held.spec, held.job, outcome, now, jitter=jitter, retry=retry, backoff=backoff)
 
 
 def recorded(held: Held, transition: Transition, applied: bool, clock: Clock, *, heard: bool = True) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from jobkit import codec
+from jobkit.backoff import Backoff
 from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
 from jobkit.errors import Cancelled, ValidationError
@@ -294,18 +295,25 @@ def decide(
     *,
     jitter: float = 0.5,
     retry: bool = True,
+    backoff: Backoff | None = None,
 ) -> Transition:
-    """What becomes of *job* after one attempt; *jitter* in [0, 1) spreads retry times."""
+    """What becomes of *job* after one attempt; *jitter* in [0, 1) spreads retry times.
+
+    A retry waits by *backoff*, or by the spec's ``retry_backoff`` when it is None; a
+    job with no spec here is retried only when a *backoff* is given.
+    """
     token = job.worker_id or ""
+    if backoff is None and spec is not None:
+        backoff = spec.retry_backoff
     match outcome:
         case Succeeded(encoded=encoded):
             return Complete(job.id, token, encoded, at=now)
         case Stopped(reason=reason):
             return Cancel(job.id, token, reason, at=now)
         case Failed(error=error, traceback=tb, retryable=True) if (
-            retry and spec is not None and job.attempt_count < job.max_attempts
+            retry and backoff is not None and job.attempt_count < job.max_attempts
         ):
-            run_at = now + retry_delay(spec.retry_backoff, job.attempt_count, jitter)
+            run_at = now + retry_delay(backoff, job.attempt_count, jitter)
             return Retry(job.id, token, error, tb, at=now, run_at=run_at)
         case Failed(error=error, traceback=tb):
             return Fail(job.id, token, error, tb, at=now)
