@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from jobkit import lifecycle
 from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
 
 OVERDUE = 0.5
@@ -189,7 +190,8 @@ def holders(running: Sequence[JobRecord]) -> list[Holder]:
     for worker, jobs in sorted(held.items()):
         last = max(jobs, key=lambda job: job.updated_at)
         expiries = [job.worker_expires_at for job in jobs if job.worker_expires_at is not None]
-        length = last.worker_expires_at - last.updated_at if last.worker_expires_at is not None else timedelta(0)
+        mark = lifecycle.mark_of(last)
+        length = lifecycle.stated_length(mark) if mark is not None else timedelta(0)
         found.append(
             Holder(
                 worker=worker,
