@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.once:
             report = tick(store, registry, limit=args.concurrency, options=options)
             print(f"jobkit.worker --once: {report}")
-            return 0
+            return 1 if report.unwritten else 0  # the pass could not record what it ran
         report = run_worker(store, registry, options=options, burst=args.burst)
         if args.quiet:  # otherwise the worker's "stopped: <report>" log line was the summary
             print(f"jobkit.worker: {report}", file=sys.stderr)

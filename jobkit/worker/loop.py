@@ -140,11 +140,25 @@ class Worker:
             self._reap(force=True)
             self._round(limit)
             while self._held:
-                self._waker.wait(max(0.0, self._keeper.next_due() - time.monotonic()), commits=False)
+                if self._outage.since is not None and time.monotonic() - self._outage.since > self.options.grace:
+                    self._give_up_writing()
+                    break
+                wake = self._keeper.next_due()
+                if self._done:  # outcomes the store refused: try again after the outage's pause
+                    wake = min(wake, self._outage.resume_at)
+                self._waker.wait(max(0.0, wake - time.monotonic()), commits=False)
                 self._round(0)  # record what came back; claim nothing more
         finally:
             self._close()
         return self.report
+
+    def _give_up_writing(self) -> None:
+        """End a tick (cron must see it end) whose store refused writes for ``grace``: those jobs run again."""
+        self.report.unwritten = len(self._done)
+        message = "could not write to the store for %gs; giving up on %d outcomes; they run again when their locks end"
+        logger.error(message, self.options.grace, len(self._done))
+        self._done.clear()
+        self._held.clear()
 
     def stop_soon(self) -> None:
         """Wake the loop so it notices a stop request at once (any thread, or a signal handler)."""

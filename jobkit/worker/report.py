@@ -22,6 +22,7 @@ class Report:
     lost: int = 0
     released: int = 0
     purged: int = 0
+    unwritten: int = 0  # outcomes a one-pass tick gave up writing (a store down past the grace period)
 
     def count(self, transition: Transition) -> None:
         match transition:
@@ -49,6 +50,7 @@ class Report:
             ("leases lost", self.lost),
             ("given back", self.released),
             ("old jobs purged", self.purged),
+            ("outcomes not written (left running until their locks expire)", self.unwritten),
         ):
             if n:
                 parts.append(f"{n} {label}")

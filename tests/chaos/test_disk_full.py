@@ -43,8 +43,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def fill(disk: Path) -> Path:
-    """Write a file until the disk is full; it is the space the test frees later."""
+def fill(disk: Path, *, leave: int = 0) -> Path:
+    """Write a file until the disk is full, then free *leave* bytes; it is the space the test frees later."""
     filler = disk / "filler"
     with open(filler, "wb", buffering=0) as f:
         try:
@@ -52,6 +52,8 @@ def fill(disk: Path) -> Path:
                 f.write(b"\0" * 65536)
         except OSError:
             pass
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
     return filler
 
 
@@ -105,6 +107,29 @@ def test_a_worker_rides_out_a_full_disk_and_finishes_every_accepted_job(small_di
         log = worker.stderr()
         assert log.count(OUTAGE) == 1 and log.count(RECOVERED) == 1, worker.tail(40)
         assert "Traceback" not in log
+    finally:
+        h.close()
+    assert integrity(small_disk / "jobs.sqlite") == "ok"
+
+
+def test_a_one_pass_worker_on_a_full_disk_gives_up_after_its_grace_and_exits_1(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """`--once` is run by cron: it must end, not wait for space for good; what it ran runs again later."""
+    h = Harness(tmp_path)
+    h.store.close()
+    h.db = small_disk / "jobs.sqlite"
+    h.store = jobkit.SqliteStore(h.db)
+    try:
+        accepted = hostile_jobs.big.later_many(list(range(4)), h.store)  # results of 64 KiB each to write
+        filler = fill(small_disk, leave=128 * 1024)  # room to claim them, none for their results
+        run = h.run(str(h.db), "--jobs", hostile_jobs.__name__, "--once", "--grace", "1", timeout=60)
+        assert run.returncode == 1, run.stderr
+        assert "giving up on" in run.stderr and "outcomes not written" in run.stdout, run.stderr
+        assert "Traceback" not in run.stderr
+        filler.unlink()
+        records = h.records()
+        assert {records[j].status for j in accepted} <= {JobStatus.RUNNING, JobStatus.PENDING}  # nothing lost
     finally:
         h.close()
     assert integrity(small_disk / "jobs.sqlite") == "ok"
