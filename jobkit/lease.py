@@ -40,6 +40,7 @@ logger = logging.getLogger("jobkit.lease")
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress writes of one job
 CANCEL_LOOK = 1.0  # seconds between looks for cancellations asked from elsewhere
+BEAT_RETRY = 1.0  # seconds before a heartbeat that failed (a busy or full store) is tried again
 
 
 @attrs.define(eq=False)
@@ -79,6 +80,7 @@ class LeaseKeeper:
         self._reported = threading.Lock()  # a report and the swap that takes it: none is lost between them
         self._next_beat = 0.0
         self._next_look = 0.0
+        self._postponed: set[str] = set()  # steps whose last try met a StoreError
 
     @property
     def beat_every(self) -> float:
@@ -154,11 +156,14 @@ class LeaseKeeper:
         """Extend the locks of held jobs when a third of the lock timeout has passed."""
         if not self.held or time.monotonic() < self._next_beat:
             return
-        self._next_beat = time.monotonic() + self.beat_every
+        # A beat that fails is tried again soon, not a third of the lock later: two
+        # failures in a row would otherwise let the lease run out under a live worker.
+        self._next_beat = time.monotonic() + min(self.beat_every, BEAT_RETRY)
         now = self.clock()
         beating = [h for h in self.held.values() if not h.lost]
         until = renewal(now + self.lock, [h.expires for h in beating], self.lock)
         answered = self.store.heartbeat([h.lease for h in beating], now=now, lock_until=until)
+        self._next_beat = time.monotonic() + self.beat_every
         for held in list(self.held.values()):
             if held.job.id not in answered:
                 self.lose(held)
@@ -188,10 +193,19 @@ class LeaseKeeper:
             what = step.__name__.replace("_", " ")
             try:
                 step()
-            except StoreError as exc:
-                logger.warning("%s postponed: %s", what, exc)
+            except StoreError as exc:  # once an incident: a store that is down for long must not fill the log
+                if what in self._postponed:
+                    logger.debug("%s postponed again: %s", what, exc)
+                else:
+                    self._postponed.add(what)
+                    logger.warning("%s postponed: %s", what, exc)
+                continue
             except Exception:
                 logger.exception("%s failed; trying again next time", what)
+                continue
+            if what in self._postponed:
+                self._postponed.discard(what)
+                logger.warning("%s works again", what)
 
     def next_due(self) -> float:
         """The ``time.monotonic()`` by which :meth:`tend` has something to do (infinity: nothing held)."""

@@ -19,7 +19,7 @@ import pytest
 import jobkit
 from jobkit import lease
 from jobkit.errors import StoreError
-from jobkit.lease import CANCEL_LOOK, PROGRESS_INTERVAL, Held, LeaseKeeper
+from jobkit.lease import BEAT_RETRY, CANCEL_LOOK, PROGRESS_INTERVAL, Held, LeaseKeeper
 from jobkit.model import JobRecord, JobStatus, Lease
 from tests.support import FakeClock, make_job, record, wait_until
 
@@ -127,7 +127,7 @@ def test_beat_extends_the_lock_only_after_a_third_of_the_lock(
     assert record(store, job.id).worker_expires_at == clock() + LOCK
 
     extended = record(store, job.id).worker_expires_at
-    mono.advance(1.0)
+    mono.advance(BEAT_RETRY)
     clock.advance(1.0)
     keeper.beat()
     assert record(store, job.id).worker_expires_at == extended, "the next heartbeat waits another third"
@@ -363,6 +363,43 @@ def test_tend_survives_a_store_error_in_one_step(
     assert not held.lost, "a failed heartbeat is not a lost lease"
     assert [r.getMessage() for r in caplog.records] == ["beat postponed: database is locked"]
     assert caplog.records[0].levelno == logging.WARNING
+
+
+class OutOfServiceStore(jobkit.MemoryStore):
+    """A MemoryStore whose heartbeats fail while ``down`` (a full disk), counting the tries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.tries = 0
+
+    def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
+        self.tries += 1
+        if self.down:
+            raise StoreError("the disk is full")
+        return super().heartbeat(leases, now=now, lock_until=lock_until)
+
+
+def test_a_failed_heartbeat_is_tried_again_soon_and_logged_once_an_incident(
+    clock: FakeClock, mono: Monotonic, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = OutOfServiceStore()
+    keeper = LeaseKeeper(store, lock=LOCK, clock=clock, wake=lambda: None)
+    keeper.hold(claimed(store, clock))
+    mono.advance(BEAT)
+    with caplog.at_level(logging.WARNING, logger="jobkit.lease"):
+        for _ in range(4):  # a third of the lock would be too late for a second try
+            keeper.tend()
+            mono.advance(BEAT_RETRY)
+        assert store.tries == 4
+        store.down = False
+        clock.advance(1)
+        keeper.tend()
+    assert record(store, "job-1").worker_expires_at == clock() + LOCK, "the lease was renewed once the store came back"
+    assert [r.getMessage() for r in caplog.records] == ["beat postponed: the disk is full", "beat works again"]
+    mono.advance(BEAT_RETRY)
+    keeper.tend()
+    assert store.tries == 5, "after a beat that worked, the next waits a third of the lock"
 
 
 class BrokenStore(jobkit.MemoryStore):
