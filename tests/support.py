@@ -6,10 +6,14 @@ condition every :data:`POLL` seconds until a deadline. conftest.py holds the fix
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -25,6 +29,8 @@ T = TypeVar("T")
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TIMEOUT = 10.0  # the longest any single wait in a test may take
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: commands run from here
+COMMAND_TIMEOUT = 60  # seconds one command may take; those the tests run end in well under one
 POLL = 0.01  # the interval of every poll: a pace for looking, not a wait for something to happen
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
@@ -43,6 +49,21 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+def command(module: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m module ARGS`` from the checkout, to its end (bounded), with no JOBKIT_ settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBKIT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
 
 
 def _first_true(condition: Callable[[], T], timeout: float) -> T | None:

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,11 +26,9 @@ import pytest
 
 import jobkit
 from jobkit.model import Complete, JobStatus, new_id, utc_now
-from tests.support import T0, make_job
+from tests.support import T0, command, make_job
 from tests.worker_jobs import Pair, add
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-COMMAND_TIMEOUT = 60  # seconds one command may take; these end in well under one
 LOCK = timedelta(seconds=30)
 SQLITE_FORM = "2000-01-01 00:00:00"  # what SQLite's datetime() writes: long due, but not jobkit's form
 
@@ -200,20 +195,6 @@ def raw_schedule_id(db: Path, name: str) -> str:
 
 
 # -- in a worker and the commands ------------------------------------------------------------
-def command(module: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBKIT_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-
-
 def test_a_worker_runs_the_good_jobs_and_fails_the_unreadable_one_and_the_commands_still_work(db: Path) -> None:
     with jobkit.SqliteStore(db) as store:
         good = good_jobs(store, 3)

@@ -20,10 +20,7 @@ import pytest
 
 import jobkit
 from jobkit.stores.sqlite import SCHEMA_VERSION
-from tests.support import make_job
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-COMMAND_TIMEOUT = 60  # seconds one command may take; these end in well under one
+from tests.support import COMMAND_TIMEOUT, ROOT, command, make_job
 
 Scene = Callable[[Path, Path], None]  # (a folder to build in, the path the scene leaves its file at)
 
@@ -102,20 +99,6 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     build.mkdir()
     here.mkdir()
     return build, here
-
-
-def command(module: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBKIT_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(("scene", "error", "words"), REFUSED, ids=IDS)
