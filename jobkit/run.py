@@ -286,7 +286,7 @@ def finish_alone(
         why = storable_text(f"{type(exc).__name__}: {exc}")
         logger.error("job %s: its outcome could not be written (%s); recorded as a failure", held.job.id, why)
         failed = Failed(f"the job's outcome could not be written: {why}")
-        replacement = decide(held.spec, held.job, failed, clock(), jitter=random.random(), retry=retry)
+        replacement = conclude(held, failed, clock(), jitter=random.random(), retry=retry)  # its rules, once
         return replacement, store.finish([replacement])[0]
 
 
