@@ -23,6 +23,7 @@ UNRESOLVED_BACKOFF = 60.0
 """Seconds (doubling per attempt) before a job whose name a worker cannot resolve is tried again."""
 
 BATCH = 500
+PRUNE_FRACTION = 0.1  # retention comes round at least every tenth of the shortest keep
 """Rows one short transaction deletes or sends back (pruning, purge, retry --failed): workers wait little."""
 
 
@@ -100,3 +101,14 @@ class WorkerOptions:
     @property
     def lock(self) -> timedelta:
         return timedelta(seconds=self.lock_timeout)
+
+    @property
+    def prune_period(self) -> float:
+        """Seconds between retention passes: ``prune_every``, or a tenth of the shortest keep when that is sooner.
+
+        So a job kept 60 s is deleted within about 6 s of becoming old enough (passes run
+        with the reaper, so never more often than ``reap_every``), while the default keeps
+        of days prune every ``prune_every``.
+        """
+        keeps = (keep for keep in (self.keep_completed, self.keep_failed) if keep is not None)
+        return min([self.prune_every, *(keep.total_seconds() * PRUNE_FRACTION for keep in keeps)])

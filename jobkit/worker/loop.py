@@ -48,18 +48,6 @@ logger = logging.getLogger("jobkit.worker")
 STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
 GATHER = 0.002  # longest a few outcomes wait for more to share their transaction
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
-PRUNE_FRACTION = 0.1  # retention comes round at least every tenth of the shortest keep
-
-
-def prune_period(options: WorkerOptions) -> float:
-    """Seconds between retention passes: ``prune_every``, or a tenth of the shortest keep when that is sooner.
-
-    So a job kept 60 s is deleted within about 6 s of becoming old enough (passes run
-    with the reaper, so never more often than ``reap_every``), while the default keeps
-    of days prune every ``prune_every``.
-    """
-    keeps = (keep for keep in (options.keep_completed, options.keep_failed) if keep is not None)
-    return min([options.prune_every, *(keep.total_seconds() * PRUNE_FRACTION for keep in keeps)])
 
 
 class Worker:
@@ -337,7 +325,7 @@ class Worker:
                 self.report.purged += deleted
                 full = full or deleted == batch
         # A full batch means more is due now; else come back when the shortest keep may have new work.
-        self._next_prune = time.monotonic() + (self.options.reap_every if full else prune_period(self.options))
+        self._next_prune = time.monotonic() + (self.options.reap_every if full else self.options.prune_period)
 
     # -- running one job ------------------------------------------------------------------
     def _start(self, job: JobRecord) -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from jobkit.options import WorkerOptions
 from jobkit.store import Store
-from jobkit.worker.loop import prune_period
 from tests.support import COMPLETED, FAILED, T0, Background, FakeClock, Gate, PurgeSpy, finished, gated_jobs, wait_until
 
 
@@ -45,7 +44,7 @@ def test_a_job_kept_briefly_is_deleted_soon_after_it_is_old_enough(store: Store)
 def test_the_prune_period_is_prune_every_or_a_tenth_of_the_shortest_keep(
     keeps: dict[str, object], period: float
 ) -> None:
-    assert prune_period(WorkerOptions(**keeps)) == pytest.approx(period)  # type: ignore[arg-type]
+    assert WorkerOptions(**keeps).prune_period == pytest.approx(period)  # type: ignore[arg-type]
 
 
 def test_a_failed_job_kept_briefly_is_deleted_too(store: Store) -> None:
