@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobkit import recurring, run
 from jobkit.context import Context
@@ -37,11 +37,13 @@ from jobkit.options import WorkerOptions
 from jobkit.spec import JobSpec
 from jobkit.stages import timed_out
 from jobkit.store import Store
-from jobkit.worker.isolated import Children
 from jobkit.worker.outage import Outage
 from jobkit.worker.pool import HandlerPool, event_loop
 from jobkit.worker.report import Report
 from jobkit.worker.resolve import Resolver
+
+if TYPE_CHECKING:  # imported when isolation="process" asks for it: ctypes and pipes cost every start 16 ms
+    from jobkit.worker.isolated import Children
 
 logger = logging.getLogger("jobkit.worker")
 
@@ -77,7 +79,11 @@ class Worker:
         self._pool: HandlerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_slots: asyncio.Semaphore | None = None
-        self._children = Children()  # isolation="process": no process starts before a job needs one
+        self._children: Children | None = None  # isolation="process": no process starts before a job needs one
+        if self.options.isolation == "process":
+            from jobkit.worker.isolated import Children
+
+            self._children = Children()
         self._per_job = 1.0  # seconds a job takes, a moving average; starts pessimistic
         self._next_reap = 0.0
         self._next_prune = 0.0
@@ -355,6 +361,7 @@ class Worker:
             self._attempted(held, *run.attempt_held(held, spec, typed, ctx))
 
     def _run_isolated(self, held: Held, spec: JobSpec[Any, Any], ctx: Context) -> None:
+        assert self._children is not None  # made in __init__ for isolation="process"
         if self._begin(held):
             self._attempted(held, *self._children.attempt(held, spec, ctx))
 
@@ -470,7 +477,8 @@ class Worker:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
-        self._children.close()
+        if self._children is not None:
+            self._children.close()
         self._waker.close()
 
     # -- executors ----------------------------------------------------------------------
