@@ -91,7 +91,7 @@ def facts() -> dict[str, Any]:
         "apsw": apsw.apsw_version(),
         "sqlite_python": sqlite3.sqlite_version,
         "huey": version("huey"),
-        "jobkit": version("jobkit"),
+        "jobkit": version("jobkit-queue"),
         "commit": git_commit(source),
         "temp_filesystem": filesystem(temp),
     }

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 Durability = Literal["default", "normal"]
 DURABILITIES: tuple[Durability, ...] = ("default", "normal")
-Side = Literal["jobkit", "huey", "raw"]
+Side = Literal["jobkit", "huey", "raw", "pgqueuer", "procrastinate"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ P50 = Metric("p50 latency", "ms", higher_is_better=False)
 P99 = Metric("p99 latency", "ms", higher_is_better=False)
 IDLE_CPU = Metric("idle CPU", "% of a core", higher_is_better=False)
 GROWTH = Metric("RSS growth", "x", higher_is_better=False)
+SEEN_P50 = Metric("p50 handler end to seen", "ms", higher_is_better=False)
+SEEN_P99 = Metric("p99 handler end to seen", "ms", higher_is_better=False)
+HOT_SHARE = Metric("HOT updates", "% of updates", higher_is_better=True)
 
 
 def peak_rss(jobs: int) -> Metric:

@@ -9,11 +9,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.metrics import DURABILITIES, GROWTH, IDLE_CPU, P50, P99, THROUGHPUT, Case, Durability, Metric, Side
+from benchmarks.metrics import (
+    DURABILITIES,
+    GROWTH,
+    IDLE_CPU,
+    P50,
+    P99,
+    SEEN_P99,
+    THROUGHPUT,
+    Case,
+    Durability,
+    Metric,
+    Side,
+)
 from benchmarks.scenarios import Scenario, Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RATIO_SIDES: tuple[Side, ...] = ("huey", "raw")
 
 
 # -- looking things up --------------------------------------------------------------------
@@ -41,7 +52,7 @@ def ratio(cases: Sequence[Case], scenario: str, durability: Durability, metric: 
     return mine / theirs
 
 
-# -- goals (issue 5) ----------------------------------------------------------------------
+# -- goals (issue 5 for SQLite, issue 12 for PostgreSQL) ---------------------------------
 @dataclass(frozen=True)
 class Goal:
     """One goal of the performance issue, checked on the medians of this run."""
@@ -64,9 +75,12 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
     def jobkit(scenario: str, d: Durability, metric: Metric) -> float | None:
         return best_median(cases, scenario, d, "jobkit", metric)
 
-    def scaling(d: Durability) -> float | None:
-        one, two = jobkit("drain", d, THROUGHPUT), jobkit("drain2", d, THROUGHPUT)
+    def scaling(d: Durability, prefix: str = "") -> float | None:
+        one, two = jobkit(f"{prefix}drain", d, THROUGHPUT), jobkit(f"{prefix}drain2", d, THROUGHPUT)
         return two / one if one and two else None
+
+    def versus(scenario: str, side: Side) -> Callable[[Durability], float | None]:
+        return lambda d: ratio(cases, scenario, d, THROUGHPUT, side)
 
     # (what, its value at a durability, target, unit, at least the target or at most)
     specs: list[tuple[str, Callable[[Durability], float | None], float, str, bool]] = [
@@ -79,6 +93,15 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
         ("latency p99", lambda d: jobkit("latency", d, P99), 25, " ms", False),
         ("idle worker CPU", lambda d: jobkit("latency", d, IDLE_CPU), 2, "% of a core", False),
         ("peak RSS, 5N jobs / N/2 jobs", lambda d: jobkit("memory", d, GROWTH), 1.10, "x", False),
+        ("PG enqueue one by one, jobkit/raw", versus("pg-enqueue", "raw"), 0.9, "x", True),
+        ("PG bulk enqueue, jobkit/raw COPY", versus("pg-bulk", "raw"), 0.8, "x", True),
+        ("PG drain, jobkit/pgqueuer", versus("pg-drain", "pgqueuer"), 2, "x", True),
+        ("PG drain, jobkit/procrastinate", versus("pg-drain", "procrastinate"), 10, "x", True),
+        ("PG drain, jobkit/raw", versus("pg-drain", "raw"), 1 / 3, "x", True),
+        ("PG drain, jobkit 2 processes / 1", lambda d: scaling(d, "pg-"), 1.6, "x", True),
+        ("PG latency p50", lambda d: jobkit("pg-latency", d, P50), 2, " ms", False),
+        ("PG latency p99", lambda d: jobkit("pg-latency", d, P99), 5, " ms", False),
+        ("PG handler end to wait() seeing it, p99", lambda d: jobkit("pg-latency", d, SEEN_P99), 10, " ms", False),
     ]
     return [
         Goal(text, d, value, target, unit, at_least)
@@ -120,36 +143,53 @@ def header(facts: dict[str, Any], settings: Settings, huey: dict[str, Any]) -> l
         f"latency over {settings.latency_jobs} jobs; idle CPU over {settings.idle_seconds:g}s (/proc/PID/stat)",
         "ratios: jobkit's median over huey's best configuration and over raw SQLite; "
         "throughput higher is better, latency, CPU and RSS lower",
+        *postgres_header(facts, settings),
     ]
 
 
-COLUMNS = f"  {'side':<28} {'durab.':<8} {'metric':<34} {'median':>10} {'min':>10} {'max':>10} "
-COLUMNS += f"{'jobkit/huey':>12} {'jobkit/raw':>11}"
+def postgres_header(facts: dict[str, Any], settings: Settings) -> list[str]:
+    server = facts.get("postgres")
+    if server is None:
+        return []
+    if "not_run" in server:
+        return [f"PostgreSQL scenarios not run: {server['not_run']}"]
+    shown = ", ".join(f"{name}={value}" for name, value in server["settings"].items())
+    peers = ", ".join(f"{name} {facts.get(name)}" for name in ("psycopg", "procrastinate", "pgqueuer", "asyncpg"))
+    return [
+        f"PostgreSQL {server['version']} at {server['server']} ({shown}); {peers}",
+        f"PostgreSQL scenarios: N={settings.pg_n:,}, a fresh database per side and round, dropped after it; "
+        "ratios: jobkit's median over pgqueuer's, procrastinate's and the raw psycopg loop's",
+    ]
 
 
-def case_rows(case: Case, cases: Sequence[Case]) -> list[str]:
+def columns(versus: Sequence[Side]) -> str:
+    ratios = "".join(f" {'jobkit/' + side:>20}" for side in versus)
+    return f"  {'side':<32} {'durab.':<8} {'metric':<34} {'median':>10} {'min':>10} {'max':>10}{ratios}"
+
+
+def case_rows(case: Case, cases: Sequence[Case], versus: Sequence[Side]) -> list[str]:
     rows = []
     for metric in case.metrics:
         summary = case.summary(metric)
         assert summary is not None
-        ratios = ["", ""]
+        ratios = [""] * len(versus)
         if case.side == "jobkit":
-            ratios = [times(ratio(cases, case.scenario, case.durability, metric, side)) for side in RATIO_SIDES]
+            ratios = [times(ratio(cases, case.scenario, case.durability, metric, side)) for side in versus]
         rows.append(
-            f"  {case.label:<28} {case.durability:<8} {metric.key:<34} {number(summary.median):>10} "
-            f"{number(summary.min):>10} {number(summary.max):>10} {ratios[0]:>12} {ratios[1]:>11}"
+            f"  {case.label:<32} {case.durability:<8} {metric.key:<34} {number(summary.median):>10} "
+            f"{number(summary.min):>10} {number(summary.max):>10}" + "".join(f" {r:>20}" for r in ratios)
         )
-    rows += [f"  {case.label:<28} {case.durability:<8} error: {error.splitlines()[0]}" for error in case.errors]
+    rows += [f"  {case.label:<32} {case.durability:<8} error: {error.splitlines()[0]}" for error in case.errors]
     return rows
 
 
 def goal_rows(found: Sequence[Goal]) -> list[str]:
-    rows = ["goals (issue 5), on the medians above:"]
+    rows = ["goals (issue 5 for SQLite, issue 12 for PostgreSQL), on the medians above:"]
     for goal in found:
         sign = ">=" if goal.at_least else "<="
         verdict = "met" if goal.met else "MISSED"
         value, target = f"{number(goal.value)}{goal.unit}", f"{sign} {number(goal.target)}{goal.unit}"
-        rows.append(f"  {goal.text:<40} {goal.durability:<8} {value:>18}   goal {target:<22} {verdict}")
+        rows.append(f"  {goal.text:<42} {goal.durability:<8} {value:>18}   goal {target:<22} {verdict}")
     return rows
 
 
@@ -162,12 +202,12 @@ def table(
 ) -> str:
     lines = [*header(facts, settings, huey), ""]
     for scenario in scenarios:
-        lines += [f"{scenario.number}. {scenario.title}", COLUMNS]
+        lines += [f"{scenario.number}. {scenario.title}", columns(scenario.versus)]
         ordered = sorted(
             (c for c in cases if c.scenario == scenario.key), key=lambda c: DURABILITIES.index(c.durability)
         )
         for case in ordered:
-            lines += case_rows(case, cases)
+            lines += case_rows(case, cases, scenario.versus)
         lines.append("")
     found = goals(cases)
     if found:
@@ -186,7 +226,10 @@ def document(
     huey: dict[str, Any],
     cases: Sequence[Case],
     text: str,
+    *,
+    scenarios: Sequence[Scenario],
 ) -> dict[str, Any]:
+    versus = {scenario.key: scenario.versus for scenario in scenarios}
     ratios = [
         {
             "scenario": case.scenario,
@@ -198,7 +241,7 @@ def document(
         for case in cases
         if case.side == "jobkit"
         for metric in case.metrics
-        for side in RATIO_SIDES
+        for side in versus[case.scenario]
     ]
     return {
         "machine": facts,

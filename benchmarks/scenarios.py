@@ -74,6 +74,7 @@ class Settings:
     chunk: int = 1000
     latency_jobs: int = 200
     idle_seconds: float = 10.0
+    pg_n: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class Scenario:
     title: str
     variants: tuple[Variant, ...]
     durabilities: tuple[Durability, ...] = DURABILITIES
+    versus: tuple[Side, ...] = ("huey", "raw")  # the sides jobkit's ratios are taken against
+    postgres: bool = False  # needs the PostgreSQL server (benchmarks.postgres)
 
 
 # -- commands and environments ------------------------------------------------------------
@@ -372,6 +375,14 @@ def memory(run: Run) -> dict[Metric, float]:
 
 # -- the catalogue ------------------------------------------------------------------------
 def catalogue() -> list[Scenario]:
+    """Every scenario: SQLite's, then PostgreSQL's (:mod:`benchmarks.pg_scenarios`)."""
+    from benchmarks import pg_scenarios
+
+    sqlite = sqlite_catalogue()
+    return sqlite + pg_scenarios.catalogue(first=len(sqlite) + 1)
+
+
+def sqlite_catalogue() -> list[Scenario]:
     huey_1, huey_4 = ("-w", "1", "-k", "thread"), ("-w", "4", "-k", "thread")
     return [
         Scenario(
