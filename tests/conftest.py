@@ -11,6 +11,9 @@ import jobkit
 from jobkit.store import Store
 from tests.support import FakeClock
 
+# PostgreSQL: the session's server and throwaway database (pg_dsn, pg_admin_dsn), private clusters, the marker.
+pytest_plugins = ["tests.pg"]
+
 
 @pytest.fixture
 def clock() -> FakeClock:
