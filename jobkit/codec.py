@@ -50,6 +50,12 @@ def _strict_bool(value: Any, _: type) -> bool:
     raise TypeError(f"expected bool, got {type(value).__name__} {value!r}")
 
 
+def _strict_none(value: Any, _: type) -> None:
+    if value is None:
+        return
+    raise TypeError(f"expected None, got {type(value).__name__} {value!r}")
+
+
 def make_converter() -> cattrs.Converter:
     """Build jobkit's converter: strict primitives, unknown fields refused."""
     converter = cattrs.Converter(forbid_extra_keys=True)
@@ -57,6 +63,8 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
+    # A handler declared ``-> None``: cattrs 26 no longer structures NoneType by itself.
+    converter.register_structure_hook(type(None), _strict_none)
     # Declared sets (``set[int]``) travel as JSON lists and come back as sets. Only a
     # parametrised type counts as declared: a value under ``Any`` is unstructured by its
     # runtime class, the bare ``set``, and must be refused rather than silently become a list.
