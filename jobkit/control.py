@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from jobkit import lifecycle
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
-from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, utc_now
+from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus
 from jobkit.options import BATCH
 from jobkit.stages import result_of
-from jobkit.store import Store
+from jobkit.store import Store, clock_of
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -102,7 +102,7 @@ async def wait_async(
             raise TimeoutError(_still(found, timeout))
 
 
-def cancel(store: Store, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
+def cancel(store: Store, job_id: str, *, clock: Clock | None = None) -> JobRecord:
     """Cancel a job and return its record.
 
     A pending job ends ``cancelled`` at once. A running one is asked to stop: its
@@ -110,14 +110,14 @@ def cancel(store: Store, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
     ``cancelled`` when the handler returns or raises :class:`jobkit.Cancelled`. A
     finished job is left as it is. Raises :class:`JobNotFound` for an unknown id.
     """
-    job = store.cancel(job_id, now=clock())
+    job = store.cancel(job_id, now=clock_of(store, clock)())
     if job is None:
         raise JobNotFound(job_id)
     return job
 
 
 def cancel_many(
-    store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_or_nothing: bool = False
+    store: Store, job_ids: Sequence[str], *, clock: Clock | None = None, all_or_nothing: bool = False
 ) -> list[JobRecord]:
     """:func:`cancel` each job (each id once, in order); return their records after.
 
@@ -135,11 +135,13 @@ def cancel_many(
             [job for job in records if job.status in UNCANCELLABLE],
             "{} already; there is nothing to cancel (nothing was cancelled)",
         )
-    now = clock()
+    now = clock_of(store, clock)()
     return [cancel(store, job.id, clock=lambda: now) for job in records]
 
 
-def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_or_nothing: bool = False) -> list[str]:
+def retry(
+    store: Store, job_ids: Sequence[str], *, clock: Clock | None = None, all_or_nothing: bool = False
+) -> list[str]:
     """Send failed or cancelled jobs back to pending with fresh attempts; return the ids sent.
 
     Without *all_or_nothing*, ids of jobs in other statuses, and unknown ids, are
@@ -156,7 +158,7 @@ def retry(store: Store, job_ids: Sequence[str], *, clock: Clock = utc_now, all_o
             "{}; only failed or cancelled jobs can be retried (nothing was retried)",
         )
         job_ids = [job.id for job in records]
-    return store.retry(list(job_ids), now=clock())
+    return store.retry(list(job_ids), now=clock_of(store, clock)())
 
 
 UNCANCELLABLE = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
@@ -193,7 +195,7 @@ def purge(
     *,
     older_than: timedelta,
     statuses: Collection[JobStatus | str] = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED),
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     batch: int = PURGE_BATCH,
 ) -> int:
     """Delete finished jobs of *statuses* that finished more than *older_than* ago; return how many.
@@ -207,7 +209,7 @@ def purge(
     if type(batch) is not int or batch < 1:
         raise ValidationError(f"batch must be an int of at least 1, not {batch!r}", value=batch)
     try:
-        before = clock() - older_than
+        before = clock_of(store, clock)() - older_than
     except OverflowError:
         return 0  # a cutoff before the year 1: no job is that old
     total = 0

@@ -18,10 +18,10 @@ import attrs
 
 from jobkit import cron
 from jobkit.errors import ScheduleError, UnknownScheduleError
-from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id, utc_now
+from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id
 from jobkit.spec import JobSpec, Registry
 from jobkit.stages import validate
-from jobkit.store import Store
+from jobkit.store import Store, clock_of
 
 logger = logging.getLogger("jobkit")
 
@@ -35,7 +35,7 @@ def schedule(
     name: str,
     timezone: str = "UTC",
     enabled: bool = True,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
 ) -> Schedule:
     """Create or update the schedule called *name*: run *spec* with *params* on *cron_expression*.
 
@@ -44,7 +44,8 @@ def schedule(
     Invalid params, expressions, timezones, and expressions that never fire are refused
     with :class:`ScheduleError` or :class:`ValidationError`, and nothing is written.
     """
-    return _put(store, spec, cron_expression, params, name=name, timezone=timezone, enabled=enabled, clock=clock)
+    chosen = clock_of(store, clock)
+    return _put(store, spec, cron_expression, params, name=name, timezone=timezone, enabled=enabled, clock=chosen)
 
 
 def _put(
@@ -104,14 +105,14 @@ def schedules(store: Store) -> list[Schedule]:
     return store.list_schedules()
 
 
-def enable(store: Store, name: str, *, clock: Clock = utc_now) -> Schedule:
+def enable(store: Store, name: str, *, clock: Clock | None = None) -> Schedule:
     """Turn a schedule on; it next fires at its first fire time after now (no catch-up)."""
-    return _switch(store, name, True, clock)
+    return _switch(store, name, True, clock_of(store, clock))
 
 
-def disable(store: Store, name: str, *, clock: Clock = utc_now) -> Schedule:
+def disable(store: Store, name: str, *, clock: Clock | None = None) -> Schedule:
     """Turn a schedule off; it keeps its settings and history."""
-    return _switch(store, name, False, clock)
+    return _switch(store, name, False, clock_of(store, clock))
 
 
 def _switch(store: Store, name: str, on: bool, clock: Clock) -> Schedule:
@@ -180,7 +181,7 @@ def fire_due(
     return fired
 
 
-def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[list[str], list[str]]:
+def sync(store: Store, registry: Registry, *, clock: Clock | None = None) -> tuple[list[str], list[str]]:
     """Write the schedules declared in *registry*; disable declared ones it no longer has.
 
     A declared schedule someone disabled (``jobkit.disable``, ``python -m jobkit
@@ -190,6 +191,7 @@ def sync(store: Store, registry: Registry, *, clock: Clock = utc_now) -> tuple[l
     registries leave each other's schedules alone. Returns the names written and the
     names disabled.
     """
+    clock = clock_of(store, clock)
     written = []
     for entry in registry.crons():
         before = store.get_schedule(entry.name)

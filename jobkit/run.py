@@ -50,7 +50,6 @@ from jobkit.model import (
     Transition,
     new_id,
     seconds,
-    utc_now,
 )
 from jobkit.options import DEFAULT_LOCK_TIMEOUT, UNRESOLVED_BACKOFF
 from jobkit.stages import (
@@ -66,6 +65,7 @@ from jobkit.stages import (
     unreadable,
     validate,
 )
+from jobkit.store import clock_of
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -213,14 +213,16 @@ def run_claimed(
     *,
     typed: Any = _FROM_RECORD,
     retry: bool,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     lock: timedelta = DEFAULT_LOCK_TIMEOUT,
 ) -> JobResult[Any]:
     """Run a job this caller holds in this thread, keeping its lease; record and return the outcome.
 
     *typed* is the params when the caller has them; by default they are decoded from the
-    record, and params that no longer decode fail the job.
+    record, and params that no longer decode fail the job. The clock is the store's
+    unless *clock* is given.
     """
+    clock = clock_of(store, clock)
     keeper = LeaseKeeper(store, lock=lock, clock=clock)
     held = keeper.hold(job)
     if typed is _FROM_RECORD:
@@ -312,11 +314,11 @@ def _run_unpersisted(spec: JobSpec[Any, Any], typed: Any, encoded: str, clock: C
 
 
 def run_now(
-    spec: JobSpec[Any, Any], params: Any, store: Store | None, *, clock: Clock = utc_now, what: str = "params"
+    spec: JobSpec[Any, Any], params: Any, store: Store | None, *, clock: Clock | None = None, what: str = "params"
 ) -> JobResult[Any]:
     """Run once in this process: persisted as a running job when *store* is given."""
     typed, encoded = validate(spec, params, what=what)
-    return _run_validated(spec, typed, encoded, store, clock=clock)
+    return _run_validated(spec, typed, encoded, store, clock=clock_of(store, clock))
 
 
 def _run_validated(
@@ -341,7 +343,7 @@ def run_batch(
     *,
     concurrency: int = 5,
     stop_on_error: bool = False,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
 ) -> list[JobResult[Any]]:
     """Run every params now, at most *concurrency* at a time; results in input order.
 
@@ -351,6 +353,7 @@ def run_batch(
     if type(concurrency) is not int or concurrency < 1:
         raise ValidationError(f"concurrency must be an int of at least 1, not {concurrency!r}", value=concurrency)
     validated = [validate(spec, p, what=f"params[{i}]") for i, p in enumerate(params_list)]
+    chosen = clock_of(store, clock)
     results: list[JobResult[Any] | None] = [None] * len(validated)
     failed = threading.Event()
 
@@ -358,7 +361,7 @@ def run_batch(
         if stop_on_error and failed.is_set():
             return
         typed, encoded = validated[index]
-        result = _run_validated(spec, typed, encoded, store, clock=clock)
+        result = _run_validated(spec, typed, encoded, store, clock=chosen)
         results[index] = result
         if not result.ok:
             failed.set()
@@ -374,7 +377,7 @@ def execute(
     registry: Any,
     job_id: str,
     *,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     lock: timedelta = DEFAULT_LOCK_TIMEOUT,
 ) -> JobResult[Any]:
     """Run one given queued job in this process, as a worker would, and record its outcome.
@@ -395,6 +398,7 @@ def execute(
             job_id=job_id,
             status=job.status.value,
         )
+    clock = clock_of(store, clock)
     now = clock()
     claimed = store.claim_job(job_id, now=now, token=new_id(), lock_until=now + lock)
     if claimed is None:
@@ -413,16 +417,19 @@ def enqueue(
     correlation_id: str | None = None,
     max_attempts: int | None = None,
     priority: int = 0,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     indexed: bool | None = None,
 ) -> list[str]:
-    """Validate every params, then add them all as pending jobs in one transaction."""
+    """Validate every params, then add them all as pending jobs in one transaction.
+
+    A delay counts from the store's time (:meth:`Store.now`) unless *clock* is given.
+    """
     check_enqueue_options(
         spec, store, delay=delay, at=at, max_attempts=max_attempts, priority=priority, correlation_id=correlation_id
     )
     many = len(params_list) != 1 if indexed is None else indexed
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
-    now = clock()
+    now = clock_of(store, clock)()
     try:
         when = at if at is not None else (now + seconds(delay) if delay is not None else now)
     except OverflowError:

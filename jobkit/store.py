@@ -1,8 +1,10 @@
 """The one port between jobkit and a database: the :class:`Store` protocol.
 
-Stores speak in domain verbs, never SQL. They never read a clock and never mint ids:
-callers pass ``now``, ids and fencing tokens, so that two stores given the same calls
-give the same answers (the Hypothesis agreement test holds them to it).
+Stores speak in domain verbs, never SQL. Their verbs never read a clock and never mint
+ids: callers pass ``now``, ids and fencing tokens, so that two stores given the same
+calls give the same answers (the Hypothesis agreement test holds them to it). The time
+callers pass comes from :meth:`Store.now`, the one clock a store's users share
+(:func:`clock_of` is that rule), unless they inject a clock of their own.
 
 Every write for a running attempt is fenced by its token (the ``worker_id`` written by
 the claim): a write whose token no longer holds the job changes nothing and reports it.
@@ -17,7 +19,19 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from jobkit.errors import StoreError
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, ResetReport, Schedule, Summary, Transition
+from jobkit.model import (
+    Backlog,
+    Clock,
+    JobRecord,
+    JobStatus,
+    Lease,
+    LeaseMark,
+    ResetReport,
+    Schedule,
+    Summary,
+    Transition,
+    utc_now,
+)
 
 Cursor = tuple[datetime, str]
 """Where a page of :meth:`Store.list_jobs` ended: the ``(created_at, id)`` of its last job."""
@@ -52,6 +66,15 @@ class Store(Protocol):
 
     shared: bool
     """Whether other processes can see these jobs (a worker elsewhere may run them)."""
+
+    def now(self) -> datetime:
+        """The time this store's rules follow, timezone-aware in UTC.
+
+        The host's clock for MemoryStore and SqliteStore (everyone using them shares this
+        host), the database server's for PostgresStore, so hosts whose clocks disagree
+        still agree on when a job is due and when a lease ends. Callers that act on a
+        store take their ``now`` from here unless given a clock (:func:`clock_of`).
+        """
 
     def add(self, jobs: Sequence[JobRecord]) -> None:
         """Insert *jobs* in one transaction: all or none."""
@@ -212,6 +235,18 @@ class Store(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+def clock_of(store: Store | None, clock: Clock | None) -> Clock:
+    """The clock a caller acting on *store* follows: *clock* when given, else the store's.
+
+    Without a store (a run nothing persists) it is this host's clock. The one home of
+    that rule: every ``clock=None`` default above the port resolves here, so a job's
+    delay, a lease and a schedule are all stated in the time the store's users share.
+    """
+    if clock is not None:
+        return clock
+    return store.now if store is not None else utc_now
 
 
 SCHEMES = ("memory:", "a file path", "sqlite:///path", "postgresql://...")

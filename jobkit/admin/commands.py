@@ -23,7 +23,7 @@ from rich.text import Text
 from jobkit.admin.views import job_view, jobs_table, schedules_table, status_view, watch_view
 from jobkit.control import cancel_many, purge, retry
 from jobkit.errors import JobNotFound, JobStateError
-from jobkit.model import Backlog, JobRecord, JobStatus, Summary, utc_now
+from jobkit.model import Backlog, JobRecord, JobStatus, Summary
 from jobkit.options import BATCH
 from jobkit.present import format_time, job_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
@@ -48,8 +48,11 @@ def cmd_status(store: Store, args: argparse.Namespace, console: Console) -> int:
 
 
 def _status(store: Store) -> tuple[Summary, Backlog, datetime]:
-    """What ``status`` and each frame of ``watch`` show, read at one ``now``."""
-    now = utc_now()
+    """What ``status`` and each frame of ``watch`` show, read at one ``now``.
+
+    That ``now`` is the store's, so ages and leases read in the time the workers follow, not this host's.
+    """
+    now = store.now()
     return store.summary(since=now - FAILED_WINDOW), store.backlog(now=now), now
 
 
@@ -62,7 +65,7 @@ def cmd_list(store: Store, args: argparse.Namespace, console: Console) -> int:
     if not records:
         console.print("no jobs match")
         return 0
-    console.print(jobs_table(records, utc_now()))
+    console.print(jobs_table(records, store.now()))
     if len(records) == args.limit:
         console.print(f"the {args.limit} newest shown; --limit N for more")
     return 0
@@ -76,7 +79,7 @@ def cmd_show(store: Store, args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _print_json(job_json(record))
     else:
-        for part in job_view(record, utc_now()):
+        for part in job_view(record, store.now()):
             console.print(part, soft_wrap=isinstance(part, Text))
     return 0
 
@@ -94,7 +97,7 @@ def cmd_retry(store: Store, args: argparse.Namespace, console: Console) -> int:
         console.print("no failed jobs to retry" if args.failed else "nothing was retried")
     else:
         console.print(f"sent back to pending with fresh attempts: {len(sent)} job{'s' if len(sent) != 1 else ''}")
-        console.print(jobs_table([job for job in (store.get(i) for i in sent[:SHOWN]) if job is not None], utc_now()))
+        console.print(jobs_table([job for job in (store.get(i) for i in sent[:SHOWN]) if job is not None], store.now()))
         if len(sent) > SHOWN:
             console.print(f"and {len(sent) - SHOWN} more")
     done = set(sent)
@@ -110,7 +113,7 @@ def cmd_retry(store: Store, args: argparse.Namespace, console: Console) -> int:
 
 def cmd_cancel(store: Store, args: argparse.Namespace, console: Console) -> int:
     """Pending jobs end cancelled; running ones are asked to stop."""
-    now = utc_now()
+    now = store.now()
     records = cancel_many(store, args.ids, clock=lambda: now, all_or_nothing=True)
     cancelled: list[str] = []
     stopping: list[str] = []
@@ -145,7 +148,7 @@ def cmd_cancel(store: Store, args: argparse.Namespace, console: Console) -> int:
 def cmd_purge(store: Store, args: argparse.Namespace, console: Console) -> int:
     """Delete finished jobs of the given statuses that finished longer ago than --older-than."""
     statuses = list(dict.fromkeys(args.status))
-    now = utc_now()
+    now = store.now()
     before = now - args.older_than
     deleted = purge(store, older_than=args.older_than, statuses=statuses, clock=lambda: now)
     names = [status.value for status in statuses]

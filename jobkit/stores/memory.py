@@ -30,6 +30,7 @@ from jobkit.model import (
     Schedule,
     Summary,
     Transition,
+    utc_now,
 )
 from jobkit.store import Cursor
 
@@ -148,6 +149,10 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._jobs = _Table(threading.Condition(self._lock))
         self._schedules: dict[str, Schedule] = {}
+
+    def now(self) -> datetime:
+        """This host's clock: a MemoryStore lives in one process, so everyone using it shares the host."""
+        return utc_now()
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:

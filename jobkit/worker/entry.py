@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from jobkit.model import Clock, utc_now
+from jobkit.model import Clock
 from jobkit.options import WorkerOptions
 from jobkit.spec import Registry
 from jobkit.store import Store
@@ -41,7 +41,7 @@ def run_worker(
     burst: bool = False,
     stop: threading.Event | None = None,
     import_on_demand: bool | None = None,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     **settings: Any,
 ) -> Report:
     """Run jobs from *store* until *stop* is set, SIGTERM/SIGINT arrive, or (*burst*) nothing is due.
@@ -56,7 +56,8 @@ def run_worker(
     within ``grace`` seconds; a second exits at once. From another thread (a notebook),
     stop it with *stop*. Finished jobs older than ``keep_completed`` (completed,
     cancelled) and ``keep_failed`` (failed) are deleted in small batches as the worker
-    goes; None keeps them forever.
+    goes; None keeps them forever. Claims, leases and delays follow the store's clock
+    (:meth:`Store.now`); a *clock* given replaces it (tests inject one).
     """
     chosen = _options(options, settings)
     stop = stop or threading.Event()
@@ -81,12 +82,14 @@ def tick(
 ) -> Report:
     """One stateless pass: reset expired locks, enqueue due cron runs, run up to *limit* jobs.
 
-    *now* (timezone-aware) is the time the pass acts as; the clock by default. Settings
-    as for :func:`run_worker` (``lock_timeout`` is the one that matters here).
+    *now* (timezone-aware) is the time the pass acts as; the store's clock by default
+    (:meth:`Store.now`), so expired locks and due jobs are judged by the time every
+    host shares. Settings as for :func:`run_worker` (``lock_timeout`` is the one that
+    matters here).
     """
     if now is not None and now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware, not {now!r}")
-    clock: Clock = (lambda: now) if now is not None else utc_now
+    clock: Clock | None = (lambda: now) if now is not None else None
     chosen = attrs.evolve(_options(options, settings), concurrency=max(limit, 1))
     resolver = Resolver(registry or Registry(), import_on_demand=registry is None, import_from=chosen.import_from)
     return Worker(store, resolver, chosen, clock=clock).run_once(limit)

@@ -32,11 +32,11 @@ from jobkit import recurring, run
 from jobkit.context import Context
 from jobkit.errors import StoreError
 from jobkit.lease import Held, LeaseKeeper, LeaseWatch
-from jobkit.model import Clock, JobRecord, JobStatus, Outcome, Transition, utc_now
+from jobkit.model import Clock, JobRecord, JobStatus, Outcome, Transition
 from jobkit.options import WorkerOptions
 from jobkit.spec import JobSpec
 from jobkit.stages import timed_out
-from jobkit.store import Store
+from jobkit.store import Store, clock_of
 from jobkit.worker.outage import Outage
 from jobkit.worker.pool import HandlerPool, event_loop
 from jobkit.worker.report import Report
@@ -63,12 +63,12 @@ class Worker:
     """
 
     def __init__(
-        self, store: Store, resolver: Resolver, options: WorkerOptions | None = None, *, clock: Clock = utc_now
+        self, store: Store, resolver: Resolver, options: WorkerOptions | None = None, *, clock: Clock | None = None
     ) -> None:
         self.store = store
         self.resolver = resolver
         self.options = options or WorkerOptions()
-        self.clock = clock
+        self.clock = clock = clock_of(store, clock)  # the store's unless injected: what claims and delays follow
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
         self.report = Report()
         self._waker = store.waker()

@@ -37,6 +37,7 @@ from jobkit.model import (
     Schedule,
     Summary,
     Transition,
+    utc_now,
 )
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
@@ -462,6 +463,10 @@ class SqliteStore:
 
     def waker(self) -> SqliteWaker:
         return SqliteWaker(self._connection, f"{self.path}-wal")
+
+    def now(self) -> datetime:
+        """This host's clock: everyone using a SQLite file shares this host."""
+        return utc_now()
 
     # -- lifecycle ----------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
