@@ -248,13 +248,34 @@ def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES, surr
 
 
 def storable_text(text: str) -> str:
-    """*text* as every store can hold it: a lone surrogate becomes its escape (``\\udce9``), the rest is unchanged.
+    """*text* as every store can hold it: lone surrogates and NULs escaped (``\\udce9``, ``\\x00``), the rest unchanged.
 
     For text that is read, not decoded back (error text, tracebacks, progress messages).
+    A NUL (U+0000) becomes the four characters ``\\x00`` on every store alike, as
+    PostgreSQL's text cannot hold one.
     """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     if text.isascii() or _is_utf8(text):
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_text(value: str, *, what: str) -> str:
+    """Refuse raw text no store can hold, naming it as *what*: a NUL, or a lone surrogate.
+
+    For text a caller gives that is stored as it is, not as JSON (a correlation id, a
+    job or schedule name). JSON params and results need no such check: JSON writes a
+    NUL as ``\\u0000``.
+    """
+    if "\x00" in value:
+        raise ValidationError(
+            f"{what} holds a NUL character (U+0000), which PostgreSQL cannot store; remove it",
+            errors=[f"NUL @ {what}"],
+            value=value,
+        )
+    encode(value, what=what)  # refuses text that UTF-8 cannot hold
+    return value
 
 
 def _is_utf8(text: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from jobkit import cron
+from jobkit import codec, cron
 from jobkit.errors import ScheduleError, UnknownScheduleError
 from jobkit.model import Clock, JobRecord, JobStatus, Schedule, new_id
 from jobkit.spec import JobSpec, Registry
@@ -60,7 +60,7 @@ def _put(
     clock: Clock,
     declared: bool = False,
 ) -> Schedule:
-    cron.check_name(name)
+    codec.check_text(cron.check_name(name), what="schedule name")  # every schedule written passes here
     now = clock()
     upcoming = cron.validate(cron_expression, timezone, now)
     _, encoded = validate(spec, params)

@@ -49,6 +49,12 @@ def _backoff(_: object, attribute: attrs.Attribute[Any], value: Backoff) -> None
         )
 
 
+def _storable_name(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    # Every row of this job carries the name as it is, so one no store can hold is refused here.
+    if isinstance(value, str):
+        codec.check_text(value, what="job name")
+
+
 @attrs.frozen
 class JobSpec(Generic[P, R]):
     """A registered job: its handler, its types and its retry policy.
@@ -56,7 +62,7 @@ class JobSpec(Generic[P, R]):
     Call :meth:`now`, :meth:`later`, :meth:`later_many` or :meth:`batch` to run it.
     """
 
-    name: str
+    name: str = attrs.field(validator=_storable_name)
     fn: Callable[..., Any] = attrs.field(repr=False)
     params_type: Any
     result_type: Any
@@ -405,7 +411,7 @@ class Registry:
 
 def check_entry(spec: JobSpec[Any, Any], expression: str, params: Any, *, name: str, timezone: str) -> CronEntry:
     """Validate a declared schedule when it is declared, not when a worker first syncs it."""
-    cron.check_name(name)
+    codec.check_text(cron.check_name(name), what="schedule name")
     cron.validate(expression, timezone, utc_now())
     try:
         validate(spec, params)

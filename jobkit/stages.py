@@ -155,7 +155,7 @@ def check_enqueue_options(
     if correlation_id is not None:
         if not isinstance(correlation_id, str):
             raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
-        codec.encode(correlation_id, what="correlation_id")  # refuses text that UTF-8 cannot hold
+        codec.check_text(correlation_id, what="correlation_id")
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a database integer column holds
