@@ -65,7 +65,7 @@ from jobkit.stages import (
     unreadable,
     validate,
 )
-from jobkit.store import clock_of
+from jobkit.store import TransactionalStore, clock_of
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -419,11 +419,20 @@ def enqueue(
     priority: int = 0,
     clock: Clock | None = None,
     indexed: bool | None = None,
+    connection: object | None = None,
 ) -> list[str]:
     """Validate every params, then add them all as pending jobs in one transaction.
 
     A delay counts from the store's time (:meth:`Store.now`) unless *clock* is given.
+    With a *connection* (the caller's own, with a transaction open), the jobs are added
+    inside that transaction (:meth:`TransactionalStore.add_on`): they exist only once
+    the caller commits. The ``enqueued`` events are told at this call, not at the commit.
     """
+    if connection is not None and not isinstance(store, TransactionalStore):
+        raise TypeError(
+            f"{type(store).__name__} cannot enqueue on a caller's connection (connection=...): only "
+            "PostgresStore enqueues inside the caller's transaction; drop connection= to add the jobs here"
+        )
     check_enqueue_options(
         spec, store, delay=delay, at=at, max_attempts=max_attempts, priority=priority, correlation_id=correlation_id
     )
@@ -449,7 +458,11 @@ def enqueue(
         )
         for text in encoded
     ]
-    store.add(records)
+    if connection is None:
+        store.add(records)
+    else:
+        assert isinstance(store, TransactionalStore)  # refused above otherwise
+        store.add_on(connection, records)
     if spec.hooks:
         for record in records:
             spec.hooks.emit(Event("enqueued", record.id, record.job_name, now))

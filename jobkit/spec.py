@@ -91,8 +91,16 @@ class JobSpec(Generic[P, R]):
         correlation_id: str | None = None,
         max_attempts: int | None = None,
         priority: int = 0,
+        connection: object | None = None,
     ) -> str:
-        """Enqueue for a worker; return the new job's id."""
+        """Enqueue for a worker; return the new job's id.
+
+        *connection* is the caller's own open database connection (a psycopg 3 one, for
+        a :class:`PostgresStore`): the job is added inside the caller's transaction and
+        exists, and wakes workers, only if and when the caller commits; a rollback
+        leaves nothing. The ``enqueued`` event is told at this call, not at the commit.
+        A store that cannot do this raises TypeError before writing anything.
+        """
         return run.enqueue(
             self,
             [params],
@@ -102,6 +110,7 @@ class JobSpec(Generic[P, R]):
             correlation_id=correlation_id,
             max_attempts=max_attempts,
             priority=priority,
+            connection=connection,
         )[0]
 
     def later_many(
@@ -114,8 +123,12 @@ class JobSpec(Generic[P, R]):
         correlation_id: str | None = None,
         max_attempts: int | None = None,
         priority: int = 0,
+        connection: object | None = None,
     ) -> list[str]:
-        """Enqueue many jobs in one transaction, all or nothing; return their ids in order."""
+        """Enqueue many jobs in one transaction, all or nothing; return their ids in order.
+
+        With *connection*, that transaction is the caller's, as for :meth:`later`.
+        """
         return run.enqueue(
             self,
             params_list,
@@ -126,6 +139,7 @@ class JobSpec(Generic[P, R]):
             max_attempts=max_attempts,
             priority=priority,
             indexed=True,
+            connection=connection,
         )
 
     def batch(

@@ -237,6 +237,18 @@ class Store(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class TransactionalStore(Protocol):
+    """A store that can enqueue on a connection its caller opened (PostgresStore)."""
+
+    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> None:
+        """Insert *jobs* with the caller's own open connection, inside the caller's transaction.
+
+        They exist, and wake workers, only if and when the caller commits; a rollback
+        leaves nothing.
+        """
+
+
 def clock_of(store: Store | None, clock: Clock | None) -> Clock:
     """The clock a caller acting on *store* follows: *clock* when given, else the store's.
 
