@@ -203,12 +203,14 @@ def alive_and(process: subprocess.Popen[str], condition: Callable[[], bool], log
 
 
 # -- timing -------------------------------------------------------------------------------
-def seconds_until_exit(run: Run, commands: Sequence[list[str]], env: dict[str, str], jobs: int) -> float:
-    """Seconds from starting *commands* together until every one has exited with 0."""
+def seconds_until_exit(
+    run: Run, commands: Sequence[list[str]], env: dict[str, str], jobs: int, timeout: float | None = None
+) -> float:
+    """Seconds from starting *commands* together until every one has exited with 0 (within *timeout*)."""
     with contextlib.ExitStack() as stack:
         begin = time.perf_counter()
         children = [stack.enter_context(started(c, cwd=run.folder, env=env, log=run.log)) for c in commands]
-        deadline = begin + run.timeout(jobs)
+        deadline = begin + (run.timeout(jobs) if timeout is None else timeout)
         for child in children:
             wait_exit(child, max(0.0, deadline - time.perf_counter()), run.log)
         return time.perf_counter() - begin
