@@ -37,13 +37,14 @@ from jobkit.stores.memory import MemoryStore
 from jobkit.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from jobkit.stores.postgres import PostgresStore
     from jobkit.worker import run_worker, tick, tick_handler
 
     __version__: str
 
 _DISTRIBUTION = "jobkit-queue"  # the name on PyPI ("jobkit" there is another project); the package is jobkit
 _WORKER = ("run_worker", "tick", "tick_handler")
-_LAZY = (*_WORKER, "__version__")
+_LAZY = (*_WORKER, "PostgresStore", "__version__")
 
 
 def __getattr__(name: str) -> Any:
@@ -53,6 +54,10 @@ def __getattr__(name: str) -> Any:
         from jobkit import worker
 
         return getattr(worker, name)
+    if name == "PostgresStore":  # psycopg is an optional extra, imported only by those who use it
+        from jobkit.store import _postgres
+
+        return _postgres()
     if name == "__version__":
         globals()["__version__"] = version = _version()
         return version
@@ -89,6 +94,7 @@ __all__ = [
     "MemoryStore",
     "NotAJobkitDatabase",
     "PayloadTooLarge",
+    "PostgresStore",
     "Registry",
     "Schedule",
     "ScheduleError",

@@ -13,7 +13,7 @@ the claim): a write whose token no longer holds the job changes nothing and repo
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -270,6 +270,8 @@ def open_store(target: str | os.PathLike[str] | Store, **options: object) -> Sto
     - ``"memory:"``: a new :class:`MemoryStore`
     - a filesystem path, or ``"sqlite:///abs/path"``: a :class:`SqliteStore`
       (*options* go to it: ``durability``, ``create``, ``upgrade``, ``busy_timeout``)
+    - ``"postgresql://..."`` (or ``postgres://``): a :class:`PostgresStore` (*options*
+      go to it: ``schema``, ``listen``, ``create``, ``upgrade``)
     - a store: returned as it is
 
     Anything else with a ``scheme://`` raises :class:`StoreError` naming the schemes known.
@@ -292,9 +294,18 @@ def open_store(target: str | os.PathLike[str] | Store, **options: object) -> Sto
                 raise StoreError(f"{target}: a sqlite URL names an absolute path, as in sqlite:///var/jobs.sqlite")
             target = rest
         elif scheme in ("postgresql", "postgres"):
-            raise StoreError(f"{target.split('@')[-1]}: PostgreSQL stores are not in this version of jobkit yet")
+            return _postgres()(target, **options)
         else:
             raise StoreError(f"{target}: unknown store scheme {scheme!r}; jobkit opens {', '.join(SCHEMES)}")
     from jobkit.stores.sqlite import SqliteStore
 
     return SqliteStore(target, **options)  # type: ignore[arg-type]
+
+
+def _postgres() -> Callable[..., Store]:
+    """PostgresStore, imported on first use: psycopg is an optional extra."""
+    try:
+        from jobkit.stores.postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreError(f'PostgreSQL stores need psycopg 3 ({exc}): pip install "jobkit-queue[postgres]"') from exc
+    return PostgresStore

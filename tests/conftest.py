@@ -20,9 +20,15 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each test that takes ``store`` runs once on MemoryStore and once on SqliteStore."""
-    made: Store = jobkit.MemoryStore() if request.param == "memory" else jobkit.SqliteStore(tmp_path / "jobs.sqlite")
+    """Each test that takes ``store`` runs on MemoryStore, SqliteStore and PostgresStore (a schema of its own)."""
+    made: Store
+    if request.param == "memory":
+        made = jobkit.MemoryStore()
+    elif request.param == "sqlite":
+        made = jobkit.SqliteStore(tmp_path / "jobs.sqlite")
+    else:
+        made = request.getfixturevalue("pg_schema_store")
     with made:
         yield made

@@ -33,9 +33,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+import jobkit
 
 ENV_URL = "JOBKIT_TEST_POSTGRES"
 ENV_PROBE = "JOBKIT_TEST_POSTGRES_PROBE"
@@ -467,3 +470,29 @@ def throwaway_cluster(pg_binaries: Path, pg_cluster_template: Path) -> Iterator[
     """A private server of this test's own, started: ``stop()``, ``start()``, ``restart()``, ``dsn``; deleted after."""
     with Cluster.create(pg_binaries, template=pg_cluster_template) as cluster:
         yield cluster
+
+
+# -- PostgresStores for tests -------------------------------------------------------------
+def schema_store(dsn: str, **options: Any) -> jobkit.PostgresStore:
+    """A PostgresStore in a fresh schema of the database *dsn*: drop it with :func:`drop_store`."""
+    return jobkit.PostgresStore(dsn, schema=fresh_schema_name(), **options)
+
+
+def drop_store(store: jobkit.PostgresStore) -> None:
+    """Close *store* and drop its schema."""
+    import psycopg
+    from psycopg import sql
+
+    store.close()
+    with psycopg.connect(store.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(store.schema)))
+
+
+@pytest.fixture
+def pg_schema_store(pg_dsn: str) -> Iterator[jobkit.PostgresStore]:
+    """A PostgresStore in a schema of its own in the session's throwaway database, dropped after the test."""
+    made = schema_store(pg_dsn)
+    try:
+        yield made
+    finally:
+        drop_store(made)

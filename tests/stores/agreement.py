@@ -1,6 +1,6 @@
 """What the stores-agree state machines share: the stores side by side, the lifecycle as their reference.
 
-Each rule calls every store the same way (:meth:`TwoStores.both`) and, where the call
+Each rule calls every store the same way (:meth:`SideBySide.both`) and, where the call
 changes jobs, hands the same call to the :class:`Reference` (jobkit.lifecycle over a
 dict): every store must answer as the reference does and, after every step, hold the
 very records it holds.
@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 import jobkit
 from jobkit.model import Lease, LeaseMark
 from jobkit.store import Store
+from tests.pg import drop_store, schema_store
 from tests.stores.reference import Reference
 from tests.support import T0
 
@@ -30,17 +31,20 @@ T = TypeVar("T")
 MICROSECOND = timedelta(microseconds=1)
 
 
-class TwoStores(RuleBasedStateMachine):
-    """A MemoryStore and a SqliteStore on a fresh file, driven by the same calls."""
+class SideBySide(RuleBasedStateMachine):
+    """A MemoryStore, a SqliteStore on a fresh file and (when the run has a PostgreSQL database) a
+    PostgresStore in a fresh schema, driven by the same calls."""
 
     folder_prefix = "jobkit-agree-"
 
-    def __init__(self) -> None:
+    def __init__(self, postgres: str | None = None) -> None:
+        """*postgres*: the URL of a database to add a PostgresStore in (a fresh schema of it)."""
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix=self.folder_prefix))
         self.memory = jobkit.MemoryStore()
         self.sqlite = jobkit.SqliteStore(self.folder / "jobs.sqlite")
-        self.stores: tuple[Store, Store] = (self.memory, self.sqlite)
+        self.postgres = schema_store(postgres) if postgres else None
+        self.stores: tuple[Store, ...] = (self.memory, self.sqlite, *([self.postgres] if self.postgres else []))
         self.now: datetime = T0
         self.tokens = 0
         self.leases: list[Lease] = []
@@ -49,10 +53,12 @@ class TwoStores(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.sqlite.close()
+        if self.postgres is not None:
+            drop_store(self.postgres)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def both(self, call: Callable[[Store], T], expect: Callable[[Reference], Any] | None = None) -> T | None:
-        """Call both stores; they must return equal values or raise the same type of error.
+        """Call every store; they must return equal values or raise the same type of error.
 
         With *expect*, the same call on the reference: when the stores answer, they must
         answer as it does (and it changes its records as they must have).
@@ -63,8 +69,9 @@ class TwoStores(RuleBasedStateMachine):
                 outcomes.append(("returned", call(store)))
             except Exception as exc:
                 outcomes.append(("raised", type(exc)))
-        memory, sqlite = outcomes
-        assert memory == sqlite, f"MemoryStore {memory} but SqliteStore {sqlite}"
+        memory = outcomes[0]
+        for store, outcome in zip(self.stores[1:], outcomes[1:], strict=True):
+            assert outcome == memory, f"MemoryStore {memory} but {type(store).__name__} {outcome}"
         if memory[0] != "returned":
             return None
         if expect is not None:

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Transition
-from tests.stores.agreement import TwoStores
+from tests.stores.agreement import SideBySide
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ new_jobs = st.fixed_dictionaries(
 )
 
 
-class OperationsAgree(TwoStores):
+class OperationsAgree(SideBySide):
     """Every operating verb gives the same answer on every store, and leaves the same jobs behind."""
 
     folder_prefix = "jobkit-operations-"
@@ -288,13 +288,20 @@ class OperationsAgree(TwoStores):
 
     @invariant()
     def same_jobs(self) -> None:
-        memory, sqlite = self.stores
-        assert memory.list_jobs(limit=10**6) == sqlite.list_jobs(limit=10**6)
-        assert [memory.get(i) for i in IDS] == [sqlite.get(i) for i in IDS]
-        assert memory.counts() == sqlite.counts()
-        assert memory.cancelling() == sqlite.cancelling()
-        assert memory.summary(since=self.now) == sqlite.summary(since=self.now)
+        memory = self.memory
+        for other in self.stores[1:]:
+            assert memory.list_jobs(limit=10**6) == other.list_jobs(limit=10**6)
+            assert [memory.get(i) for i in IDS] == [other.get(i) for i in IDS]
+            assert memory.counts() == other.counts()
+            assert memory.cancelling() == other.cancelling()
+            assert memory.summary(since=self.now) == other.summary(since=self.now)
 
 
+SETTINGS = settings(settings.get_profile(PROFILE), deadline=None)
 TestOperationsAgree = OperationsAgree.TestCase
-TestOperationsAgree.settings = settings(settings.get_profile(PROFILE), deadline=None)
+TestOperationsAgree.settings = SETTINGS
+
+
+def test_operations_agree_with_postgres(pg_dsn: str) -> None:
+    """The same machine with a PostgresStore (a fresh schema of the run's database) beside the other two."""
+    run_state_machine_as_test(lambda: OperationsAgree(pg_dsn), settings=SETTINGS)

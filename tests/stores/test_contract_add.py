@@ -39,7 +39,7 @@ def test_add_then_get_round_trips_every_field(store: Store) -> None:
         correlation_id="order-7",
         result=None,
         progress=42,
-        progress_message="half\x00way 😀",
+        progress_message="half way 😀",  # storable text: stages.storable escapes U+0000, which PostgreSQL cannot hold
         error="previous attempt: boom",
         traceback="Traceback (most recent call last): ...",
         worker_id="tok-abc",

@@ -1,0 +1,347 @@
+"""The SQL a PostgresStore runs, and the pure helpers that shape its bindings and read its rows.
+
+Every statement names its tables as ``{s}.jobs``: the store formats the text once with
+its schema. Values are always bound. Writes for many jobs are one statement over
+``unnest`` of arrays, one array a column, so that a batch costs one round trip and one
+plan however many jobs it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from jobkit.model import (
+    CANCELLED,
+    Backlog,
+    Cancel,
+    Complete,
+    Fail,
+    JobRecord,
+    JobStatus,
+    Retry,
+    Schedule,
+    Transition,
+)
+
+COLUMNS = tuple(field.name for field in attrs.fields(JobRecord))
+SELECT = ", ".join(COLUMNS)
+TYPES = {
+    "progress": "integer",
+    "max_attempts": "bigint",
+    "attempt_count": "bigint",
+    "priority": "bigint",
+    "cancel_requested": "boolean",
+    **{name: "timestamptz" for name in COLUMNS if name.endswith(("_for", "_at"))},
+}
+SCHEDULE_COLUMNS = tuple(field.name for field in attrs.fields(Schedule))
+SCHEDULE_SELECT = ", ".join(SCHEDULE_COLUMNS)
+
+
+def _unnest(columns: Sequence[str], types: dict[str, str], alias: str = "v") -> str:
+    arrays = ", ".join(f"%s::{types.get(name, 'text')}[]" for name in columns)
+    return f"unnest({arrays}) AS {alias}({', '.join(columns)})"
+
+
+def arrays(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as columns: the bindings of an :func:`_unnest` (one list a column)."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def row_of(job: JobRecord) -> tuple[Any, ...]:
+    return tuple(job.status.value if name == "status" else getattr(job, name) for name in COLUMNS)
+
+
+STATUS = {status.value: status for status in JobStatus}
+
+
+def record_of(row: Sequence[Any]) -> JobRecord:
+    values = dict(zip(COLUMNS, row, strict=True))
+    values["status"] = STATUS[values["status"]]
+    return JobRecord(**values)
+
+
+def schedule_of(row: Sequence[Any]) -> Schedule:
+    return Schedule(*row)
+
+
+def schedule_row(schedule: Schedule) -> tuple[Any, ...]:
+    return tuple(getattr(schedule, name) for name in SCHEDULE_COLUMNS)
+
+
+# -- enqueue ---------------------------------------------------------------------------
+# One statement: the rows, and (only when a row went in) one NOTIFY, sent at commit.
+INSERT = f"""WITH added AS (INSERT INTO {{s}}.jobs ({SELECT}) SELECT * FROM {_unnest(COLUMNS, TYPES)} RETURNING 1)
+SELECT pg_notify(%s, '') FROM (SELECT 1 FROM added LIMIT 1) AS one"""
+INSERT_ONE = f"""WITH added AS (INSERT INTO {{s}}.jobs ({SELECT})
+    VALUES ({", ".join(f"%s::{TYPES.get(name, 'text')}" for name in COLUMNS)}) RETURNING 1)
+SELECT pg_notify(%s, '') FROM added"""
+
+
+def insert(jobs: Sequence[JobRecord], channel: str) -> tuple[str, list[Any]]:
+    if len(jobs) == 1:
+        return INSERT_ONE, [*row_of(jobs[0]), channel]
+    return INSERT, [*arrays(map(row_of, jobs), len(COLUMNS)), channel]
+
+
+NOTIFY = "SELECT pg_notify(%s, '')"
+
+# -- claims ----------------------------------------------------------------------------
+_TAKE = """UPDATE {s}.jobs AS j SET status = 'running', worker_id = %(token)s, worker_started_at = %(now)s,
+    worker_expires_at = %(until)s, attempt_count = j.attempt_count + 1,
+    progress = 0, progress_message = NULL, updated_at = %(now)s"""
+# The claimed rows, and one NOTIFY when there are any: the scalar subquery runs once, at
+# the first row out, so a claim that takes nothing (an idle worker's) wakes no one.
+_ANNOUNCED = "SELECT claimed.*, (SELECT pg_notify(%(channel)s, '')) FROM claimed"
+CLAIM = f"""WITH picked AS (
+    SELECT id FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for <= %(now)s {{names}}
+    ORDER BY priority DESC, scheduled_for, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
+claimed AS ({_TAKE} FROM picked WHERE j.id = picked.id RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
+{_ANNOUNCED}"""
+CLAIM_ONE = f"""WITH claimed AS (
+{_TAKE} WHERE j.id = %(id)s AND j.status = 'pending' RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
+{_ANNOUNCED}"""
+NAMES = "AND job_name = ANY(%(names)s::text[])"
+
+
+def claim_sql(names: Sequence[str] | None) -> str:
+    return CLAIM.replace("{names}", "" if names is None else NAMES)
+
+
+def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
+    """A claim's records (its rows less the NOTIFY's column) in queue order (RETURNING promises none)."""
+    records = [record_of(row[:-1]) for row in rows]
+    return sorted(records, key=lambda j: (-j.priority, j.scheduled_for, j.id))
+
+
+# -- outcomes of held jobs -----------------------------------------------------------------
+_HELD = "j.id = v.id AND j.status = 'running' AND j.worker_id = v.token"
+_FINISH = {
+    Complete: (
+        ("id", "token", "result", "at"),
+        """status = 'completed', result = v.result, progress = 100, error = NULL, traceback = NULL,
+        worker_expires_at = NULL, completed_at = v.at, updated_at = v.at""",
+    ),
+    Retry: (
+        ("id", "token", "error", "traceback", "at", "run_at"),
+        """status = 'pending', error = v.error, traceback = v.traceback, scheduled_for = v.run_at,
+        worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = v.at""",
+    ),
+    Fail: (
+        ("id", "token", "error", "traceback", "at"),
+        """status = 'failed', error = v.error, traceback = v.traceback, worker_expires_at = NULL,
+        completed_at = v.at, updated_at = v.at""",
+    ),
+    Cancel: (
+        ("id", "token", "error", "at"),
+        "status = 'cancelled', error = v.error, worker_expires_at = NULL, completed_at = v.at, updated_at = v.at",
+    ),
+}
+_FINISH_TYPES = {"at": "timestamptz", "run_at": "timestamptz"}
+FINISH = {
+    kind: f"UPDATE {{s}}.jobs AS j SET {sets} FROM {_unnest(columns, _FINISH_TYPES)} WHERE {_HELD} RETURNING j.id"
+    for kind, (columns, sets) in _FINISH.items()
+}
+
+
+def values_of(t: Transition) -> tuple[Any, ...]:
+    match t:
+        case Complete(job_id=job_id, token=token, result=result, at=at):
+            return job_id, token, result, at
+        case Retry(job_id=job_id, token=token, error=error, traceback=tb, at=at, run_at=run_at):
+            return job_id, token, error, tb, at, run_at
+        case Fail(job_id=job_id, token=token, error=error, traceback=tb, at=at):
+            return job_id, token, error, tb, at
+        case Cancel(job_id=job_id, token=token, reason=reason, at=at):
+            return job_id, token, reason, at
+    raise TypeError(f"not a transition: {t!r}")
+
+
+Batch = tuple[str, list[Any], list[str]]
+"""One statement of outcomes: its SQL (unformatted), its bindings, the job ids it writes in order."""
+
+
+def batches(transitions: Sequence[Transition]) -> list[Batch]:
+    """*transitions* as statements: each run of one kind on distinct jobs is one statement.
+
+    A run that names a job twice goes one statement a write, so that the outcome is
+    exactly that of applying them in order. TypeError for anything not a transition,
+    before anything is sent.
+    """
+    writes = [(type(t), values_of(t)) for t in transitions]
+    plan: list[Batch] = []
+    start = 0
+    while start < len(writes):
+        kind = writes[start][0]
+        end = start + 1
+        while end < len(writes) and writes[end][0] is kind:
+            end += 1
+        run = [values for _, values in writes[start:end]]
+        ids = [values[0] for values in run]
+        width = len(run[0])
+        if len(set(ids)) == len(ids):
+            plan.append((FINISH[kind], arrays(run, width), ids))
+        else:
+            plan.extend((FINISH[kind], arrays([values], width), [values[0]]) for values in run)
+        start = end
+    return plan
+
+
+def applied(plan: Sequence[Batch], results: Sequence[Sequence[Any]]) -> list[bool]:
+    """For each write of *plan*, in order: True when its token still held the job (it returned its id)."""
+    done: list[bool] = []
+    for (_, _, ids), rows in zip(plan, results, strict=True):
+        returned = {row[0] for row in rows}
+        done.extend(job_id in returned for job_id in ids)
+    return done
+
+
+HEARTBEAT = f"""UPDATE {{s}}.jobs AS j SET worker_expires_at = %s, updated_at = %s
+    FROM {_unnest(("id", "token"), {})} WHERE {_HELD} RETURNING j.id, j.cancel_requested"""
+PROGRESS = """UPDATE {s}.jobs SET progress = %s, progress_message = %s, updated_at = %s
+    WHERE id = %s AND status = 'running' AND worker_id = %s"""
+# A lease given back: pending again without its attempt, or cancelled when that was asked.
+RELEASE = f"""UPDATE {{s}}.jobs AS j SET
+    status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    attempt_count = CASE WHEN j.cancel_requested THEN j.attempt_count ELSE j.attempt_count - 1 END,
+    worker_id = CASE WHEN j.cancel_requested THEN j.worker_id END,
+    worker_started_at = CASE WHEN j.cancel_requested THEN j.worker_started_at END,
+    worker_expires_at = NULL,
+    progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 0 END,
+    progress_message = CASE WHEN j.cancel_requested THEN j.progress_message END,
+    error = CASE WHEN j.cancel_requested THEN '{CANCELLED}' ELSE j.error END,
+    completed_at = CASE WHEN j.cancel_requested THEN %s::timestamptz END,
+    updated_at = %s
+    FROM {_unnest(("id", "token"), {})} WHERE {_HELD} RETURNING j.id, v.token"""
+
+# -- the reaper: resets of running jobs whose lease ran out or went unrenewed -------------
+RUNNING = f"SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'running'"
+EXPIRED = f"{RUNNING} AND worker_expires_at <= %s ORDER BY id"
+LEASES = "SELECT id, worker_id, worker_expires_at, updated_at FROM {s}.jobs WHERE status = 'running' ORDER BY id"
+RUNNING_BY_ID = f"{RUNNING} AND id = ANY(%s::text[]) ORDER BY id"
+_FENCE = ("fence_token", "fence_expires", "fence_attempts", "fence_cancel")
+_FENCE_TYPES = {**TYPES, "fence_expires": "timestamptz", "fence_attempts": "bigint", "fence_cancel": "boolean"}
+# Each reset writes the record lifecycle.expire made, fenced by the lease as it was read:
+# a job renewed, claimed again or changed in between is left for the next round.
+RESET = f"""UPDATE {{s}}.jobs AS j SET ({SELECT}) = ({", ".join(f"v.{c}" for c in COLUMNS)})
+    FROM {_unnest((*COLUMNS, *_FENCE), _FENCE_TYPES)}
+    WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = v.fence_token
+    AND j.worker_expires_at IS NOT DISTINCT FROM v.fence_expires
+    AND j.attempt_count = v.fence_attempts AND j.cancel_requested = v.fence_cancel
+    RETURNING j.id"""
+
+
+def reset_bindings(pairs: Sequence[tuple[JobRecord, JobRecord]]) -> list[Any]:
+    """The bindings of :data:`RESET` for (as read, as reset) pairs of records."""
+    rows = [
+        (*row_of(after), before.worker_id, before.worker_expires_at, before.attempt_count, before.cancel_requested)
+        for before, after in pairs
+    ]
+    return arrays(rows, len(COLUMNS) + len(_FENCE))
+
+
+# -- operating ---------------------------------------------------------------------------
+CANCEL_JOB = f"""UPDATE {{s}}.jobs SET
+    status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
+    error = CASE status WHEN 'pending' THEN '{CANCELLED}' ELSE error END,
+    completed_at = CASE status WHEN 'pending' THEN %(now)s ELSE completed_at END,
+    cancel_requested = CASE status WHEN 'running' THEN true ELSE cancel_requested END,
+    updated_at = %(now)s
+WHERE id = %(id)s AND (status = 'pending' OR (status = 'running' AND NOT cancel_requested))"""
+GET = f"SELECT {SELECT} FROM {{s}}.jobs WHERE id = %s"
+CANCELLING = "SELECT id FROM {s}.jobs WHERE status = 'running' AND cancel_requested ORDER BY id"
+RETRY_JOBS = """UPDATE {s}.jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
+    progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
+    worker_expires_at = NULL, completed_at = NULL, cancel_requested = false, scheduled_for = %(now)s,
+    updated_at = %(now)s
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('failed', 'cancelled') RETURNING id"""
+PURGE = """DELETE FROM {s}.jobs WHERE id IN (
+    SELECT id FROM {s}.jobs WHERE completed_at IS NOT NULL AND status = ANY(%s::text[]) AND completed_at < %s
+    ORDER BY completed_at, id LIMIT %s)"""
+
+# -- reading -----------------------------------------------------------------------------
+COUNTS = "SELECT status, count(*) FROM {s}.jobs GROUP BY status"
+BY_NAME = "SELECT job_name, status, count(*) FROM {s}.jobs GROUP BY job_name, status"
+NEXT_DUE = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending' {names}"
+RUNNING_JOBS = f"{RUNNING} ORDER BY id"
+FAILED_SINCE = "SELECT count(*) FROM {s}.jobs WHERE status = 'failed' AND completed_at >= %s"
+BACKLOG = """SELECT count(*), count(*) FILTER (WHERE scheduled_for <= %(now)s)
+    FROM {s}.jobs WHERE status = 'pending'"""
+OLDEST_DUE = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for <= %(now)s
+    ORDER BY scheduled_for, id LIMIT 1"""
+NEXT_SCHEDULED = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for > %(now)s
+    ORDER BY scheduled_for, id LIMIT 1"""
+
+
+def next_due_sql(names: Sequence[str] | None) -> str:
+    return NEXT_DUE.replace("{names}", "" if names is None else NAMES)
+
+
+def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
+    pending, due = counts
+    return Backlog(
+        due=due,
+        scheduled=pending - due,
+        oldest_due=next(iter(oldest), None),
+        next_scheduled=next(iter(following), None),
+    )
+
+
+def listing(
+    *,
+    status: JobStatus | None,
+    name: str | None,
+    correlation_id: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> tuple[str, dict[str, Any]]:
+    """One page of jobs, newest first, from the filters given (each bound)."""
+    where = []
+    bindings: dict[str, Any] = {"limit": max(limit, 0)}
+    if status is not None:
+        where.append("status = %(status)s")
+        bindings["status"] = JobStatus(status).value
+        if JobStatus(status).finished:
+            where.append("completed_at IS NOT NULL")  # lets the finished index serve
+    for column, value in (("job_name", name), ("correlation_id", correlation_id)):
+        if value is not None:
+            where.append(f"{column} = %({column})s")
+            bindings[column] = value
+    if after is not None:
+        where.append("(created_at, id) < (%(after_created)s, %(after_id)s)")
+        bindings["after_created"], bindings["after_id"] = after
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {SELECT} FROM {{s}}.jobs {clause} ORDER BY created_at DESC, id DESC LIMIT %(limit)s", bindings
+
+
+# -- recurring jobs ----------------------------------------------------------------------
+PUT_SCHEDULE = f"""
+INSERT INTO {{s}}.cron_jobs ({SCHEDULE_SELECT}) VALUES ({", ".join(["%s"] * len(SCHEDULE_COLUMNS))})
+ON CONFLICT (name) DO UPDATE SET job_name = excluded.job_name, cron_expression = excluded.cron_expression,
+    params = excluded.params, timezone = excluded.timezone, enabled = excluded.enabled,
+    next_run_at = CASE WHEN cron_jobs.enabled AND excluded.enabled AND cron_jobs.next_run_at IS NOT NULL
+        AND cron_jobs.cron_expression = excluded.cron_expression AND cron_jobs.timezone = excluded.timezone
+        THEN cron_jobs.next_run_at ELSE excluded.next_run_at END,
+    updated_at = excluded.updated_at, declared = excluded.declared
+RETURNING {SCHEDULE_SELECT}
+"""
+GET_SCHEDULE = f"SELECT {SCHEDULE_SELECT} FROM {{s}}.cron_jobs WHERE name = %s"
+LIST_SCHEDULES = f"SELECT {SCHEDULE_SELECT} FROM {{s}}.cron_jobs ORDER BY name"
+REMOVE_SCHEDULE = "DELETE FROM {s}.cron_jobs WHERE name = %s"
+DUE_SCHEDULES = f"""SELECT {SCHEDULE_SELECT} FROM {{s}}.cron_jobs WHERE enabled AND next_run_at <= %s
+    ORDER BY next_run_at, name"""
+# One statement: the compare-and-set of the schedule, and the job only when it took effect.
+FIRE = f"""WITH fired AS (
+    UPDATE {{s}}.cron_jobs SET next_run_at = %s, last_run_at = %s, last_job_id = %s, updated_at = %s
+    WHERE name = %s AND enabled AND next_run_at = %s RETURNING 1),
+added AS (
+    INSERT INTO {{s}}.jobs ({SELECT})
+    SELECT {", ".join(f"%s::{TYPES.get(name, 'text')}" for name in COLUMNS)} FROM fired RETURNING 1)
+SELECT pg_notify(%s, '') FROM added"""
