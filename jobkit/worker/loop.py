@@ -50,6 +50,7 @@ logger = logging.getLogger("jobkit.worker")
 STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
 GATHER = 0.002  # longest a few outcomes wait for more to share their transaction
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
+PRUNE_BATCHES = 20  # short transactions one retention pass may run for one kind of job while they come back full
 
 
 class Worker:
@@ -327,10 +328,16 @@ class Worker:
                     before = now - keep
                 except OverflowError:  # kept longer than the calendar reaches: nothing is that old
                     continue
-                deleted = self.store.purge(statuses=statuses, before=before, limit=batch)
-                self.report.purged += deleted
-                full = full or deleted == batch
-        # A full batch means more is due now; else come back when the shortest keep may have new work.
+                # Batch after batch while they come back full, up to a bound: one batch a
+                # round cannot keep up with a queue that finishes more than a batch a round.
+                for _ in range(PRUNE_BATCHES):
+                    deleted = self.store.purge(statuses=statuses, before=before, limit=batch)
+                    self.report.purged += deleted
+                    if deleted < batch:
+                        break
+                else:
+                    full = True
+        # Still full after every batch means more is due now; else come back when the shortest keep may have new work.
         self._next_prune = time.monotonic() + (self.options.reap_every if full else self.options.prune_period)
 
     # -- running one job ------------------------------------------------------------------

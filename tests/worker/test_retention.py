@@ -18,6 +18,7 @@ from jobkit.control import parse_duration
 from jobkit.model import utc_now
 from jobkit.options import WorkerOptions
 from jobkit.store import Store
+from jobkit.worker import loop
 from jobkit.worker import cli as worker_cli
 from jobkit.worker import tick
 from tests.support import (
@@ -110,9 +111,10 @@ def test_tick_far_ahead_prunes_by_the_default_retention(store: Store) -> None:
     assert get(store, running).status is RUNNING and get(store, pending).status is PENDING
 
 
-def test_the_worker_prunes_in_batches_and_comes_back_soon_while_batches_are_full(
+def test_the_worker_prunes_batch_after_batch_and_comes_back_soon_while_batches_stay_full(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(loop, "PRUNE_BATCHES", 2)
     clock = FakeClock(T0)
     jobs, _ = gated_jobs(Gate())
     old = [finished(store, COMPLETED, T0 - timedelta(days=8, seconds=n)) for n in range(12)]
@@ -120,10 +122,11 @@ def test_the_worker_prunes_in_batches_and_comes_back_soon_while_batches_are_full
     kept = [finished(store, COMPLETED, T0 - timedelta(days=6)), finished(store, FAILED, T0 - timedelta(days=29))]
     spy = PurgeSpy(store)
     with Background(spy, jobs, clock=clock, prune_batch=5, reap_every=0.02):  # type: ignore[arg-type]
-        wait_until(lambda: len(spy.calls) >= 6, "the worker to prune three rounds")
-    # Each round deletes one batch of each kind (completed and cancelled; failed) and comes back
-    # a reaper's interval later while a batch was full, then not before PRUNE_EVERY.
-    assert spy.calls == [(5, 5), (5, 3), (5, 5), (5, 0), (5, 2), (5, 0)]
+        wait_until(lambda: len(spy.calls) >= 5, "the worker to prune two rounds")
+    # A round deletes batch after batch of a kind while they come back full, up to
+    # PRUNE_BATCHES (completed and cancelled: 5, 5; failed: 3); still full, it comes back a
+    # reaper's interval later (completed: 2; failed: 0), then not before the prune period.
+    assert spy.calls == [(5, 5), (5, 5), (5, 3), (5, 2), (5, 0)]
     assert all(store.get(j) is None for j in old)
     assert all(store.get(j) is not None for j in kept)
 
