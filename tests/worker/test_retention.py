@@ -18,9 +18,8 @@ from jobkit.control import parse_duration
 from jobkit.model import utc_now
 from jobkit.options import WorkerOptions
 from jobkit.store import Store
-from jobkit.worker import loop
 from jobkit.worker import cli as worker_cli
-from jobkit.worker import tick
+from jobkit.worker import loop, tick
 from tests.support import (
     CANCELLED,
     COMPLETED,
