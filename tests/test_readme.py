@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import throwaway_database
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
@@ -114,8 +116,20 @@ def test_results_example_runs_as_written(tmp_path: Path) -> None:
         assert worker.wait(timeout=30) == 0
 
 
+def test_transactional_enqueue_example_runs_as_written(
+    tmp_path: Path, pg_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tasks.py").write_text(named("tasks.py"))
+    (tmp_path / "orders.py").write_text(named("orders.py"))
+    with throwaway_database(pg_admin_dsn) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        printed = run(tmp_path, "orders.py").splitlines()
+    assert printed == expected(named("orders.py")) == ["None", "pending", "None"]
+
+
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
+    run_here += [named("orders.py")]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 
