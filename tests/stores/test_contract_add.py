@@ -54,11 +54,16 @@ def test_add_then_get_round_trips_every_field(store: Store) -> None:
     assert store.get("done") == done
 
 
-def test_add_many_in_one_call(store: Store) -> None:
-    jobs = [make_job(f"job-{i}") for i in range(5)]
+# A batch small and large: a store may write a large one another way (PostgreSQL copies it in).
+SIZES = pytest.mark.parametrize("size", [5, 50])
+
+
+@SIZES
+def test_add_many_in_one_call(store: Store, size: int) -> None:
+    jobs = [make_job(f"job-{i:02}", priority=i % 3, correlation_id=f"c{i}" if i % 2 else None) for i in range(size)]
     store.add(jobs)
     assert [store.get(job.id) for job in jobs] == jobs
-    assert store.counts()[JobStatus.PENDING] == 5
+    assert store.counts()[JobStatus.PENDING] == size
 
 
 def test_add_nothing_changes_nothing(store: Store) -> None:
@@ -66,17 +71,19 @@ def test_add_nothing_changes_nothing(store: Store) -> None:
     assert snapshot(store) == []
 
 
-def test_add_with_a_taken_id_rolls_back_the_whole_batch(store: Store) -> None:
+@SIZES
+def test_add_with_a_taken_id_rolls_back_the_whole_batch(store: Store, size: int) -> None:
     first = make_job("a", params='{"first": true}')
     store.add([first])
     with pytest.raises(JobkitError):
-        store.add([make_job("b"), make_job("c"), make_job("a", params='{"second": true}')])
+        store.add([*(make_job(f"b{i}") for i in range(size - 1)), make_job("a", params='{"second": true}')])
     assert snapshot(store) == [first]
 
 
-def test_add_with_an_id_twice_in_the_batch_adds_none(store: Store) -> None:
+@SIZES
+def test_add_with_an_id_twice_in_the_batch_adds_none(store: Store, size: int) -> None:
     with pytest.raises(JobkitError):
-        store.add([make_job("x"), make_job("y"), make_job("x")])
+        store.add([*(make_job(f"x{i}") for i in range(size - 1)), make_job("x0")])
     assert snapshot(store) == []
 
 
@@ -93,9 +100,10 @@ def test_add_with_an_id_twice_in_the_batch_adds_none(store: Store) -> None:
         pytest.param({"completed_at": T0}, id="pending with completed_at"),
     ],
 )
-def test_add_refuses_a_record_that_breaks_an_invariant(store: Store, fields: dict[str, Any]) -> None:
+@SIZES
+def test_add_refuses_a_record_that_breaks_an_invariant(store: Store, fields: dict[str, Any], size: int) -> None:
     with pytest.raises(JobkitError):
-        store.add([make_job("good"), make_job("bad", **fields)])
+        store.add([*(make_job(f"good{i}") for i in range(size - 1)), make_job("bad", **fields)])
     assert snapshot(store) == []
 
 

@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,18 @@ class DatabaseClock:
         server: datetime = self._read()
         after = time.monotonic()
         self._base, self._at = server, (before + after) / 2
+
+
+def copy_rows(conn: Connection, text: str, rows: Iterable[Sequence[Any]], then: tuple[str, Any]) -> None:
+    """COPY *rows* in with *text* (the statement as sent), then run *then*, all or nothing.
+
+    On a connection already in a transaction (the caller's own) this is a savepoint of it.
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(text) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(*then)
 
 
 class Server:
@@ -181,6 +193,11 @@ class Server:
                 for text, params in statements:
                     cursors.append(conn.cursor().execute(self.sql(text), params))
             return [cur.fetchall() if cur.description is not None else [cur.rowcount] for cur in cursors]
+
+    def copy(self, text: str, rows: Iterable[Sequence[Any]], then: tuple[str, Any]) -> None:
+        """COPY *rows* in with *text*, then run *then*, in one transaction of a pooled connection."""
+        with self._conn() as conn:
+            copy_rows(conn, self.sql(text), rows, (self.sql(then[0]), then[1]))
 
     def server_time(self) -> datetime:
         (row,) = self.read("SELECT clock_timestamp()")

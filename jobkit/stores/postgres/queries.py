@@ -8,6 +8,7 @@ plan however many jobs it holds.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,8 +56,14 @@ def arrays(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
     return columns
 
 
+_FIELDS = operator.attrgetter(*COLUMNS)
+_STATUS = COLUMNS.index("status")
+
+
 def row_of(job: JobRecord) -> tuple[Any, ...]:
-    return tuple(job.status.value if name == "status" else getattr(job, name) for name in COLUMNS)
+    """The record's values in :data:`COLUMNS` order, its status as text (psycopg would write an enum's name)."""
+    values: tuple[Any, ...] = _FIELDS(job)
+    return (*values[:_STATUS], values[_STATUS].value, *values[_STATUS + 1 :])
 
 
 STATUS = {status.value: status for status in JobStatus}
@@ -89,6 +96,12 @@ def insert(jobs: Sequence[JobRecord], channel: str) -> tuple[str, list[Any]]:
     if len(jobs) == 1:
         return INSERT_ONE, [*row_of(jobs[0]), channel]
     return INSERT, [*arrays(map(row_of, jobs), len(COLUMNS)), channel]
+
+
+# Many jobs at once go by COPY: for a batch of a thousand, some three times the rows a
+# second of one INSERT over unnest'ed arrays (the server parses no array literals).
+COPY = f"COPY {{s}}.jobs ({SELECT}) FROM STDIN"
+COPY_FROM = 20  # a batch of at least this many jobs is copied in
 
 
 NOTIFY = "SELECT pg_notify(%s, '')"

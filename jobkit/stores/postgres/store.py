@@ -38,7 +38,7 @@ from jobkit.model import (
     Transition,
 )
 from jobkit.stores.postgres import queries as q
-from jobkit.stores.postgres.connection import DatabaseClock, Server
+from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
@@ -95,7 +95,10 @@ class PostgresStore:
         if not jobs:
             return
         try:
-            self._db.write([q.insert(jobs, self.channel)])
+            if len(jobs) >= q.COPY_FROM:
+                self._db.copy(q.COPY, map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
+            else:
+                self._db.write([q.insert(jobs, self.channel)])
         except ValidationError as exc:  # a row the table refuses (a CHECK), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
 
@@ -109,10 +112,13 @@ class PostgresStore:
         _check_records(jobs)
         if not jobs:
             return
-        text, params = q.insert(jobs, self.channel)
         try:
-            with connection.cursor() as cur:
-                cur.execute(self._db.sql(text), params)
+            if len(jobs) >= q.COPY_FROM:
+                copy_rows(connection, self._db.sql(q.COPY), map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
+            else:
+                text, params = q.insert(jobs, self.channel)
+                with connection.cursor() as cur:
+                    cur.execute(self._db.sql(text), params)
         except psycopg.Error as exc:
             raise store_error(self.place, exc) from exc
 
