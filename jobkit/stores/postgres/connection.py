@@ -7,6 +7,7 @@ Everything psycopg raises while a connection is held becomes jobkit's error here
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,10 @@ from jobkit.stores.postgres.errors import reason, store_error, where
 Connection = psycopg.Connection[tuple[Any, ...]]
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear error within this, not a hang
 LOCK_TIMEOUT = "10s"  # a statement waiting on a lock someone holds ends, rather than stall a worker
+# The pool warns of every broken connection it drops: one lost server would be a line a
+# connection, besides the one line of the incident that the worker itself logs.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
 CLOCK_REFRESH = 30.0  # seconds between readings of the database's clock
 
 

@@ -6,8 +6,9 @@ listening. The waker holds one connection of its own, LISTENing, and sleeps in
 ``select`` on its socket and on a self-pipe that :meth:`PostgresWaker.ring` writes to.
 
 When the connection is lost the waker says True (look again) at least every
-:data:`POLL` seconds and reconnects at most every :data:`RECONNECT` seconds, logging one
-line when it loses the connection and one when it has it back. With ``listen=False``
+:data:`POLL` seconds and reconnects at most every :data:`RECONNECT` seconds, noting (at
+INFO: the worker's own warning about the outage is the incident's one line) when it
+loses the connection and when it has it back. With ``listen=False``
 (PgBouncer in transaction mode cannot LISTEN) it only polls.
 """
 
@@ -57,11 +58,11 @@ class PostgresWaker:
             conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self._channel)))
         except (psycopg.Error, OSError) as exc:
             if not self._lost:
-                logger.warning("jobkit: %s: cannot listen for new jobs (%s); polling until it can", self._place, exc)
+                logger.info("jobkit: %s: cannot listen for new jobs (%s); polling until it can", self._place, exc)
             self._lost = True
             return False
         if self._lost:
-            logger.warning("jobkit: %s: listening for new jobs again", self._place)
+            logger.info("jobkit: %s: listening for new jobs again", self._place)
         self._lost = False
         self._conn = conn
         return True
@@ -72,7 +73,11 @@ class PostgresWaker:
                 self._conn.close()
         self._conn = None
         if not self._lost:
-            logger.warning("jobkit: %s: lost the listening connection (%s); polling until it is back", self._place, exc)
+            logger.info(
+                "jobkit: %s: lost the listening connection (%s); polling until it is back",
+                self._place,
+                " ".join(str(exc).split()),
+            )
         self._lost = True
 
     def ring(self) -> None:
