@@ -1,7 +1,9 @@
 """The admin command, ``python -m jobkit SUBCOMMAND TARGET ...``: what a queue is doing, and acting on it.
 
-TARGET is the jobs database: a file path or ``sqlite:///abs/path`` (see
-:func:`jobkit.store.open_store`); it is never created or upgraded here. Tables for
+TARGET is the jobs database: a file path, ``sqlite:///abs/path`` or a ``postgresql://``
+URL (see :func:`jobkit.store.open_store`; on PostgreSQL, ``--schema`` or ``$JOBKIT_SCHEMA``
+names the schema, ``jobkit`` by default). It is never created or upgraded here, except by
+``migrate``, whose whole job that is. Tables for
 people (rich: as wide as the terminal, or whole lines when piped, unless COLUMNS says
 otherwise), ``--json`` for scripts (plain :func:`json.dumps`: times as ISO 8601
 strings, params and results decoded). The subcommands are in
@@ -10,8 +12,8 @@ turns what went wrong into an exit code.
 
 Exit codes: 0 done; 1 the command ran but could not do what was asked (an unknown job id
 or schedule, a job whose status does not allow it, a locked database); 2 a usage or input
-error (bad arguments, duration or status; a missing, foreign or too-new database, a
-TARGET that names no store). Every error is one line on stderr, ``jobkit: error: ...``,
+error (bad arguments, duration or status; a missing, foreign, older or too-new database, a
+TARGET that names no store, a server that cannot be reached). Every error is one line on stderr, ``jobkit: error: ...``,
 and a command that fails its checks changes nothing.
 """
 
@@ -30,6 +32,7 @@ from jobkit.admin.commands import (
     Command,
     cmd_cancel,
     cmd_list,
+    cmd_migrate,
     cmd_purge,
     cmd_retry,
     cmd_schedules,
@@ -43,6 +46,8 @@ from jobkit.model import JobStatus
 from jobkit.store import Store, open_store
 
 PROG = "python -m jobkit"
+SCHEMA_ENV = "JOBKIT_SCHEMA"  # the PostgreSQL schema when --schema is not given
+DEFAULT_SCHEMA = "jobkit"
 USAGE, NOT_DONE = 2, 1  # exit codes: see the module docstring
 PIPED_WIDTH = 100_000  # columns when stdout is not a terminal: no line is ever that long
 
@@ -136,18 +141,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="See what a jobkit queue is doing, and act on it. Every subcommand takes the TARGET "
-        "database first (a path or sqlite:///path), and --json for output that scripts can read.",
+        "database first (a path or sqlite:///path, or a postgresql:// URL), and --json for output that scripts "
+        "can read.",
     )
     common = _Parser(add_help=False)
     common.add_argument(
         "database",
         metavar="TARGET",
-        help="the jobs database: a path or sqlite:///path (never created by this command)",
+        help="the jobs database: a path or sqlite:///path, or a postgresql:// URL (created or upgraded only by "
+        "migrate)",
     )
     common.add_argument("--json", action="store_true", help="print plain JSON for scripts instead of tables")
+    common.add_argument(
+        "--schema",
+        type=_type(parse_schema),
+        metavar="NAME",
+        help=f"PostgreSQL: the schema holding jobkit's tables (default: ${SCHEMA_ENV}, else {DEFAULT_SCHEMA})",
+    )
+    common.add_argument(
+        "--no-listen",
+        action="store_true",
+        help="PostgreSQL: poll instead of LISTEN, and prepare no statements (behind PgBouncer in transaction mode)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
 
-    def add(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
+    def add(name: str, run: Command | None, summary: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common], help=summary, description=summary)
         command.set_defaults(run=run)
         return command
@@ -204,6 +222,13 @@ def _parser() -> argparse.ArgumentParser:
     frames = live.add_mutually_exclusive_group()
     frames.add_argument("--once", action="store_true", help="draw one frame and exit")
     frames.add_argument("--iterations", type=_type(parse_count), metavar="N", help="draw N frames and exit")
+
+    add(
+        "migrate",
+        None,  # opens no store: main() runs it
+        "create jobkit's tables (a new SQLite file, or a PostgreSQL schema), or bring older ones up to this "
+        "jobkit's version; says what it found and what it did",
+    )
     return parser
 
 
@@ -226,11 +251,53 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.command}: {problem}", USAGE)
 
 
-def _open(target: str) -> Store:
-    try:
-        return open_store(target, create=False, upgrade=False)  # an admin command changes only what it says
+MOST_SCHEMA_BYTES = 63  # PostgreSQL cuts longer identifiers short
+
+
+def parse_schema(text: str) -> str:
+    """A PostgreSQL schema name: 1 to :data:`MOST_SCHEMA_BYTES` bytes."""
+    if not text or len(text.encode()) > MOST_SCHEMA_BYTES:
+        raise ValueError(f"give a schema name of 1 to {MOST_SCHEMA_BYTES} bytes, not {text[:80]!r}")
+    return text
+
+
+def store_options(args: argparse.Namespace) -> dict[str, object]:
+    """What open_store gets besides TARGET: the PostgreSQL options, refused for any other store."""
+    if is_postgres(args.database):
+        schema = args.schema or os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA
+        try:
+            return {"schema": parse_schema(schema), "listen": not args.no_listen}
+        except ValueError as exc:  # only $JOBKIT_SCHEMA gets here: argparse checked --schema
+            raise CommandError(f"${SCHEMA_ENV}: {exc}", USAGE) from None
+    for flag, given in (("--schema", args.schema is not None), ("--no-listen", args.no_listen)):
+        if given:
+            raise CommandError(f"{flag} is for PostgreSQL TARGETs (postgresql://...), not {args.database}", USAGE)
+    return {}
+
+
+def _open(args: argparse.Namespace) -> Store:
+    options = store_options(args)
+    try:  # an admin command changes only what it says
+        return open_store(args.database, create=False, upgrade=False, **options)
     except JobkitError as exc:
-        raise CommandError(str(exc), USAGE) from None
+        raise CommandError(_open_problem(str(exc), options), USAGE) from None
+
+
+def _open_problem(text: str, options: dict[str, object]) -> str:
+    """The store's words for a PostgreSQL schema that does not open as it is, said as a command's user needs them."""
+    migrate = "python -m jobkit migrate TARGET" + (
+        f" --schema {options['schema']}" if options.get("schema", DEFAULT_SCHEMA) != DEFAULT_SCHEMA else ""
+    )
+    if "no jobkit tables in schema" in text:  # PostgresStore with create=False
+        return f"{text.split(';', 1)[0]}; run {migrate} to create them (or give the --schema they are in)"
+    if "run python -m jobkit migrate TARGET" in text:  # an older schema, with upgrade=False
+        return f"{text.split('; run python', 1)[0]}; run {migrate} to upgrade it"
+    return text
+
+
+def is_postgres(target: str) -> bool:
+    """Whether TARGET names a PostgreSQL database (a ``postgresql://`` or ``postgres://`` URL)."""
+    return target.lower().startswith(("postgresql://", "postgres://"))
 
 
 def _console() -> Console:
@@ -248,7 +315,9 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     try:
         args = _parser().parse_args(argv)
         _check(args)
-        with _open(args.database) as store:
+        if args.run is None:
+            return _migrate(args, out)
+        with _open(args) as store:
             code: int = args.run(store, args, out)
             return code
     except CommandError as exc:
@@ -267,6 +336,14 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         return NOT_DONE
     except Exception as exc:  # never a traceback: one line saying what went wrong
         return _fail(f"{type(exc).__name__}: {exc}", NOT_DONE)
+
+
+def _migrate(args: argparse.Namespace, console: Console) -> int:
+    """``migrate``: every refusal (unreachable, foreign, too new) is a problem with TARGET, exit 2."""
+    try:
+        return cmd_migrate(args, console, **store_options(args))
+    except JobkitError as exc:
+        raise CommandError(str(exc), USAGE) from None
 
 
 def _fail(message: str, code: int) -> int:

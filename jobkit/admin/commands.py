@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import attrs
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
 from jobkit.admin.views import job_view, jobs_table, schedules_table, status_view, watch_view
 from jobkit.control import cancel_many, purge, retry
-from jobkit.errors import JobNotFound, JobStateError
+from jobkit.errors import JobNotFound, JobStateError, StoreError
 from jobkit.model import Backlog, JobRecord, JobStatus, Summary
 from jobkit.options import BATCH
 from jobkit.present import format_time, job_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
-from jobkit.store import Cursor, Store
+from jobkit.store import Cursor, Store, open_store
 
 FAILED_WINDOW = timedelta(hours=1)  # "failures in the last hour" in status and watch
 REDRAW_AT_MOST = 0.1  # seconds between two redraws of the live view
@@ -190,11 +193,12 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     and at least every --interval seconds; piped and JSON frames come every --interval.
     """
     frames = 1 if args.once else args.iterations
+    header = shown_target(args.database)
     waker = store.waker() if console.is_terminal and not args.json else None
 
     def view() -> RenderableType:
         summary, backlog, now = _status(store)
-        return watch_view(summary, backlog, now, database=args.database, interval=args.interval)
+        return watch_view(summary, backlog, now, database=header, interval=args.interval)
 
     def pause(shown: int) -> bool:
         """Whether to draw another frame, after waiting for it."""
@@ -233,6 +237,95 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
         if waker is not None:
             waker.close()
     return 0
+
+
+@attrs.frozen
+class Migrated:
+    """What ``migrate`` found and did: *found* is the version before (None: no jobkit tables), *version* after."""
+
+    where: str  # the SQLite file, or the PostgreSQL schema and server
+    found: int | None
+    version: int
+
+    @property
+    def did(self) -> str:
+        if self.found is None:
+            return "created"
+        return "nothing" if self.found == self.version else "upgraded"
+
+    def line(self) -> str:
+        if self.found is None:
+            return f"{self.where}: created at version {self.version}"
+        if self.found == self.version:
+            return f"{self.where}: already at version {self.version}"
+        return f"{self.where}: upgraded from version {self.found} to {self.version}"
+
+
+def migrate_target(target: str, **options: Any) -> Migrated:
+    """Create jobkit's tables in TARGET, or bring them up to this version; refuse what is not jobkit's, untouched.
+
+    A PostgreSQL URL takes ``schema`` and ``listen`` (as :class:`jobkit.PostgresStore`); a SQLite path
+    that does not exist is created.
+    """
+    if target.lower().startswith(("postgresql://", "postgres://")):
+        return _migrate_postgres(target, **options)
+    if target == "memory:":
+        raise StoreError("memory: holds no tables to migrate (a MemoryStore lives only in its process)", path=target)
+    from jobkit.stores.sqlite import SCHEMA_VERSION, SqliteStore
+    from jobkit.stores.sqlite.header import marks
+    from jobkit.stores.sqlite.migrations import check_file, judge
+
+    scheme, sep, rest = target.partition("://")
+    path = rest if sep and scheme.lower() == "sqlite" and rest.startswith("/") else None if sep else target
+    found: int | None = None
+    if path is not None and os.path.exists(path):
+        check_file(path)  # refuses, untouched, what is not a jobkit file
+        found = max(judge(mark, path) for mark in marks(path)) or None  # 0: a blank SQLite file
+    with open_store(target, create=True, upgrade=True) as store:  # also refuses a bad URL
+        where = store.path if isinstance(store, SqliteStore) else target
+    return Migrated(where, found, SCHEMA_VERSION)
+
+
+def _migrate_postgres(dsn: str, *, schema: str = "jobkit", listen: bool = True) -> Migrated:
+    import psycopg
+
+    from jobkit.stores.postgres import migrations
+    from jobkit.stores.postgres.connection import Server
+    from jobkit.stores.postgres.errors import store_error
+
+    server = Server(dsn, listen=listen, pool_size=1)
+    with server.direct() as conn:  # one connection: no pool, no listener
+        try:
+            was = migrations.migrate(conn, schema, server.place, create=True, upgrade=True)
+            now = migrations.state(conn, schema, server.place)  # what the schema says it is now
+        except psycopg.Error as exc:
+            raise store_error(server.place, exc) from exc
+    return Migrated(f"schema {schema} at {server.place}", None if was == 0 else was, now or 0)
+
+
+def cmd_migrate(args: argparse.Namespace, console: Console, **options: Any) -> int:
+    """Create or upgrade TARGET's tables: one line saying what was found and what was done."""
+    done = migrate_target(args.database, **options)
+    if args.json:
+        _print_json({"target": done.where, "found": done.found, "version": done.version, "did": done.did})
+    else:
+        console.print(Text(done.line()))
+    return 0
+
+
+def shown_target(target: str) -> str:
+    """TARGET as a screen may show it: a URL without its password."""
+    if "://" not in target:
+        return target
+    parts = urlsplit(target)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        f"{key}=***" if key.lower() == "password" else f"{key}={value}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _pages(store: Store, *, status: JobStatus | None = None, name: str | None = None) -> Iterator[list[str]]:

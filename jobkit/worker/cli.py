@@ -17,6 +17,9 @@ from jobkit.worker.resolve import JobsModuleError, load_registry, merge
 from jobkit.worker.supervisor import SUPERVISED, guard_child, supervise
 
 DEFAULTS = WorkerOptions()
+SCHEMA_ENV = "JOBKIT_SCHEMA"  # the PostgreSQL schema when --schema is not given
+DEFAULT_SCHEMA = "jobkit"
+MOST_SCHEMA_BYTES = 63  # PostgreSQL cuts longer identifiers short
 
 
 def _days(value: timedelta | None) -> str:
@@ -31,13 +34,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "database",
         metavar="TARGET",
-        help="the jobs database: a path or sqlite:///path (it must exist, unless --create)",
+        help="the jobs database: a path, sqlite:///path, or a postgresql:// URL (it must hold jobkit's "
+        "tables, unless --create)",
     )
     parser.add_argument(
         "--create",
         action="store_true",
-        help="create the database when it does not exist (without it, a missing TARGET is an error: "
-        "a mistyped path would otherwise give a worker that waits on an empty file forever)",
+        help="create the database (PostgreSQL: jobkit's tables in --schema) when it does not exist; without it, a "
+        "missing one is an error: a mistyped TARGET would otherwise give a worker that waits on an empty queue forever",
+    )
+    parser.add_argument(
+        "--schema",
+        metavar="NAME",
+        help=f"PostgreSQL: the schema holding jobkit's tables (default: ${SCHEMA_ENV}, else {DEFAULT_SCHEMA})",
+    )
+    parser.add_argument(
+        "--no-listen",
+        action="store_true",
+        help="PostgreSQL: poll for new jobs instead of LISTEN, and prepare no statements "
+        "(behind PgBouncer in transaction mode)",
     )
     parser.add_argument(
         "--jobs",
@@ -119,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--durability",
         choices=("full", "normal"),
-        default=DEFAULTS.durability,
-        help="SQLite synchronous mode: full survives power loss (default), normal only a crash",
+        help="SQLite synchronous mode: full survives power loss (default), normal only a crash "
+        "(PostgreSQL's durability is the server's)",
     )
     parser.add_argument(
         "--isolation",
@@ -194,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grace=args.grace,
             keep_completed=args.keep_completed,
             keep_failed=args.keep_failed,
-            durability=args.durability,
+            durability=args.durability or DEFAULTS.durability,
             isolation=args.isolation,
             enforce_timeouts=os.environ.get(SUPERVISED) == "1",
             import_from=args.import_from,
@@ -207,10 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(message)s",
         stream=sys.stderr,
     )
+    chosen = _store_options(args)
+    if isinstance(chosen, str):
+        return _fail(chosen)
     try:
-        store = open_store(args.database, durability=args.durability, create=args.create)
+        store = open_store(args.database, **chosen)
     except JobkitError as exc:
-        return _fail(_store_problem(exc))
+        return _fail(_store_problem(exc, postgres=is_postgres(args.database)))
     sys.path.insert(0, os.getcwd())
     try:  # in the supervisor too: a bad --jobs is one error, not children failing in a loop
         registry = merge(load_registry(target) for target in args.jobs) if args.jobs else None
@@ -231,9 +249,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _store_problem(exc: JobkitError) -> str:
-    """The one line for a TARGET that does not open; a missing file says how to create it."""
+def is_postgres(target: str) -> bool:
+    """Whether TARGET names a PostgreSQL database (a ``postgresql://`` or ``postgres://`` URL)."""
+    return target.lower().startswith(("postgresql://", "postgres://"))
+
+
+def _store_options(args: argparse.Namespace) -> dict[str, object] | str:
+    """What open_store gets for TARGET, or the usage error of an option that is not this kind of store's."""
+    if is_postgres(args.database):
+        if args.durability is not None:
+            return "--durability is SQLite's; a PostgreSQL server's durability is its own (synchronous_commit)"
+        schema = args.schema if args.schema is not None else os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA
+        if not schema or len(schema.encode()) > MOST_SCHEMA_BYTES:
+            return f"--schema must be a schema name of 1 to {MOST_SCHEMA_BYTES} bytes, not {schema!r}"
+        return {"schema": schema, "create": args.create, "listen": not args.no_listen}
+    for flag, given in (("--schema", args.schema is not None), ("--no-listen", args.no_listen)):
+        if given:
+            return f"{flag} is for PostgreSQL TARGETs (postgresql://...), not a SQLite file"
+    return {"durability": args.durability or DEFAULTS.durability, "create": args.create}
+
+
+MISSING_TABLES = "no jobkit tables in schema"  # PostgresStore's words for a schema without them (create=False)
+
+
+def _store_problem(exc: JobkitError, *, postgres: bool) -> str:
+    """The one line for a TARGET that does not open; a missing file or schema says how to create it."""
+    text = " ".join(str(exc).split())
+    if postgres:
+        if MISSING_TABLES in text:
+            found = text.split(";", 1)[0]
+            return f"{found} (give --create to create them, or run python -m jobkit migrate TARGET first)"
+        return text
     path = exc.path if isinstance(exc, StoreError) else None
     if path is not None and not os.path.exists(path):
-        return f"{exc} (give --create to create it, or enqueue a job into it first)"
-    return str(exc)
+        return f"{text} (give --create to create it, or enqueue a job into it first)"
+    return text
