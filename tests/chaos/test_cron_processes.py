@@ -1,4 +1,4 @@
-"""Several processes ticking one SQLite file at the same fake instants enqueue one job per fire time.
+"""Several processes ticking one store at the same fake instants enqueue one job per fire time (SQLite, PostgreSQL).
 
 Four real processes (multiprocessing, spawned) call ``jobkit.tick`` with the same chosen
 ``now`` values, meeting at a Barrier before every tick so that all four fire at the same
@@ -54,10 +54,10 @@ def registry() -> jobkit.Registry:
     return declared
 
 
-def tick_at_each_instant(db: str, barrier: Any, results: Any) -> None:
-    """In a child process: tick *db* at every instant of NOWS, in step with the other processes."""
+def tick_at_each_instant(target: str, options: dict[str, Any], barrier: Any, results: Any) -> None:
+    """In a child process: tick the store *target* names at every instant of NOWS, in step with the others."""
     enqueued = []
-    with jobkit.SqliteStore(db, create=False) as store:
+    with jobkit.open_store(target, create=False, **options) as store:
         for now in NOWS:
             barrier.wait(STEP_TIMEOUT)
             enqueued.append(jobkit.tick(store, registry(), now=now, limit=2).cron_enqueued)
@@ -83,16 +83,24 @@ def stamp(name: str, fire_time: datetime) -> str:
     return f"cron:{name}@{fire_time:%Y-%m-%dT%H:%M:%SZ}"
 
 
-def test_four_processes_ticking_the_same_instants_enqueue_one_job_per_fire_time(tmp_path: Path) -> None:
-    db = tmp_path / "jobs.sqlite"
-    with jobkit.SqliteStore(db) as store:
-        jobkit.schedule(store, ping, "*/5 * * * *", "made", name="made-five", clock=lambda: T0)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_four_processes_ticking_the_same_instants_enqueue_one_job_per_fire_time(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    made: jobkit.Store
+    if kind == "sqlite":
+        target, options = str(tmp_path / "jobs.sqlite"), {}
+        made = jobkit.SqliteStore(target)
+    else:
+        made = request.getfixturevalue("pg_schema_store")
+        target, options = made.dsn, {"schema": made.schema}  # type: ignore[attr-defined]
+    jobkit.schedule(made, ping, "*/5 * * * *", "made", name="made-five", clock=lambda: T0)
 
     context = multiprocessing.get_context("spawn")  # no fork of a process holding SQLite connections
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()
     procs = [
-        context.Process(target=tick_at_each_instant, args=(str(db), barrier, results), name=f"ticker-{i}")
+        context.Process(target=tick_at_each_instant, args=(target, options, barrier, results), name=f"ticker-{i}")
         for i in range(PROCESSES)
     ]
     try:
@@ -109,9 +117,10 @@ def test_four_processes_ticking_the_same_instants_enqueue_one_job_per_fire_time(
                 proc.join(10)
 
     assert len(reports) == PROCESSES and all(len(counts) == len(NOWS) for counts in reports.values())
-    with jobkit.SqliteStore(db, create=False) as store:
-        records = store.list_jobs(limit=1_000_000)
-        schedules = {s.name: s for s in store.list_schedules()}
+    records = made.list_jobs(limit=1_000_000)
+    schedules = {s.name: s for s in made.list_schedules()}
+    if kind == "sqlite":
+        made.close()
 
     found = Counter(record.correlation_id for record in records)
     duplicates = {stamp_: n for stamp_, n in found.items() if n > 1}
