@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
@@ -260,6 +260,16 @@ class Backlog:
     scheduled: int
     oldest_due: JobRecord | None
     next_scheduled: JobRecord | None
+
+    @classmethod
+    def of(cls, pending: int, due: int, oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
+        """A store's backlog from what it read: *pending* and *due* counts, and the first job of each kind (or none)."""
+        return cls(
+            due=due,
+            scheduled=pending - due,
+            oldest_due=next(iter(oldest), None),
+            next_scheduled=next(iter(following), None),
+        )
 
 
 @attrs.frozen

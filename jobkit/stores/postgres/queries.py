@@ -298,13 +298,9 @@ def next_due_sql(names: Sequence[str] | None) -> str:
 
 
 def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
+    """The backlog from what the backlog reads gave: the counts, and the first record of each kind."""
     pending, due = counts
-    return Backlog(
-        due=due,
-        scheduled=pending - due,
-        oldest_due=next(iter(oldest), None),
-        next_scheduled=next(iter(following), None),
-    )
+    return Backlog.of(pending, due, oldest, following)
 
 
 def listing(

@@ -85,6 +85,14 @@ class PostgresWaker:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._write, b"\0")
 
+    def _heard(self) -> bool:
+        """True when a notification came, or the connection failed (dropped: callers must look again)."""
+        try:
+            return self._notified()
+        except psycopg.Error as exc:
+            self._drop(exc)
+            return True
+
     def _notified(self) -> bool:
         """Read what the socket holds; True when a notification came."""
         assert self._conn is not None
@@ -112,28 +120,16 @@ class PostgresWaker:
             pause = deadline - now
             if listening and self._conn is not None:
                 fds.append(self._conn.pgconn.socket)
-                try:
-                    if self._notified():
-                        return True
-                except psycopg.Error as exc:
-                    self._drop(exc)
+                if self._heard():  # what came while the caller was busy
                     return True
             elif commits:  # polling: no way to hear of commits, so look again now and then
                 pause = min(pause, POLL)
-            try:
-                ready, _, _ = select.select(fds, [], [], pause)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
-                continue
+            ready, _, _ = select.select(fds, [], [], pause)
             if self._read in ready:
                 continue  # the ring: taken at the top
             if len(fds) > 1:
-                if ready:
-                    try:
-                        if self._notified():
-                            return True
-                    except psycopg.Error as exc:
-                        self._drop(exc)
-                        return True
+                if ready and self._heard():
+                    return True
                 continue  # nothing yet, or the time ran out: decided at the top
             if commits and time.monotonic() < deadline:
                 return True  # a poll interval passed with no way to hear of commits: look again

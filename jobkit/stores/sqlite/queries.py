@@ -90,14 +90,9 @@ FAILED_SINCE = "SELECT count(*) FROM jobs WHERE status = 'failed' AND completed_
 
 
 def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
-    """The backlog from what :data:`BACKLOG_READS` read: the counts, and the first record of each kind."""
+    """The backlog from what the backlog reads gave: the counts, and the first record of each kind."""
     pending, due = counts
-    return Backlog(
-        due=due,
-        scheduled=pending - due,
-        oldest_due=next(iter(oldest), None),
-        next_scheduled=next(iter(following), None),
-    )
+    return Backlog.of(pending, due, oldest, following)
 
 
 def readable_times(sql: str) -> str:
