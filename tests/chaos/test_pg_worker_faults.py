@@ -20,7 +20,7 @@ import pytest
 from jobkit.model import JobStatus
 from tests.chaos import chaos_jobs
 from tests.chaos.chaos_jobs import Nap
-from tests.chaos.harness import JOBS_MODULE, Harness, Proc
+from tests.chaos.harness import JOBS_MODULE, Harness, Proc, result
 from tests.pg import Cluster, drop_store, schema_store
 
 pytestmark = pytest.mark.slow
@@ -199,3 +199,56 @@ def test_a_worker_whose_clock_is_minutes_wrong_runs_delayed_jobs_on_time_and_ste
     for proc in (honest, wrong):
         proc.signal(signal.SIGTERM)
         assert proc.wait_exit(30) == 0, proc.tail()
+
+
+def test_sigterm_gives_a_running_job_back_without_spending_its_attempt(pgh: PgHarness) -> None:
+    job_id = chaos_jobs.nap.later(Nap([30, 0.01]), pgh.store)
+    worker = pgh.worker("--grace", "0.5", name="stopped")
+    pgh.wait(lambda: pgh.started(job_id), 30, "the worker to start the job")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(30) == 0, worker.tail()
+    record = pgh.store.get(job_id)
+    assert record is not None and record.status is JobStatus.PENDING and record.attempt_count == 0
+    following = pgh.worker(name="next")
+    pgh.wait(lambda: pgh.started(job_id, following.pid), 30, "another worker to start it")
+    assert [t.attempt for t in pgh.started(job_id)] == [1, 1], "the give-back spent an attempt"
+
+
+def test_a_worker_frozen_past_its_lock_loses_the_job_and_its_late_outcome_is_not_written(pgh: PgHarness) -> None:
+    job_id = chaos_jobs.nap.later(Nap([1.5, 0.01]), pgh.store)
+    frozen = pgh.worker("--lock-timeout", "1", name="frozen")
+    pgh.wait(lambda: pgh.started(job_id), 30, "the first worker to start the job")
+    frozen.signal(signal.SIGSTOP)
+    try:
+        other = pgh.worker("--lock-timeout", "1", name="other")
+        pgh.wait(lambda: pgh.started(job_id, other.pid), 30, "the other worker to take the job over")
+        pgh.wait(lambda: pgh.counts()[JobStatus.COMPLETED] == 1, 30, "the other worker to complete it")
+    finally:
+        frozen.signal(signal.SIGCONT)
+    pgh.wait(lambda: len([t for t in pgh.traces() if t.event == "end"]) == 2, 30, "the frozen one to finish too")
+    record = pgh.store.get(job_id)
+    assert record is not None and result(record)["pid"] == other.pid, "the stale worker's outcome was written"
+    assert frozen.alive(), frozen.tail()
+
+
+PRODUCE = """
+import sys, jobkit
+from tests.chaos.chaos_jobs import Nap, nap
+dsn, schema, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with jobkit.PostgresStore(dsn, schema=schema, create=False) as store:
+    for i in range(count):
+        ids = [nap.later(Nap([0]), store)] if i % 2 else nap.later_many([Nap([0])] * 3, store)
+        print("\\n".join(ids), flush=True)
+"""
+
+
+def test_several_enqueuing_processes_and_two_workers_run_every_job(pgh: PgHarness) -> None:
+    producers = [pgh.python(PRODUCE, pgh.dsn, pgh.pg.schema, "60", name=f"producer-{i}") for i in range(3)]
+    workers = [pgh.worker("--concurrency", "3", name=f"worker-{i}") for i in range(2)]
+    for producer in producers:
+        assert producer.wait_exit(60) == 0, producer.tail()
+    ids = {line for producer in producers for line in producer.stdout().split()}
+    assert len(ids) == 3 * 120
+    pgh.wait(lambda: pgh.counts()[JobStatus.COMPLETED] == len(ids), 90, "every enqueued job completed")
+    assert set(ran_to_the_end(pgh)) == ids
+    assert all(worker.alive() for worker in workers)
