@@ -18,7 +18,7 @@ import pytest
 
 import jobkit
 from jobkit.errors import JobNotFound
-from jobkit.model import CANCELLED_WHILE_LOST, JobStatus, Lease, utc_now
+from jobkit.model import CANCELLED_WHILE_LOST, JobStatus, Lease
 from jobkit.store import Store
 from jobkit.worker import tick
 from tests.control.spinner import CANCEL_SEEN_WITHIN, Spinner, spinner_jobs
@@ -45,11 +45,11 @@ def test_cancel_a_pending_job_ends_it_at_once_and_it_never_runs(store: Store) ->
     job_id = spin.later("raises Cancelled", store)
     other = spin.later("raises Cancelled", store, delay=3600)
     before = get(store, job_id)
-    asked = utc_now()
+    asked = store.now()  # the store's clock: on PostgreSQL the server's, which is not this host's
     record = jobkit.cancel(store, job_id)
     assert record == get(store, job_id)
     assert record.status is CANCELLED and record.completed_at == record.updated_at
-    assert record.completed_at is not None and asked <= record.completed_at <= utc_now()
+    assert record.completed_at is not None and asked <= record.completed_at <= store.now()
     assert record.attempt_count == 0 and record.error == "cancelled"
     assert attrs.evolve(record, status=PENDING, completed_at=None, updated_at=before.updated_at, error=None) == before
     assert burst(store, jobs).claimed == 0
@@ -144,9 +144,9 @@ def test_a_cancelled_job_whose_worker_died_ends_cancelled_and_is_not_retried(sto
     jobs, spin, _ = spinner_jobs(spinner)
     job_id = spin.later("returns normally", store, max_attempts=5)
     # A worker claimed it, then died without a word: only its lock says it ever ran.
-    (held,) = store.claim(limit=1, now=utc_now(), token="dead-worker", lock_until=utc_now() + timedelta(seconds=30))
+    (held,) = store.claim(limit=1, now=store.now(), token="dead-worker", lock_until=store.now() + timedelta(seconds=30))
     jobkit.cancel(store, job_id)
-    later = utc_now() + timedelta(minutes=1)
+    later = store.now() + timedelta(minutes=1)
     report = tick(store, jobs, now=later)
     assert report.cancelled == 1 and report.reset == 0 and report.claimed == 0
     record = get(store, job_id)
