@@ -27,6 +27,7 @@ from jobkit.model import (
     Schedule,
     Transition,
 )
+from jobkit.stores import writes as fenced_writes
 
 COLUMNS = tuple(field.name for field in attrs.fields(JobRecord))
 SELECT = ", ".join(COLUMNS)
@@ -182,38 +183,21 @@ Batch = tuple[str, list[Any], list[str]]
 
 
 def batches(transitions: Sequence[Transition]) -> list[Batch]:
-    """*transitions* as statements: each run of one kind on distinct jobs is one statement.
+    """*transitions* as statements, one a span of :func:`jobkit.stores.writes.runs`.
 
-    A run that names a job twice goes one statement a write, so that the outcome is
-    exactly that of applying them in order. TypeError for anything not a transition,
-    before anything is sent.
+    TypeError for anything not a transition, before anything is sent.
     """
     writes = [(type(t), values_of(t)) for t in transitions]
     plan: list[Batch] = []
-    start = 0
-    while start < len(writes):
-        kind = writes[start][0]
-        end = start + 1
-        while end < len(writes) and writes[end][0] is kind:
-            end += 1
+    for start, end, _ in fenced_writes.runs([(values[0], kind) for kind, values in writes]):
         run = [values for _, values in writes[start:end]]
-        ids = [values[0] for values in run]
-        width = len(run[0])
-        if len(set(ids)) == len(ids):
-            plan.append((FINISH[kind], arrays(run, width), ids))
-        else:
-            plan.extend((FINISH[kind], arrays([values], width), [values[0]]) for values in run)
-        start = end
+        plan.append((FINISH[writes[start][0]], arrays(run, len(run[0])), [values[0] for values in run]))
     return plan
 
 
 def applied(plan: Sequence[Batch], results: Sequence[Sequence[Any]]) -> list[bool]:
     """For each write of *plan*, in order: True when its token still held the job (it returned its id)."""
-    done: list[bool] = []
-    for (_, _, ids), rows in zip(plan, results, strict=True):
-        returned = {row[0] for row in rows}
-        done.extend(job_id in returned for job_id in ids)
-    return done
+    return fenced_writes.applied([ids for _, _, ids in plan], results)
 
 
 HEARTBEAT = f"""UPDATE {{s}}.jobs AS j SET worker_expires_at = %s, updated_at = %s

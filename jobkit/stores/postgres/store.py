@@ -42,6 +42,7 @@ from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
+from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:
     from jobkit.store import Cursor
@@ -205,12 +206,7 @@ class PostgresStore:
             return []
         (rows,) = self._db.write([(q.RELEASE, [now, now, *_lease_arrays(leases)]), (q.NOTIFY, (self.channel,))])[:1]
         done = {(job_id, token) for job_id, token in rows}
-        released = []
-        for lease in leases:  # a lease named twice is given back once
-            key = (lease.job_id, lease.token)
-            released.append(key in done)
-            done.discard(key)
-        return released
+        return given_back(leases, done)
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
         _check_time(now)

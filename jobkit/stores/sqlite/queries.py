@@ -27,6 +27,7 @@ from jobkit.model import (
     Transition,
     worker_lost,
 )
+from jobkit.stores import writes as fenced_writes
 from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, dt, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
@@ -287,35 +288,22 @@ WritePlan = list[tuple[Step, list[str]]]
 def write_plan(writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> WritePlan:
     """*writes* (from :func:`writes_of`) as transaction steps, each with the job ids it writes.
 
-    A run of writes of one kind on distinct jobs is one executemany (one prepared
-    statement, one call into SQLite); a run that names a job twice goes one statement a
-    write, so that the outcome is exactly that of applying them in order. Built before
-    the transaction, so that inside it only the statements run.
+    Each batch of :func:`jobkit.stores.writes.runs` is one executemany (one prepared
+    statement, one call into SQLite), any other span one statement. Built before the
+    transaction, so that inside it only the statements run.
     """
     plan: WritePlan = []
-    start = 0
-    while start < len(writes):
-        sql = writes[start][1]
-        end = start + 1
-        while end < len(writes) and writes[end][1] is sql:
-            end += 1
+    for start, end, batch in fenced_writes.runs([(job_id, sql) for job_id, sql, _ in writes]):
         run = writes[start:end]
         ids = [job_id for job_id, _, _ in run]
-        if len(set(ids)) == len(ids):
-            plan.append(((sql, [values for _, _, values in run], "many"), ids))
-        else:
-            plan.extend(((sql, values, "rows"), [job_id]) for job_id, _, values in run)
-        start = end
+        sql = run[0][1]
+        plan.append(((sql, [values for _, _, values in run], "many") if batch else ((sql, run[0][2], "rows")), ids))
     return plan
 
 
 def applied(plan: WritePlan, results: Sequence[list[Any]]) -> list[bool]:
     """For each write of *plan*, in order: True when its token still held the job (it returned its id)."""
-    done: list[bool] = []
-    for (_, ids), rows in zip(plan, results, strict=True):
-        returned = {row[0] for row in rows}
-        done.extend(job_id in returned for job_id in ids)
-    return done
+    return fenced_writes.applied([ids for _, ids in plan], results)
 
 
 def claimed(rows: list[Any]) -> tuple[list[JobRecord], list[UnreadableRow]]:

@@ -46,6 +46,7 @@ from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
 from jobkit.stores.sqlite.waker import SqliteWaker
+from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
@@ -313,12 +314,7 @@ class SqliteStore:
             ]
         )
         done = {(job_id, token) for job_id, token in given} | {(job_id, token) for job_id, token in cancelled}
-        released = []
-        for lease in leases:  # a lease named twice is given back once
-            key = (lease.job_id, lease.token)
-            released.append(key in done)
-            done.discard(key)
-        return released
+        return given_back(leases, done)
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
         at = ts(now)
