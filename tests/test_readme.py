@@ -7,6 +7,7 @@ README needs a test that runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+import jobkit
 from tests.pg import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+ORDERS = ("orders.py", "orders_sqlalchemy.py", "orders_django.py")  # enqueue in your transaction, three ways
 DISTRIBUTION = "jobkit_queue"  # jobkit-queue, as a wheel's file name spells it
 
 
@@ -120,16 +123,22 @@ def test_transactional_enqueue_example_runs_as_written(
     tmp_path: Path, pg_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "tasks.py").write_text(named("tasks.py"))
-    (tmp_path / "orders.py").write_text(named("orders.py"))
+    for script in ORDERS:
+        (tmp_path / script).write_text(named(script))
     with throwaway_database(pg_admin_dsn) as url:
         monkeypatch.setenv("DATABASE_URL", url)
-        printed = run(tmp_path, "orders.py").splitlines()
-    assert printed == expected(named("orders.py")) == ["None", "pending", "None"]
+        printed = {script: run(tmp_path, script).splitlines() for script in ORDERS}  # orders.py makes the table
+        with jobkit.PostgresStore(url) as store:
+            images = sorted(json.loads(row.params)["url"] for row in store.list_jobs(limit=10))
+    assert printed["orders.py"] == expected(named("orders.py")) == ["None", "pending", "None"]
+    assert printed["orders_sqlalchemy.py"] == expected(named("orders_sqlalchemy.py")) == ["pending"]
+    assert printed["orders_django.py"] == expected(named("orders_django.py")) == ["pending"]
+    assert images == ["f.png", "h.png", "i.png"], "and g.png, rolled back, is not there"
 
 
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
-    run_here += [named("orders.py")]
+    run_here += [named(script) for script in ORDERS]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 

@@ -70,11 +70,13 @@ class DatabaseClock:
 
 
 def copy_rows(conn: Connection, text: str, rows: Iterable[Sequence[Any]], then: tuple[str, Any]) -> None:
-    """COPY *rows* in with *text* (the statement as sent), then run *then*, all or nothing.
+    """COPY *rows* in with *text* (the statement as sent), then run *then*, in the transaction *conn* is in.
 
-    On a connection already in a transaction (the caller's own) this is a savepoint of it.
+    No transaction of its own: on a caller's connection outside one, psycopg's
+    ``transaction()`` would begin one and commit it at its end, committing the caller's
+    work under it; the store's own callers wrap this in theirs.
     """
-    with conn.transaction(), conn.cursor() as cur:
+    with conn.cursor() as cur:
         with cur.copy(text) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -201,7 +203,7 @@ class Server:
 
     def copy(self, text: str, rows: Iterable[Sequence[Any]], then: tuple[str, Any]) -> None:
         """COPY *rows* in with *text*, then run *then*, in one transaction of a pooled connection."""
-        with self._conn() as conn:
+        with self._conn() as conn, conn.transaction():
             copy_rows(conn, self.sql(text), rows, (self.sql(then[0]), then[1]))
 
     def server_time(self) -> datetime:

@@ -106,7 +106,9 @@ class PostgresStore:
     def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> None:
         """Insert *jobs* with the caller's psycopg connection, inside its transaction: they exist at its commit.
 
-        The caller's connection is used as it is: it must reach the same database.
+        The caller's connection is used as it is: it must reach the same database. The rows
+        (and the one NOTIFY) go into whatever transaction it is in, the implicit one that
+        psycopg opens with autocommit off included; in autocommit mode they commit at once.
         """
         if not isinstance(connection, psycopg.Connection):
             raise TypeError(f"connection must be a psycopg 3 Connection, not {type(connection).__name__}")
