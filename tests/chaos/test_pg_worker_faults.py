@@ -114,6 +114,30 @@ def test_a_worker_rides_out_its_connections_being_killed_and_loses_nothing(pgh: 
     assert "Traceback" not in worker.stderr()
 
 
+def test_a_worker_rides_out_statement_timeouts_while_its_table_is_locked_and_loses_nothing(pgh: PgHarness) -> None:
+    ids = chaos_jobs.nap.later_many([Nap([0.005])] * 300, pgh.store)
+    # The worker's sessions cancel any statement after 250 ms (a setting users give in the URL); while
+    # another session holds the jobs table, every claim, outcome and heartbeat of the worker hits it.
+    timeout = "options=-c%20statement_timeout%3D250"
+    url = f"{pgh.dsn}{'&' if '?' in pgh.dsn else '?'}{timeout}"
+    argv = [sys.executable, "-m", "jobkit.worker", url, "--schema", pgh.pg.schema, "--jobs", JOBS_MODULE]
+    worker = pgh.spawn([*argv, "--concurrency", "4", "--lock-timeout", "3"], "worker")
+    pgh.wait(lambda: pgh.counts()[JobStatus.COMPLETED] >= 50, 60, "50 jobs completed")
+    with psycopg.connect(pgh.dsn) as holder:
+        holder.execute(f'LOCK TABLE "{pgh.pg.schema}".jobs IN ACCESS EXCLUSIVE MODE')
+        # Held until the worker's loop (not only its lease keeper) has met the timeout and said so.
+        pgh.wait(lambda: "failed: " in worker.stderr(), 60, "the worker's loop meeting the statement timeout")
+        assert "statement timeout" in worker.stderr(), worker.tail(40)
+        holder.rollback()  # the table is free again
+    pgh.wait(lambda: pgh.counts()[JobStatus.COMPLETED] == len(ids), 90, "every job completed after the lock")
+    assert worker.alive(), worker.tail()
+    assert set(ran_to_the_end(pgh)) == set(ids), "a job completed without running to its end"
+    assert "Traceback" not in worker.stderr()
+    warned = [line for line in worker.stderr().splitlines() if " WARNING " in line or " ERROR " in line]
+    assert 1 <= len(warned) <= 4, "a line as the trouble starts and one when it is over\n" + "\n".join(warned)
+    assert any("takes writes again" in line for line in warned), worker.tail(40)
+
+
 def test_a_worker_rides_out_a_server_restart(tmp_path: Path, throwaway_cluster: Cluster) -> None:
     h = PgHarness(tmp_path, throwaway_cluster.dsn)
     try:
