@@ -53,6 +53,16 @@ def _utc_required(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def require_aware(*times: datetime | None) -> None:
+    """Refuse naive times with a ValueError, as every store does before it writes anything.
+
+    A naive time cannot be compared with the stored ones, which are instants.
+    """
+    for value in times:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
+
+
 class JobStatus(str, enum.Enum):
     """Where a job is in its life: pending -> running -> completed | failed | cancelled."""
 

@@ -30,6 +30,7 @@ from jobkit.model import (
     Schedule,
     Summary,
     Transition,
+    require_aware,
     utc_now,
 )
 from jobkit.store import Cursor
@@ -53,17 +54,10 @@ INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
 )
 
 
-def aware(*times: datetime | None) -> None:
-    """Refuse naive times, as SqliteStore does: they cannot be compared with stored ones."""
-    for value in times:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
-
-
 def check(jobs: Sequence[JobRecord]) -> None:
     """Refuse records that SqliteStore would refuse, with the same error types and in the same order."""
     for job in jobs:
-        aware(
+        require_aware(
             job.scheduled_for,
             job.created_at,
             job.updated_at,
@@ -178,7 +172,7 @@ class MemoryStore:
         names: Collection[str] | None = None,
     ) -> list[JobRecord]:
         check_names(names)
-        aware(now, lock_until)
+        require_aware(now, lock_until)
         if limit <= 0 or (names is not None and not names):
             return []
         with self._lock:
@@ -191,7 +185,7 @@ class MemoryStore:
             return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[:limit]]
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
-        aware(now, lock_until)
+        require_aware(now, lock_until)
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status is not PENDING:
@@ -208,7 +202,7 @@ class MemoryStore:
         return job if lifecycle.holds(job, lease) else None
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
-        aware(now, lock_until)
+        require_aware(now, lock_until)
         with self._lock:
             held: dict[str, bool] = {}
             for lease in leases:
@@ -220,7 +214,7 @@ class MemoryStore:
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
         lifecycle.check_percent(percent)  # refused even when the lease is lost, as SqliteStore does
-        aware(now)
+        require_aware(now)
         with self._lock:
             job = self._held(lease)
             if job is None:
@@ -230,7 +224,7 @@ class MemoryStore:
 
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
         for transition in transitions:
-            aware(transition.at, transition.run_at if isinstance(transition, Retry) else None)
+            require_aware(transition.at, transition.run_at if isinstance(transition, Retry) else None)
         with self._lock:
             return [self._apply(transition) for transition in transitions]
 
@@ -253,13 +247,13 @@ class MemoryStore:
     ) -> tuple[list[bool], list[JobRecord]]:
         # Refuse bad claim arguments before finishing anything: the pair is one transaction.
         check_names(names)
-        aware(now, lock_until)
+        require_aware(now, lock_until)
         with self._lock:
             applied = self.finish(transitions)
             return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
-        aware(now)
+        require_aware(now)
         with self._lock:
             released = []
             for lease in leases:
@@ -270,7 +264,7 @@ class MemoryStore:
             return released
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
-        aware(now)
+        require_aware(now)
         with self._lock:
             report = ResetReport()
             expired = [job for job in self._jobs.values() if lifecycle.is_expired(job, now)]
@@ -285,7 +279,7 @@ class MemoryStore:
             return sorted((m for m in marks if m is not None), key=lambda m: m.job_id)
 
     def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
-        aware(now, *(t for m in marks for t in (m.expires_at, m.updated_at)))
+        require_aware(now, *(t for m in marks for t in (m.expires_at, m.updated_at)))
         with self._lock:
             report = ResetReport()
             for mark in sorted(marks, key=lambda m: m.job_id):
@@ -297,7 +291,7 @@ class MemoryStore:
 
     # -- operating ----------------------------------------------------------------
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
-        aware(now)
+        require_aware(now)
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -312,7 +306,7 @@ class MemoryStore:
             return sorted(j.id for j in self._jobs.values() if j.status is RUNNING and j.cancel_requested)
 
     def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
-        aware(now)
+        require_aware(now)
         with self._lock:
             sent = []
             for job_id in dict.fromkeys(job_ids):
@@ -324,7 +318,7 @@ class MemoryStore:
             return sent
 
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
-        aware(before)
+        require_aware(before)
         with self._lock:
             doomed = sorted(
                 (
@@ -342,7 +336,7 @@ class MemoryStore:
             return len(doomed)
 
     def summary(self, *, since: datetime) -> Summary:
-        aware(since)
+        require_aware(since)
         with self._lock:
             jobs = list(self._jobs.values())
         by_name: dict[str, dict[JobStatus, int]] = {}
@@ -362,7 +356,7 @@ class MemoryStore:
         )
 
     def backlog(self, *, now: datetime) -> Backlog:
-        aware(now)
+        require_aware(now)
         with self._lock:
             pending = [j for j in self._jobs.values() if j.status is PENDING]
         due = [j for j in pending if lifecycle.is_due(j, now)]
@@ -377,7 +371,7 @@ class MemoryStore:
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
-        aware(schedule.next_run_at, schedule.created_at, schedule.updated_at, schedule.last_run_at)
+        require_aware(schedule.next_run_at, schedule.created_at, schedule.updated_at, schedule.last_run_at)
         with self._lock:
             old = self._schedules.get(schedule.name)
             if old is not None:
@@ -408,7 +402,7 @@ class MemoryStore:
             return self._schedules.pop(name, None) is not None
 
     def due_schedules(self, now: datetime) -> list[Schedule]:
-        aware(now)
+        require_aware(now)
         with self._lock:
             due = [
                 s for s in self._schedules.values() if s.enabled and s.next_run_at is not None and s.next_run_at <= now
@@ -418,7 +412,7 @@ class MemoryStore:
     def fire_schedule(
         self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
     ) -> bool:
-        aware(expected, fire_time, next_run_at)
+        require_aware(expected, fire_time, next_run_at)
         with self._lock:
             current = self._schedules.get(name)
             if current is None or not current.enabled or current.next_run_at != expected:
@@ -447,7 +441,7 @@ class MemoryStore:
         after: Cursor | None = None,
     ) -> list[JobRecord]:
         if after is not None:
-            aware(after[0])
+            require_aware(after[0])
         with self._lock:
             found = [
                 job

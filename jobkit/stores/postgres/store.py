@@ -36,6 +36,7 @@ from jobkit.model import (
     Schedule,
     Summary,
     Transition,
+    require_aware,
 )
 from jobkit.stores.postgres import queries as q
 from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
@@ -135,7 +136,7 @@ class PostgresStore:
         chosen = _names(names)
         if limit <= 0 or chosen == []:
             return None
-        _check_time(now, lock_until)
+        require_aware(now, lock_until)
         params = {"now": now, "token": token, "until": lock_until, "limit": limit, "names": chosen}
         params["channel"] = self.channel
         return q.claim_sql(chosen), params
@@ -156,13 +157,13 @@ class PostgresStore:
         return q.claimed(rows)
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
-        _check_time(now, lock_until)
+        require_aware(now, lock_until)
         params = {"id": job_id, "token": token, "now": now, "until": lock_until, "channel": self.channel}
         (rows,) = self._db.write([(q.CLAIM_ONE, params)])
         return next(iter(q.claimed(rows)), None)
 
     def heartbeat(self, leases: Sequence[Lease], *, now: datetime, lock_until: datetime) -> Mapping[str, bool]:
-        _check_time(now, lock_until)
+        require_aware(now, lock_until)
         if not leases:
             return {}
         (rows,) = self._db.write([(q.HEARTBEAT, [lock_until, now, *_lease_arrays(leases)])])
@@ -170,7 +171,7 @@ class PostgresStore:
 
     def progress(self, lease: Lease, percent: int, message: str | None, *, now: datetime) -> bool:
         lifecycle.check_percent(percent)
-        _check_time(now)
+        require_aware(now)
         (rows,) = self._db.write([(q.PROGRESS, (percent, message, now, lease.job_id, lease.token))])
         return bool(rows[0] > 0)
 
@@ -189,7 +190,7 @@ class PostgresStore:
     ) -> tuple[list[bool], list[JobRecord]]:
         plan = q.batches(transitions)  # bad input is refused before anything is sent
         for t in transitions:
-            _check_time(t.at, *((t.run_at,) if isinstance(t, Retry) else ()))
+            require_aware(t.at, *((t.run_at,) if isinstance(t, Retry) else ()))
         claim = self._claim_statement(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
         statements: list[tuple[str, Any]] = [(text, params) for text, params, _ in plan]
         if plan:
@@ -203,7 +204,7 @@ class PostgresStore:
         return q.applied(plan, results[: len(plan)]), claimed
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
-        _check_time(now)
+        require_aware(now)
         if not leases:
             return []
         (rows,) = self._db.write([(q.RELEASE, [now, now, *_lease_arrays(leases)]), (q.NOTIFY, (self.channel,))])[:1]
@@ -211,7 +212,7 @@ class PostgresStore:
         return given_back(leases, done)
 
     def reset_expired(self, *, now: datetime) -> ResetReport:
-        _check_time(now)
+        require_aware(now)
         found = [q.record_of(row) for row in self._db.read(q.EXPIRED, (now,))]
         return self._reset(found, now)
 
@@ -221,7 +222,7 @@ class PostgresStore:
         ]
 
     def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
-        _check_time(now, *(t for m in marks for t in (m.expires_at, m.updated_at) if t is not None))
+        require_aware(now, *(t for m in marks for t in (m.expires_at, m.updated_at) if t is not None))
         if not marks:
             return ResetReport()
         by_id: dict[str, list[LeaseMark]] = {}
@@ -247,7 +248,7 @@ class PostgresStore:
 
     # -- operating ----------------------------------------------------------------
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
-        _check_time(now)
+        require_aware(now)
         self._db.write([(q.CANCEL_JOB, {"id": job_id, "now": now}), (q.NOTIFY, (self.channel,))])
         return self.get(job_id)
 
@@ -255,7 +256,7 @@ class PostgresStore:
         return [row[0] for row in self._db.read(q.CANCELLING)]
 
     def retry(self, job_ids: Sequence[str], *, now: datetime) -> list[str]:
-        _check_time(now)
+        require_aware(now)
         unique = list(dict.fromkeys(job_ids))
         if not unique:
             return []
@@ -265,14 +266,14 @@ class PostgresStore:
 
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
         chosen = sorted(JobStatus(s).value for s in statuses if JobStatus(s).finished)
-        _check_time(before)
+        require_aware(before)
         if limit <= 0 or not chosen:
             return 0
         (rows,) = self._db.write([(q.PURGE, (chosen, before, limit))])
         return int(rows[0])
 
     def summary(self, *, since: datetime) -> Summary:
-        _check_time(since)
+        require_aware(since)
         by_name: dict[str, dict[JobStatus, int]] = {}
         for name, status, n in self._db.read(q.BY_NAME):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
@@ -288,7 +289,7 @@ class PostgresStore:
         )
 
     def backlog(self, *, now: datetime) -> Backlog:
-        _check_time(now)
+        require_aware(now)
         (counts,), oldest, following = (
             self._db.read(text, {"now": now}) for text in (q.BACKLOG, q.OLDEST_DUE, q.NEXT_SCHEDULED)
         )
@@ -297,7 +298,7 @@ class PostgresStore:
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
         row = q.schedule_row(schedule)
-        _check_time(*(t for t in row if isinstance(t, datetime)))
+        require_aware(*(t for t in row if isinstance(t, datetime)))
         (rows,) = self._db.write([(q.PUT_SCHEDULE, row)])
         return q.schedule_of(rows[0])
 
@@ -313,13 +314,13 @@ class PostgresStore:
         return bool(rows[0] > 0)
 
     def due_schedules(self, now: datetime) -> list[Schedule]:
-        _check_time(now)
+        require_aware(now)
         return [q.schedule_of(row) for row in self._db.read(q.DUE_SCHEDULES, (now,))]
 
     def fire_schedule(
         self, name: str, *, expected: datetime, fire_time: datetime, next_run_at: datetime, job: JobRecord
     ) -> bool:
-        _check_time(expected, fire_time, next_run_at)
+        require_aware(expected, fire_time, next_run_at)
         values = (next_run_at, fire_time, job.id, job.created_at, name, expected, *q.row_of(job), self.channel)
         (rows,) = self._db.write([(q.FIRE, values)])
         return bool(rows)
@@ -341,7 +342,7 @@ class PostgresStore:
         after: Cursor | None = None,
     ) -> list[JobRecord]:
         if after is not None:
-            _check_time(after[0])
+            require_aware(after[0])
         if status is not None and not isinstance(status, JobStatus) and status not in q.STATUS:
             return []
         text, params = q.listing(status=status, name=name, correlation_id=correlation_id, limit=limit, after=after)
@@ -398,14 +399,7 @@ def _lease_arrays(leases: Sequence[Lease]) -> list[list[str]]:
     return q.arrays(((lease.job_id, lease.token) for lease in leases), 2)
 
 
-def _check_time(*values: datetime) -> None:
-    """Refuse naive times (ValueError), as every store does, before anything is written."""
-    for value in values:
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
-
-
 def _check_records(jobs: Sequence[JobRecord]) -> None:
     for job in jobs:
         times = (job.scheduled_for, job.created_at, job.updated_at)
-        _check_time(*times, *(t for t in (job.worker_started_at, job.worker_expires_at, job.completed_at) if t))
+        require_aware(*times, *(t for t in (job.worker_started_at, job.worker_expires_at, job.completed_at) if t))

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from jobkit.errors import StoreError
-from jobkit.model import JobRecord, JobStatus, Schedule
+from jobkit.model import JobRecord, JobStatus, Schedule, require_aware
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS
 
 # The one stored form of a time, as a shape: every digit a "d". Fixed width, so that
@@ -44,8 +44,7 @@ def ts(value: datetime) -> str:
     """The stored form of a time: UTC, ISO 8601, microseconds, trailing Z."""
     if value.tzinfo is timezone.utc:  # as records hold them
         return _utc_text(value)
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: jobkit needs timezone-aware times")
+    require_aware(value)
     # Converted before the cache: two local times that differ only in `fold` (the
     # repeated hour of a DST change) compare and hash equal, but are an hour apart.
     return _utc_text(value.astimezone(timezone.utc))
