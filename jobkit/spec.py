@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import math
 import typing
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 
 P = TypeVar("P")
 R = TypeVar("R")
+S = TypeVar("S")
+T = TypeVar("T")
+A = ParamSpec("A")
 
 
 def _is_number(value: object) -> bool:
@@ -53,6 +58,25 @@ def _storable_name(_: object, attribute: attrs.Attribute[Any], value: str) -> No
     # Every row of this job carries the name as it is, so one no store can hold is refused here.
     if isinstance(value, str):
         codec.check_text(value, what="job name")
+
+
+def in_thread(method: Callable[Concatenate[S, A], T]) -> Callable[Concatenate[S, A], Coroutine[Any, Any, T]]:
+    """*method* for asyncio code: the very sync call (parameters, result, errors), run in a worker thread.
+
+    All of it runs there (``asyncio.to_thread``, which carries the contextvars): checking
+    params is CPU work as large as they are, and the options' checks, the store's clock
+    (PostgreSQL's) and the write may all wait. Being the sync call, it refuses a bad call
+    before it writes anything, with the same error. The signature is derived, not copied,
+    so it takes every parameter the sync form takes, now and as the sync form grows.
+    """
+
+    @functools.wraps(method)
+    async def call(self: S, /, *args: A.args, **kwargs: A.kwargs) -> T:
+        return await asyncio.to_thread(method, self, *args, **kwargs)
+
+    call.__name__, call.__qualname__ = f"{method.__name__}_async", f"{method.__qualname__}_async"
+    call.__doc__ = f":meth:`{method.__name__}` for asyncio code, run in a worker thread: it never blocks the loop."
+    return call
 
 
 @attrs.frozen
@@ -141,6 +165,16 @@ class JobSpec(Generic[P, R]):
             indexed=True,
             connection=connection,
         )
+
+    # The async forms: see in_thread. now_async runs the handler in that thread too (an
+    # async one on a loop of its own there, as now() does when called from a coroutine).
+    # Not on the caller's loop: the sync runner's thread would then wait for the handler;
+    # taken from the loop's default pool, as many calls as it has threads would leave the
+    # handlers that need that pool (to_thread, getaddrinfo) waiting forever, and a fresh
+    # thread per call would leave SqliteStore a connection per call (one a thread, to close()).
+    later_async = in_thread(later)
+    later_many_async = in_thread(later_many)
+    now_async = in_thread(now)
 
     def batch(
         self,

@@ -136,9 +136,38 @@ def test_transactional_enqueue_example_runs_as_written(
     assert images == ["f.png", "h.png", "i.png"], "and g.png, rolled back, is not there"
 
 
+# Drives the README's app.py through Starlette's TestClient: one job made, one bad request refused.
+APP_CLIENT = """
+import jobkit
+from starlette.testclient import TestClient
+
+from app import app
+
+with TestClient(app) as client:
+    made = client.post("/resize", json={"url": "a.png", "width": 3})
+    refused = client.post("/resize", json={"url": "b.png", "width": "wide"})
+print(made.status_code, refused.status_code, refused.json()["error"])
+with jobkit.SqliteStore("jobs.sqlite") as store:
+    record = store.get(made.json()["job_id"])
+    assert record is not None
+    print(record.status, record.params, record.correlation_id, sum(store.counts().values()))
+"""
+
+
+def test_async_producer_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(named("tasks.py"))
+    (tmp_path / "app.py").write_text(named("app.py"))
+    (tmp_path / "client.py").write_text(APP_CLIENT)
+    assert run(tmp_path, "client.py").splitlines() == [
+        "202 422 invalid params: invalid value for type, expected int @ params.width",
+        'pending {"url":"a.png","width":3} web 1',
+    ]
+
+
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
     run_here += [named(script) for script in ORDERS]
+    run_here.append(named("app.py"))
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 
