@@ -13,6 +13,8 @@ speed and must give the same records, and the runners report what they did with
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -49,6 +51,47 @@ def claim_order(job: JobRecord) -> tuple[int, datetime, str]:
 def is_due(job: JobRecord, now: datetime) -> bool:
     """Whether a claim at *now* may take *job*."""
     return job.status is PENDING and job.scheduled_for <= now
+
+
+def claimable(
+    jobs: Iterable[JobRecord],
+    *,
+    now: datetime,
+    limit: int,
+    names: Collection[str] | None = None,
+    queues: Mapping[str, int] | None = None,
+    paused: Collection[str] = (),
+) -> list[JobRecord]:
+    """What one claim at *now* takes, in claim order: due jobs whose queue is not *paused*.
+
+    Only jobs of *names* when given; only of *queues* when given, and at most the number
+    it maps each to; at most *limit* in all. Taking each queue's first jobs up to its
+    number and then the first *limit* of those is the same choice, which is how the SQL
+    stores make it from an index per queue.
+    """
+    if limit <= 0:
+        return []
+    due = sorted(
+        (
+            job
+            for job in jobs
+            if is_due(job, now)
+            and job.queue not in paused
+            and (names is None or job.job_name in names)
+            and (queues is None or job.queue in queues)
+        ),
+        key=claim_order,
+    )
+    taken: list[JobRecord] = []
+    per_queue: collections.Counter[str] = collections.Counter()
+    for job in due:
+        if queues is not None and per_queue[job.queue] >= queues[job.queue]:
+            continue
+        per_queue[job.queue] += 1
+        taken.append(job)
+        if len(taken) == limit:
+            break
+    return taken
 
 
 def is_expired(job: JobRecord, now: datetime) -> bool:

@@ -6,6 +6,7 @@ Everything here is pure: no clock, no store, no I/O.
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -13,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from jobkit.errors import JobFailed
+from jobkit.errors import JobFailed, ValidationError
 
 if sys.version_info >= (3, 14):  # pragma: no cover - depends on the interpreter
     from uuid import uuid7
@@ -82,6 +83,22 @@ class JobStatus(str, enum.Enum):
 
 FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+DEFAULT_QUEUE = "default"
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+"""What a queue may be called: letters, digits and ``_ . : -``, up to 64, so that
+``--queues emails=2,default`` and a URL carry it as it is."""
+
+
+def check_queue(name: object, *, what: str = "queue") -> str:
+    """*name* if it can name a queue; a ValidationError naming *what* otherwise."""
+    if not isinstance(name, str) or QUEUE_NAME.fullmatch(name) is None:
+        raise ValidationError(
+            f"{what} must be a queue name (1 to 64 letters, digits or _ . : -, starting with a letter or digit), "
+            f"not {name!r}",
+            value=name,
+        )
+    return name
+
 
 @attrs.frozen
 class JobRecord:
@@ -114,6 +131,30 @@ class JobRecord:
     worker_expires_at: datetime | None = attrs.field(default=None, converter=_utc)
     completed_at: datetime | None = attrs.field(default=None, converter=_utc)
     cancel_requested: bool = False
+    queue: str = DEFAULT_QUEUE
+
+
+@attrs.frozen
+class QueueInfo:
+    """A queue as :func:`jobkit.queues` shows it: paused or not, and its jobs by status.
+
+    A queue is listed while it holds jobs (of any status), and once paused or resumed, for good.
+    """
+
+    name: str
+    paused: bool
+    counts: dict[JobStatus, int]
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Any]]) -> list[QueueInfo]:
+        """The queues from a store's read: ``(name, paused, status, count)`` rows in name order, a queue
+        without jobs as one row whose status is None."""
+        found: dict[str, QueueInfo] = {}
+        for name, paused, status, n in rows:
+            info = found.setdefault(name, cls(name, bool(paused), dict.fromkeys(JobStatus, 0)))
+            if status is not None:
+                info.counts[JobStatus(status)] = n
+        return list(found.values())
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    QueueInfo,
     ResetReport,
     Schedule,
     Summary,
@@ -90,11 +91,14 @@ class Store(Protocol):
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
         """Take up to *limit* due pending jobs, highest priority then earliest first.
 
         Each becomes running, held by *token* until *lock_until*, with one more attempt
-        counted. Returns them in claim order. *names* restricts the job names claimed.
+        counted. Returns them in claim order. *names* restricts the job names claimed;
+        *queues* the queues, mapping each to the most jobs taken from it. No job of a
+        paused queue is taken. Which jobs: :func:`jobkit.lifecycle.claimable`.
         """
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
@@ -118,6 +122,7 @@ class Store(Protocol):
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         """Hand in outcomes and take new work in one transaction: ``finish`` then ``claim``."""
 
@@ -200,6 +205,12 @@ class Store(Protocol):
         schedule at the same instant enqueue one job.
         """
 
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that holds jobs or was ever paused or resumed, by name, with its jobs by status."""
+
+    def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
+        """Pause (or resume) *queue*, which need not have jobs yet: claims skip a paused queue's jobs."""
+
     def counts(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, zero included)."""
 
@@ -209,6 +220,7 @@ class Store(Protocol):
         status: JobStatus | None = None,
         name: str | None = None,
         correlation_id: str | None = None,
+        queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
     ) -> list[JobRecord]:
@@ -218,8 +230,11 @@ class Store(Protocol):
         ``(created_at, id)`` of the previous page's last job) are returned.
         """
 
-    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
-        """The earliest scheduled time among pending jobs (of *names*), or None when none is pending."""
+    def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
+        """The earliest scheduled time among pending jobs a claim could take (of *names*, in *queues*).
+
+        Jobs of paused queues do not count; None when no such job is pending.
+        """
 
     def waker(self) -> Waker:
         """A new :class:`Waker` for this store; the caller closes it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -25,55 +25,20 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    QueueInfo,
     ResetReport,
     Retry,
     Schedule,
     Summary,
     Transition,
+    check_queue,
     require_aware,
     utc_now,
 )
 from jobkit.store import Cursor
+from jobkit.stores.refusals import check_records, chosen_names, chosen_queue_names, chosen_queues
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-
-# The CHECK constraints of SqliteStore's jobs table, so that both stores refuse the same records.
-INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
-    ("length(job_name) > 0", lambda j: bool(j.job_name)),
-    ("progress BETWEEN 0 AND 100", lambda j: 0 <= j.progress <= 100),
-    ("attempt_count >= 0", lambda j: j.attempt_count >= 0),
-    ("max_attempts >= 1", lambda j: j.max_attempts >= 1),
-    (
-        "a running job has worker_id and worker_expires_at",
-        lambda j: j.status is not RUNNING or (j.worker_id is not None and j.worker_expires_at is not None),
-    ),
-    (
-        "completed_at is set exactly when the job is finished",
-        lambda j: (j.completed_at is not None) == j.status.finished,
-    ),
-)
-
-
-def check(jobs: Sequence[JobRecord]) -> None:
-    """Refuse records that SqliteStore would refuse, with the same error types and in the same order."""
-    for job in jobs:
-        require_aware(
-            job.scheduled_for,
-            job.created_at,
-            job.updated_at,
-            job.worker_started_at,
-            job.worker_expires_at,
-            job.completed_at,
-        )
-    for job in jobs:
-        for rule, holds in INVARIANTS:
-            if not holds(job):
-                raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
-
-
-def check_names(names: Collection[str] | None) -> None:
-    if isinstance(names, str):
-        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
 
 
 class _Table(dict[str, JobRecord]):
@@ -143,6 +108,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._jobs = _Table(threading.Condition(self._lock))
         self._schedules: dict[str, Schedule] = {}
+        self._queues: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
 
     def now(self) -> datetime:
         """This host's clock: a MemoryStore lives in one process, so everyone using it shares the host."""
@@ -150,7 +116,7 @@ class MemoryStore:
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
-        check(jobs)
+        check_records(jobs)
         with self._lock:
             ids = [job.id for job in jobs]
             if len(set(ids)) != len(ids) or any(job_id in self._jobs for job_id in ids):
@@ -170,19 +136,17 @@ class MemoryStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
-        check_names(names)
+        chosen = chosen_names(names)
+        caps = chosen_queues(queues)
         require_aware(now, lock_until)
-        if limit <= 0 or (names is not None and not names):
-            return []
         with self._lock:
-            due = [
-                job
-                for job in self._jobs.values()
-                if lifecycle.is_due(job, now) and (names is None or job.job_name in names)
-            ]
-            due.sort(key=lifecycle.claim_order)
-            return [self._take(job, now=now, token=token, lock_until=lock_until) for job in due[:limit]]
+            paused = {name for name, is_paused in self._queues.items() if is_paused}
+            taken = lifecycle.claimable(
+                self._jobs.values(), now=now, limit=limit, names=chosen, queues=caps, paused=paused
+            )
+            return [self._take(job, now=now, token=token, lock_until=lock_until) for job in taken]
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         require_aware(now, lock_until)
@@ -244,13 +208,16 @@ class MemoryStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         # Refuse bad claim arguments before finishing anything: the pair is one transaction.
-        check_names(names)
+        chosen_names(names)
+        chosen_queues(queues)
         require_aware(now, lock_until)
         with self._lock:
             applied = self.finish(transitions)
-            return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+            claimed = self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues)
+            return applied, claimed
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         require_aware(now)
@@ -423,6 +390,21 @@ class MemoryStore:
             )
             return True
 
+    # -- queues -------------------------------------------------------------------
+    def queues(self) -> list[QueueInfo]:
+        with self._lock:
+            counts = {name: dict.fromkeys(JobStatus, 0) for name in self._queues}
+            for job in self._jobs.values():
+                counts.setdefault(job.queue, dict.fromkeys(JobStatus, 0))[job.status] += 1
+            return [QueueInfo(name, self._queues.get(name, False), counts[name]) for name in sorted(counts)]
+
+    def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
+        check_queue(queue)
+        require_aware(now)
+        with self._lock:
+            self._queues[queue] = bool(paused)
+            self._jobs.touch()  # a resumed queue's jobs are claimable: wake the waiting
+
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:
         with self._lock:
@@ -437,6 +419,7 @@ class MemoryStore:
         status: JobStatus | None = None,
         name: str | None = None,
         correlation_id: str | None = None,
+        queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
     ) -> list[JobRecord]:
@@ -449,18 +432,24 @@ class MemoryStore:
                 if (status is None or job.status is status)
                 and (name is None or job.job_name == name)
                 and (correlation_id is None or job.correlation_id == correlation_id)
+                and (queue is None or job.queue == queue)
                 and (after is None or (job.created_at, job.id) < after)
             ]
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
 
-    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
+    def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
+        chosen, among = chosen_names(names), chosen_queue_names(queues)
         with self._lock:
+            paused = {name for name, is_paused in self._queues.items() if is_paused}
             return min(
                 (
                     j.scheduled_for
                     for j in self._jobs.values()
-                    if j.status is PENDING and (names is None or j.job_name in names)
+                    if j.status is PENDING
+                    and j.queue not in paused
+                    and (chosen is None or j.job_name in chosen)
+                    and (among is None or j.queue in among)
                 ),
                 default=None,
             )

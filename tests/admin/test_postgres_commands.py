@@ -24,6 +24,7 @@ from jobkit.admin.commands import shown_target
 from jobkit.errors import StoreError
 from jobkit.model import JobStatus
 from jobkit.stores.postgres import migrations
+from jobkit.stores.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
 from tests import admin_jobs
 from tests.admin_jobs import Queue
 from tests.pg import fresh_schema_name, with_dbname
@@ -246,8 +247,8 @@ def test_migrate_refuses_a_schema_from_a_newer_jobkit(pg_dsn: str, schema: str) 
 
 def test_migrate_makes_and_knows_a_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "jobs.sqlite"
-    assert ok("migrate", db) == f"{db}: created at version 1\n"
-    assert ok("migrate", f"sqlite://{db}") == f"{db}: already at version 1\n"
+    assert ok("migrate", db) == f"{db}: created at version {SQLITE_VERSION}\n"
+    assert ok("migrate", f"sqlite://{db}") == f"{db}: already at version {SQLITE_VERSION}\n"
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"mine\n")
     assert "left untouched" in refused(2, "migrate", notes)

@@ -7,11 +7,11 @@ answer a store must give, and changes the records as the store must.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from jobkit import lifecycle
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, ResetReport, Transition
+from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, QueueInfo, ResetReport, Transition
 
 
 class Reference:
@@ -19,6 +19,7 @@ class Reference:
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
+        self.paused: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
 
     def _held(self, lease: Lease) -> JobRecord | None:
         job = self.jobs.get(lease.job_id)
@@ -29,15 +30,42 @@ class Reference:
             self.jobs[job.id] = job
 
     def claim(
-        self, *, limit: int, now: datetime, token: str, lock_until: datetime, names: Collection[str] | None = None
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
-        due = sorted(
-            (j for j in self.jobs.values() if lifecycle.is_due(j, now) and (names is None or j.job_name in names)),
-            key=lifecycle.claim_order,
-        )
-        taken = [lifecycle.claim(j, token=token, now=now, lock_until=lock_until) for j in due[: max(limit, 0)]]
+        paused = {name for name, is_paused in self.paused.items() if is_paused}
+        due = lifecycle.claimable(self.jobs.values(), now=now, limit=limit, names=names, queues=queues, paused=paused)
+        taken = [lifecycle.claim(j, token=token, now=now, lock_until=lock_until) for j in due]
         self.add(taken)
         return taken
+
+    def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
+        self.paused[queue] = paused
+
+    def queues(self) -> list[QueueInfo]:
+        counts = {name: dict.fromkeys(JobStatus, 0) for name in self.paused}
+        for job in self.jobs.values():
+            counts.setdefault(job.queue, dict.fromkeys(JobStatus, 0))[job.status] += 1
+        return [QueueInfo(name, self.paused.get(name, False), counts[name]) for name in sorted(counts)]
+
+    def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
+        return min(
+            (
+                j.scheduled_for
+                for j in self.jobs.values()
+                if j.status is JobStatus.PENDING
+                and not self.paused.get(j.queue, False)
+                and (names is None or j.job_name in names)
+                and (queues is None or j.queue in queues)
+            ),
+            default=None,
+        )
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         job = self.jobs.get(job_id)
@@ -80,9 +108,10 @@ class Reference:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         applied = self.finish(transitions)
-        return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+        return applied, self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
         released = []
@@ -156,4 +185,4 @@ class Reference:
 
     def fire(self, job: JobRecord) -> None:
         """A schedule fired and enqueued *job*."""
-        self.jobs[job.id] = job
+        self.add([job])

@@ -39,6 +39,7 @@ PROFILE = os.environ.get("JOBKIT_AGREEMENT_PROFILE") or ("agreement-ci" if os.en
 
 IDS = tuple(f"job-{n:02d}" for n in range(16))
 NAMES = ("app:resize", "app:email", "other:report")
+QUEUES = ("default", "emails", "reports")
 CORRELATIONS = (None, "order-1", "order-2")
 MADE_UP_TOKENS = ("tok-made-up", "tok-0", "tok-1", "")
 KINDS = ("complete", "retry", "fail", "cancel")
@@ -70,6 +71,7 @@ new_jobs = st.fixed_dictionaries(
         "attempt_count": st.integers(min_value=0, max_value=2),
         "correlation_id": st.sampled_from(CORRELATIONS),
         "cancel_requested": st.booleans(),
+        "queue": st.sampled_from(QUEUES),
     }
 )
 # One add in about seven carries a record that breaks a constraint: both stores must refuse the whole batch.
@@ -77,6 +79,10 @@ defects = st.integers(min_value=0, max_value=20).map(lambda n: DEFECTS[n - 18] i
 limits = st.sampled_from((1, 2, 3, 4, 1, 2, 3, 4, 0, -1))
 name_filters = st.sampled_from(
     (None, None, None, None, ("app:resize",), ("app:email", "other:report"), ("nothing:here",), ())
+)
+# A worker's --queues: every queue, some queues each with the most it may take, one that has no jobs, none.
+queue_filters = st.sampled_from(
+    (None, None, None, {"emails": 1}, {"default": 2, "reports": 1}, {"default": 0, "emails": 3}, {"nowhere": 2}, {})
 )
 
 
@@ -148,6 +154,7 @@ class StoresAgree(SideBySide):
             priority=fields["priority"],
             correlation_id=fields["correlation_id"],
             cancel_requested=fields["cancel_requested"],
+            queue=fields["queue"],
         )
         match defect:
             case "empty name":
@@ -173,16 +180,12 @@ class StoresAgree(SideBySide):
         taken = len(set(ids)) < len(ids) or bool(known & set(ids))
         event("add", "refused: id taken" if taken else "refused: invalid" if defect and jobs else "ok")
 
-    @rule(
-        limit=limits,
-        names=name_filters,
-        lock=lock_micros,
-    )
-    def claim(self, limit: int, names: tuple[str, ...] | None, lock: int) -> None:
+    @rule(limit=limits, names=name_filters, queues=queue_filters, lock=lock_micros)
+    def claim(self, limit: int, names: tuple[str, ...] | None, queues: dict[str, int] | None, lock: int) -> None:
         token, until = self.token(), self.now + timedelta(microseconds=lock)
         claimed = self.both(
-            lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names),
-            lambda r: r.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names),
+            lambda s: s.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names, queues=queues),
+            lambda r: r.claim(limit=limit, now=self.now, token=token, lock_until=until, names=names, queues=queues),
         )
         self.remember(claimed)
         event("claim", len(claimed) if claimed is not None else "raised")
@@ -249,17 +252,22 @@ class StoresAgree(SideBySide):
         """Outcomes for leases still held (a job finished twice in one call loses the second)."""
         self.finish_with(st.sampled_from(self.held()), data)
 
-    @rule(data=st.data(), limit=limits, names=name_filters, lock=lock_micros)
-    def finish_and_claim(self, data: st.DataObject, limit: int, names: tuple[str, ...] | None, lock: int) -> None:
+    @rule(data=st.data(), limit=limits, names=name_filters, queues=queue_filters, lock=lock_micros)
+    def finish_and_claim(
+        self,
+        data: st.DataObject,
+        limit: int,
+        names: tuple[str, ...] | None,
+        queues: dict[str, int] | None,
+        lock: int,
+    ) -> None:
         transitions = self.transitions(self.lease_strategy(), data, min_size=0)
         token, until = self.token(), self.now + timedelta(microseconds=lock)
+        options: dict[str, Any] = {"limit": limit, "now": self.now, "token": token, "lock_until": until}
+        options.update(names=names, queues=queues)
         answer = self.both(
-            lambda s: s.finish_and_claim(
-                transitions, limit=limit, now=self.now, token=token, lock_until=until, names=names
-            ),
-            lambda r: r.finish_and_claim(
-                transitions, limit=limit, now=self.now, token=token, lock_until=until, names=names
-            ),
+            lambda s: s.finish_and_claim(transitions, **options),
+            lambda r: r.finish_and_claim(transitions, **options),
         )
         applied, claimed = answer or ([], [])
         self.remember(claimed)
@@ -392,15 +400,31 @@ class StoresAgree(SideBySide):
         assert due is not None
         self.now = due
 
+    @rule(queue=st.sampled_from((*QUEUES, "paused-before-any-job")), paused=st.booleans())
+    def pause(self, queue: str, paused: bool) -> None:
+        self.both(lambda s: s.pause(queue, paused, now=self.now), lambda r: r.pause(queue, paused, now=self.now))
+
     # -- reads ----------------------------------------------------------------------
+    @rule()
+    def queues(self) -> None:
+        self.both(lambda s: s.queues(), lambda r: r.queues())
+
+    @rule(names=name_filters, queues=st.sampled_from((None, ("emails",), ("default", "reports"), ())))
+    def next_due(self, names: tuple[str, ...] | None, queues: tuple[str, ...] | None) -> None:
+        self.both(lambda s: s.next_due(names, queues), lambda r: r.next_due(names, queues))
+
     @rule(
         status=st.none() | st.sampled_from(JobStatus),
         name=st.none() | st.sampled_from(NAMES),
         correlation_id=st.sampled_from(CORRELATIONS),
+        queue=st.none() | st.sampled_from(QUEUES),
         limit=st.integers(min_value=-1, max_value=5),
     )
-    def list_jobs(self, status: JobStatus | None, name: str | None, correlation_id: str | None, limit: int) -> None:
-        self.both(lambda s: s.list_jobs(status=status, name=name, correlation_id=correlation_id, limit=limit))
+    def list_jobs(
+        self, status: JobStatus | None, name: str | None, correlation_id: str | None, queue: str | None, limit: int
+    ) -> None:
+        filters: dict[str, Any] = {"status": status, "name": name, "correlation_id": correlation_id, "queue": queue}
+        self.both(lambda s: s.list_jobs(**filters, limit=limit))
 
     @invariant()
     def jobs_follow_the_lifecycle(self) -> None:

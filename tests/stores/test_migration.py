@@ -2,8 +2,9 @@
 
 The first jobkit files (schema version 1 as first released) had IN lists in the jobs
 table's CHECKs and a name index over every job. Opening one gives it today's name index
-and CHECKs without copying the table: every row, and the user's own views, triggers and
-indexes, are kept, and the version stays 1 so that older jobkit processes still open it.
+and CHECKs without copying the table, then the steps of later versions (2: queues):
+every row, and the user's own views, triggers and indexes, are kept. Without
+``upgrade`` an older file is refused, untouched, naming the migrate command.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ V1_JOBS = [
     job(5, "cancelled", error="cancelled", priority=-1, completed_at=LATER),
 ]
 
-COLUMNS = ", ".join(schema.COLUMNS)
+COLUMNS = ", ".join(c for c in schema.COLUMNS if c != "queue")  # version 1's
 SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER, "0193c0de", 1, T, T)
 
 
@@ -102,10 +103,13 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 1
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 2
     assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
+    with closing(sqlite3.connect(old)) as conn:
+        assert conn.execute("SELECT DISTINCT queue FROM jobs").fetchall() == [("default",)]
+        assert conn.execute("SELECT name, paused FROM queues").fetchall() == []  # it holds pauses only
     fresh = tmp_path / "fresh.sqlite"
     jobkit.SqliteStore(fresh).close()
     assert schema_of(old) == schema_of(fresh)
@@ -181,7 +185,8 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
         assert len(store.list_jobs(name=NAME)) == 4
 
     after = schema_of(path)
-    assert after["jobs"] == table  # not jobkit's own text: its CHECKs are left alone
+    queue = " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0),"
+    assert after["jobs"] == table.replace(" note TEXT,", f" note TEXT,{queue}")  # its CHECKs are left alone
     assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
     assert pragma(path, "integrity_check") == "ok"
 
@@ -249,24 +254,33 @@ def test_in_defensive_mode_only_the_name_index_is_upgraded_and_only_once(
     assert pragma(path, "integrity_check") == "ok"
 
 
-def test_without_upgrade_an_older_file_is_left_as_it_is_and_still_works(tmp_path: Path) -> None:
+def test_without_upgrade_an_older_file_is_refused_untouched_naming_migrate(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = schema_of(path), contents(path)
-    with jobkit.SqliteStore(path, create=False, upgrade=False) as store:
-        assert len(store.list_jobs(name=NAME)) == 4
-        assert [j.id for j in store.list_jobs(status=jobkit.JobStatus.PENDING)] == [V1_JOBS[0]["id"]]
+    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 2; run python -m jobkit migrate"):
+        jobkit.SqliteStore(path, create=False, upgrade=False)
     assert (schema_of(path), contents(path)) == before
+    with jobkit.SqliteStore(path, create=False) as store:  # upgrade=True, the default
+        assert [j.id for j in store.list_jobs(status=jobkit.JobStatus.PENDING)] == [V1_JOBS[0]["id"]]
 
 
-def test_the_admin_command_does_not_change_an_older_file(tmp_path: Path) -> None:
+def test_the_admin_command_does_not_change_an_older_file_and_says_to_migrate(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = schema_of(path)
-    for args, code in ((["status", str(path)], 0), (["cancel", str(path), "no-such-job"], 1)):
-        done = subprocess.run([sys.executable, "-m", "jobkit", *args], capture_output=True, timeout=60, check=False)
-        assert done.returncode == code, done.stderr
+    for args in (["status", str(path)], ["cancel", str(path), "no-such-job"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "jobkit", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2, done.stderr
+        assert "run python -m jobkit migrate TARGET to upgrade it" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
     assert schema_of(path) == before
+    done = subprocess.run(
+        [sys.executable, "-m", "jobkit", "migrate", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and "upgraded from version 1 to 2" in done.stdout, done.stdout + done.stderr
 
 
 OPEN = """

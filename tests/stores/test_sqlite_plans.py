@@ -53,7 +53,7 @@ def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:
 @pytest.mark.parametrize(
     ("status", "index"),
     [
-        (jobkit.JobStatus.PENDING, "jobs_status_scheduled_idx"),
+        (jobkit.JobStatus.PENDING, "jobs_pending_idx"),
         (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
         (jobkit.JobStatus.COMPLETED, "jobs_finished_idx"),
         (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
@@ -69,7 +69,7 @@ def test_listing_by_status_uses_that_status_index(store: jobkit.SqliteStore, sta
 @pytest.mark.parametrize(
     ("status", "index"),
     [
-        (jobkit.JobStatus.PENDING, "jobs_status_scheduled_idx"),
+        (jobkit.JobStatus.PENDING, "jobs_pending_idx"),
         (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
         (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
     ],
@@ -102,7 +102,7 @@ def test_claims_read_the_queue_index(store: jobkit.SqliteStore) -> None:
     lines = plans(
         store, lambda: store.claim(limit=5, now=T0, token="t", lock_until=T0, names=["shop:resize", "shop:other"])
     )
-    assert any("jobs_status_scheduled_idx" in line for line in lines), lines
+    assert any("jobs_pending_idx" in line for line in lines), lines
     assert not any(line == "SCAN jobs" for line in lines), lines
 
 

@@ -23,7 +23,7 @@ from jobkit.model import (
     Retry,
     worker_lost,
 )
-from jobkit.stores.memory import INVARIANTS
+from jobkit.stores.refusals import INVARIANTS
 from tests.support import T0
 
 LOCK = timedelta(seconds=30)

@@ -9,7 +9,7 @@ plan however many jobs it holds.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,9 +114,23 @@ _TAKE = """UPDATE {s}.jobs AS j SET status = 'running', worker_id = %(token)s, w
 # The claimed rows, and one NOTIFY when there are any: the scalar subquery runs once, at
 # the first row out, so a claim that takes nothing (an idle worker's) wakes no one.
 _ANNOUNCED = "SELECT claimed.*, (SELECT pg_notify(%(channel)s, '')) FROM claimed"
-CLAIM = f"""WITH picked AS (
-    SELECT id FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for <= %(now)s {{names}}
-    ORDER BY priority DESC, scheduled_for, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
+# The queues with pending jobs, found by skipping through the pending index (one probe a
+# queue), or the queues given with the most each may give; each queue's head is read on
+# its own and the first %(limit)s of those heads taken; a paused queue is passed over.
+PENDING_QUEUES = """RECURSIVE seen(name) AS (
+    (SELECT queue FROM {s}.jobs WHERE status = 'pending' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {s}.jobs WHERE status = 'pending' AND queue > seen.name ORDER BY queue LIMIT 1)
+    FROM seen WHERE seen.name IS NOT NULL),
+chosen(name, most) AS (SELECT name, %(limit)s::bigint FROM seen WHERE name IS NOT NULL)"""
+GIVEN_QUEUES = "chosen(name, most) AS (SELECT * FROM unnest(%(queues)s::text[], %(caps)s::bigint[]))"
+CLAIM = f"""WITH {{chosen}}, picked AS (
+    SELECT p.id FROM chosen CROSS JOIN LATERAL (
+        SELECT id, priority, scheduled_for FROM {{s}}.jobs
+        WHERE status = 'pending' AND queue = chosen.name AND scheduled_for <= %(now)s {{names}}
+        ORDER BY priority DESC, scheduled_for, id LIMIT least(chosen.most, %(limit)s) FOR UPDATE SKIP LOCKED) AS p
+    WHERE chosen.name NOT IN (SELECT name FROM {{s}}.queues WHERE paused)
+    ORDER BY p.priority DESC, p.scheduled_for, p.id LIMIT %(limit)s),
 claimed AS ({_TAKE} FROM picked WHERE j.id = picked.id RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
 {_ANNOUNCED}"""
 CLAIM_ONE = f"""WITH claimed AS (
@@ -125,8 +139,10 @@ CLAIM_ONE = f"""WITH claimed AS (
 NAMES = "AND job_name = ANY(%(names)s::text[])"
 
 
-def claim_sql(names: Sequence[str] | None) -> str:
-    return CLAIM.replace("{names}", "" if names is None else NAMES)
+def claim_sql(names: Sequence[str] | None, capped: bool) -> str:
+    """The claim for any job name or for *names*, from every queue or (*capped*) the queues bound with their caps."""
+    text = CLAIM.replace("{names}", "" if names is None else NAMES)
+    return text.replace("{chosen}", GIVEN_QUEUES if capped else PENDING_QUEUES)
 
 
 def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
@@ -266,7 +282,19 @@ PURGE = """DELETE FROM {s}.jobs WHERE id IN (
 # -- reading -----------------------------------------------------------------------------
 COUNTS = "SELECT status, count(*) FROM {s}.jobs GROUP BY status"
 BY_NAME = "SELECT job_name, status, count(*) FROM {s}.jobs GROUP BY job_name, status"
-NEXT_DUE = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending' {names}"
+NEXT_DUE = """SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending' {names} {among}
+    AND queue NOT IN (SELECT name FROM {s}.queues WHERE paused)"""
+OLDEST_PENDING = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending'"
+# Every queue that has jobs or a pause row, with its jobs by status (NULL for a queue with none).
+QUEUES = """SELECT j.name, coalesce(q.paused, false), j.status, j.n
+    FROM (SELECT queue AS name, status, count(*) AS n FROM {s}.jobs GROUP BY queue, status) AS j
+    LEFT JOIN {s}.queues AS q ON q.name = j.name
+UNION ALL
+SELECT q.name, q.paused, NULL, 0 FROM {s}.queues AS q WHERE NOT EXISTS (SELECT 1 FROM {s}.jobs WHERE queue = q.name)
+ORDER BY 1"""
+PAUSE = """WITH paused AS (INSERT INTO {s}.queues (name, paused, updated_at) VALUES (%(name)s, %(paused)s, %(now)s)
+    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at RETURNING 1)
+SELECT pg_notify(%(channel)s, '') FROM paused"""
 RUNNING_JOBS = f"{RUNNING} ORDER BY id"
 FAILED_SINCE = "SELECT count(*) FROM {s}.jobs WHERE status = 'failed' AND completed_at >= %s"
 BACKLOG = """SELECT count(*), count(*) FILTER (WHERE scheduled_for <= %(now)s)
@@ -277,8 +305,9 @@ NEXT_SCHEDULED = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AN
     ORDER BY scheduled_for, id LIMIT 1"""
 
 
-def next_due_sql(names: Sequence[str] | None) -> str:
-    return NEXT_DUE.replace("{names}", "" if names is None else NAMES)
+def next_due_sql(names: Sequence[str] | None, among: Sequence[str] | None) -> str:
+    text = NEXT_DUE.replace("{names}", "" if names is None else NAMES)
+    return text.replace("{among}", "" if among is None else "AND queue = ANY(%(among)s::text[])")
 
 
 def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Sequence[JobRecord]) -> Backlog:
@@ -290,8 +319,7 @@ def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Seque
 def listing(
     *,
     status: JobStatus | None,
-    name: str | None,
-    correlation_id: str | None,
+    filters: Mapping[str, str | None],
     limit: int,
     after: tuple[datetime, str] | None,
 ) -> tuple[str, dict[str, Any]]:
@@ -303,7 +331,7 @@ def listing(
         bindings["status"] = JobStatus(status).value
         if JobStatus(status).finished:
             where.append("completed_at IS NOT NULL")  # lets the finished index serve
-    for column, value in (("job_name", name), ("correlation_id", correlation_id)):
+    for column, value in filters.items():  # columns from the caller's fixed keys, values bound
         if value is not None:
             where.append(f"{column} = %({column})s")
             bindings[column] = value

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-VERSION = 1
+VERSION = 2
 MARK = "jobkit"  # meta.made_by: a schema whose meta says otherwise is not jobkit's
 
 JOBS = """
@@ -85,7 +85,22 @@ CREATE TABLE {s}.meta (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton)
 );
 """
-TABLES = frozenset({"jobs", "cron_jobs", "meta"})
+# Version 2: queues. Each job names its queue; the queues table holds the pauses (a row
+# for each queue ever paused or resumed: nothing is written there at enqueue, so no
+# producer waits on another's transaction). The pending index leads with the queue, so
+# that a claim finds the queues with pending jobs by skipping through it, reads each
+# one's head on its own, and never walks past a paused queue's backlog.
+QUEUES = """
+ALTER TABLE {s}.jobs ADD COLUMN queue text NOT NULL DEFAULT 'default' CHECK (length(queue) > 0);
+CREATE TABLE {s}.queues (
+    name       text PRIMARY KEY CHECK (length(name) > 0),
+    paused     boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+DROP INDEX {s}.jobs_pending_idx;
+CREATE INDEX jobs_pending_idx ON {s}.jobs (queue, priority DESC, scheduled_for, id) WHERE status = 'pending';
+"""
+TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues"})
 """Every table a jobkit schema may hold: any other table means the schema is someone else's."""
 
 
@@ -97,7 +112,10 @@ class Step(NamedTuple):
     sql: str
 
 
-STEPS = (Step(1, "the jobs, cron_jobs and meta tables", META + JOBS + CRON),)
+STEPS = (
+    Step(1, "the jobs, cron_jobs and meta tables", META + JOBS + CRON),
+    Step(2, "queues", QUEUES),
+)
 
 
 def steps_after(version: int) -> list[Step]:

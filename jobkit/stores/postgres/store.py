@@ -31,11 +31,13 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    QueueInfo,
     ResetReport,
     Retry,
     Schedule,
     Summary,
     Transition,
+    check_queue,
     require_aware,
 )
 from jobkit.stores.postgres import queries as q
@@ -43,6 +45,7 @@ from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
+from jobkit.stores.refusals import chosen_names, chosen_queue_names, chosen_queues
 from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:
@@ -131,15 +134,18 @@ class PostgresStore:
         return q.record_of(rows[0]) if rows else None
 
     def _claim_statement(
-        self, *, limit: int, now: datetime, token: str, lock_until: datetime, names: Collection[str] | None
+        self, *, limit: int, now: datetime, token: str, lock_until: datetime, **chosen: Any
     ) -> tuple[str, dict[str, Any]] | None:
-        chosen = _names(names)
-        if limit <= 0 or chosen == []:
+        """The claim for the *chosen* ``names`` and ``queues``; None when it would take nothing."""
+        names, caps = chosen_names(chosen["names"]), chosen_queues(chosen["queues"])
+        if limit <= 0 or names == [] or caps == {}:
             return None
         require_aware(now, lock_until)
-        params = {"now": now, "token": token, "until": lock_until, "limit": limit, "names": chosen}
+        params = {"now": now, "token": token, "until": lock_until, "limit": limit, "names": names}
         params["channel"] = self.channel
-        return q.claim_sql(chosen), params
+        if caps is not None:
+            params["queues"], params["caps"] = list(caps), list(caps.values())
+        return q.claim_sql(names, caps is not None), params
 
     def claim(
         self,
@@ -149,8 +155,11 @@ class PostgresStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
-        statement = self._claim_statement(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+        statement = self._claim_statement(
+            limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues
+        )
         if statement is None:
             return []
         (rows,) = self._db.write([statement])
@@ -187,11 +196,14 @@ class PostgresStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         plan = q.batches(transitions)  # bad input is refused before anything is sent
         for t in transitions:
             require_aware(t.at, *((t.run_at,) if isinstance(t, Retry) else ()))
-        claim = self._claim_statement(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
+        claim = self._claim_statement(
+            limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues
+        )
         statements: list[tuple[str, Any]] = [(text, params) for text, params, _ in plan]
         if plan:
             statements.append((q.NOTIFY, (self.channel,)))
@@ -277,7 +289,7 @@ class PostgresStore:
         by_name: dict[str, dict[JobStatus, int]] = {}
         for name, status, n in self._db.read(q.BY_NAME):
             by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
-        ((oldest,),) = self._db.read(q.next_due_sql(None))
+        ((oldest,),) = self._db.read(q.OLDEST_PENDING)
         running = [q.record_of(row) for row in self._db.read(q.RUNNING_JOBS)]
         ((failed,),) = self._db.read(q.FAILED_SINCE, (since,))
         return Summary(
@@ -338,6 +350,7 @@ class PostgresStore:
         status: JobStatus | None = None,
         name: str | None = None,
         correlation_id: str | None = None,
+        queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
     ) -> list[JobRecord]:
@@ -345,15 +358,25 @@ class PostgresStore:
             require_aware(after[0])
         if status is not None and not isinstance(status, JobStatus) and status not in q.STATUS:
             return []
-        text, params = q.listing(status=status, name=name, correlation_id=correlation_id, limit=limit, after=after)
+        filters = {"job_name": name, "correlation_id": correlation_id, "queue": queue}
+        text, params = q.listing(status=status, filters=filters, limit=limit, after=after)
         return [q.record_of(row) for row in self._db.read(text, params)]
 
-    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
-        chosen = _names(names)
-        if chosen == []:
+    def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
+        chosen, among = chosen_names(names), chosen_queue_names(queues)
+        if chosen == [] or among == []:
             return None
-        ((earliest,),) = self._db.read(q.next_due_sql(chosen), {"names": chosen})
+        ((earliest,),) = self._db.read(q.next_due_sql(chosen, among), {"names": chosen, "among": among})
         return earliest  # type: ignore[no-any-return]
+
+    # -- queues -------------------------------------------------------------------
+    def queues(self) -> list[QueueInfo]:
+        return QueueInfo.of(self._db.read(q.QUEUES))
+
+    def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
+        require_aware(now)
+        params = {"name": check_queue(queue), "paused": bool(paused), "now": now, "channel": self.channel}
+        self._db.write([(q.PAUSE, params)])
 
     def waker(self) -> PostgresWaker:
         self._db.check_open()
@@ -385,14 +408,6 @@ class PostgresStore:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the times of a claim that takes nothing
-
-
-def _names(names: Collection[str] | None) -> list[str] | None:
-    if names is None:
-        return None
-    if isinstance(names, str):
-        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
-    return sorted(set(names))
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> list[list[str]]:

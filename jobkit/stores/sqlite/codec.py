@@ -109,13 +109,14 @@ def _record(row: Sequence[Any]) -> JobRecord:
         worker_expires_at,
         completed_at,
         cancel_requested,
+        queue,
     ) = row
     if not (
         type(max_attempts) is int and type(attempt_count) is int and type(priority) is int and type(progress) is int
     ):
         raise TypeError("a count that is not an integer")
-    if type(params) is not str or type(job_name) is not str:
-        raise TypeError("params or job_name that is not text")
+    if type(params) is not str or type(job_name) is not str or type(queue) is not str:
+        raise TypeError("params, job_name or queue that is not text")
     return JobRecord(
         id=id_,
         job_name=job_name,
@@ -138,6 +139,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         worker_expires_at=dt(worker_expires_at) if worker_expires_at is not None else None,
         completed_at=dt(completed_at) if completed_at is not None else None,
         cancel_requested=bool(cancel_requested),
+        queue=queue,
     )
 
 
@@ -164,6 +166,7 @@ def row_of(job: JobRecord) -> tuple[Any, ...]:
         ts(job.worker_expires_at) if job.worker_expires_at else None,
         ts(job.completed_at) if job.completed_at else None,
         int(job.cancel_requested),
+        job.queue,
     )
 
 
@@ -260,6 +263,7 @@ _JOB_CHECKS: dict[str, Check] = {
     "worker_expires_at": _TIME_OR_NULL,
     "completed_at": _TIME_OR_NULL,
     "cancel_requested": _FLAG,
+    "queue": _TEXT,
 }
 _SCHEDULE_CHECKS: dict[str, Check] = {
     "id": _TEXT,

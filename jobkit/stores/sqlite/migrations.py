@@ -26,7 +26,7 @@ import apsw
 
 from jobkit.errors import NotAJobkitDatabase, SchemaTooNew, StoreError
 from jobkit.stores.sqlite.header import FileRefused, Mark, marks
-from jobkit.stores.sqlite.schema import APPLICATION_ID, JOBS_INDEXES, JOBS_TABLE, SCHEMA, SCHEMA_VERSION
+from jobkit.stores.sqlite.schema import APPLICATION_ID, JOBS_INDEXES, JOBS_TABLE, QUEUES_V2, SCHEMA, SCHEMA_VERSION
 
 T = TypeVar("T")
 logger = logging.getLogger("jobkit")
@@ -122,9 +122,16 @@ def needs_layout(conn: apsw.Connection) -> bool:
     return any(layout_changes(conn))
 
 
+def add_queues(conn: apsw.Connection) -> bool:
+    """Version 2: a queue for every job ("default" for those there), the queues table, the per-queue index."""
+    conn.execute(QUEUES_V2)
+    return True
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
+    Step(2, "queues", add_queues),
 )
 
 
@@ -141,6 +148,12 @@ def migrate(conn: apsw.Connection, path: str, *, create: bool, upgrade: bool, wr
         if upgrade:
             _upgrade_in_place(conn, path, write)
         return
+    if version and not upgrade:
+        raise StoreError(
+            f"{path}: a jobkit file of schema version {version}, this jobkit needs {SCHEMA_VERSION}; "
+            "run python -m jobkit migrate TARGET, or open with upgrade=True",
+            path=path,
+        )
     if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
 
@@ -154,9 +167,13 @@ def advance(conn: apsw.Connection, path: str) -> None:
     """Apply, in the transaction open on *conn*, every version step the file lacks."""
     version = version_of(conn, path)  # re-read under the write lock: another process may have won
     for step in STEPS:
-        if step.needed is None and step.version > version:
+        if step.needed is not None and step.version == version and step.version < SCHEMA_VERSION:
+            if step.needed(conn):  # the layout of the version it has, before the versions it lacks
+                step.apply(conn)
+        elif step.needed is None and step.version > version:
             step.apply(conn)
             conn.execute(f"PRAGMA user_version = {step.version}")
+            version = step.version
 
 
 def _upgrade_in_place(conn: apsw.Connection, path: str, write: Write) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +28,7 @@ from jobkit.model import (
     worker_lost,
 )
 from jobkit.stores import writes as fenced_writes
+from jobkit.stores.refusals import chosen_names
 from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, dt, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
@@ -58,28 +59,72 @@ INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
 INSERT_FIRED = f"""INSERT INTO jobs ({SELECT}) SELECT {", ".join("?" * len(COLUMNS))}
     WHERE EXISTS (SELECT 1 FROM cron_jobs WHERE name = ? AND last_job_id = ?)"""
 
+# A claim reads the head of each queue it may take from on its own (the pending index leads
+# with the queue) and takes the first :limit of those heads; each arm checks the queue's
+# pause itself, so a pause committed after the worker chose its queues still holds.
+CLAIM_ARM = """SELECT * FROM (SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
+    WHERE status = 'pending' AND queue = :q{i} AND scheduled_for <= :now {{names}}
+    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :q{i} AND paused = 1)
+    ORDER BY priority DESC, scheduled_for, id LIMIT :c{i})"""
 CLAIM = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
     worker_expires_at = :until, attempt_count = attempt_count + 1,
     progress = 0, progress_message = NULL, updated_at = :now
-WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_status_scheduled_idx
-    WHERE status = 'pending' AND scheduled_for <= :now {{names}}
-    ORDER BY priority DESC, scheduled_for, id
-    LIMIT :limit)
+WHERE id IN (SELECT id FROM ({{arms}}) ORDER BY priority DESC, scheduled_for, id LIMIT :limit)
 RETURNING {SELECT}
 """
+# The queues a claim takes from, read before the write lock: the given ones, or those with
+# pending jobs (found by skipping through the pending index, one probe a queue) and, after
+# outcomes, those of the jobs being retried; less the paused; for a claim alone, only
+# those with a job due, so that an idle worker's claim does not take the write lock.
+SEEN = """WITH RECURSIVE seen(name) AS (
+    SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending' AND queue > seen.name)
+    FROM seen WHERE seen.name IS NOT NULL)"""
+CANDIDATES = {
+    "pending": "SELECT name FROM seen",
+    "retried": "SELECT name FROM seen UNION SELECT queue FROM jobs WHERE id IN (SELECT value FROM json_each(:retried))",
+    "given": "SELECT value FROM json_each(:among)",
+}
+QUEUES_TO_CLAIM = """{seen}, candidates(name) AS ({candidates})
+SELECT name FROM candidates WHERE name IS NOT NULL AND name NOT IN (SELECT name FROM queues WHERE paused = 1) {due}
+ORDER BY name"""
+DUE_IN_QUEUE = """AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_pending_idx
+    WHERE status = 'pending' AND queue = candidates.name AND scheduled_for <= :now {names})"""
+
+
+def queues_to_claim_sql(candidates: str, due: bool, count: int | None) -> str:
+    """The read of the queues a claim takes from: from *candidates* (a key of CANDIDATES), only *due* ones."""
+    text = QUEUES_TO_CLAIM.format(seen=SEEN, candidates=CANDIDATES[candidates], due=DUE_IN_QUEUE if due else "")
+    return queue_sql(text, count)
+
+
+MOST_ARMS = 200  # SQLite allows 500 arms to a compound SELECT; past this, one arm over them all
+CLAIM_WIDE = """SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
+    WHERE status = 'pending' AND queue IN (SELECT value FROM json_each(:due)) AND scheduled_for <= :now {names}
+    AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"""
 
 # Queue reads name the pending index: with a job-name filter the planner would rather use
 # the name index, and scan every job of that name ever run.
-PENDING = "jobs INDEXED BY jobs_status_scheduled_idx WHERE status = 'pending'"
+PENDING = "jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'"
+NOT_PAUSED = "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
 BY_STATUS = (
     (PENDING, {JobStatus.PENDING}),
     ("jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {JobStatus.RUNNING}),
     ("jobs WHERE completed_at IS NOT NULL", FINISHED),
 )
-DUE = f"SELECT 1 FROM {PENDING} AND scheduled_for <= :now {{names}} LIMIT 1"
-NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {{names}}"
+NEXT_DUE = f"SELECT min(scheduled_for) FROM {PENDING} {NOT_PAUSED} {{among}} {{names}}"
+OLDEST_PENDING = f"SELECT min(scheduled_for) FROM {PENDING}"
+# Every queue that has jobs or a pause row, with its jobs by status (NULL for a queue with none).
+QUEUES = """SELECT j.name, coalesce(q.paused, 0), j.status, j.n
+    FROM (SELECT queue AS name, status, count(*) AS n FROM jobs GROUP BY queue, status) AS j
+    LEFT JOIN queues AS q ON q.name = j.name
+UNION ALL
+SELECT q.name, q.paused, NULL, 0 FROM queues AS q WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE queue = q.name)
+ORDER BY 1"""
+PAUSE = """INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at"""
 # status: pending jobs due at :now and scheduled later (counts, then the first of each, ties by id)
 BACKLOG = f"SELECT count(*), coalesce(sum(scheduled_for <= :now), 0) FROM {PENDING}"
 OLDEST_DUE = f"SELECT {SELECT} FROM {PENDING} AND scheduled_for <= :now ORDER BY scheduled_for, id LIMIT 1"
@@ -105,27 +150,48 @@ BOUND_NAMES = 100  # up to this many job names are bound one by one; more go as 
 
 
 @functools.lru_cache(maxsize=64)
-def queue_sql(template: str, count: int | None) -> str:
+def queue_sql(template: str, count: int | None, among: str | None = None) -> str:
     """*template* for any job (*count* None) or for one of *count* names bound as :n0, :n1, ...
 
     A list of bound values, unlike a JSON array unpacked by json_each, is matched by the
     planner once per statement rather than once per row it looks at. Past BOUND_NAMES
-    (and SQLite's limit on bound values) the names go as one array, :names.
+    (and SQLite's limit on bound values) the names go as one array, :names. *among*
+    names the column (of queues) that must be one of the JSON array :among.
     """
+    within = f"AND {among} IN (SELECT value FROM json_each(:among))" if among else ""
     if count is None:
-        return template.format(names="")
+        return template.format(names="", among=within)
     if count > BOUND_NAMES or count == 0:  # an empty IN () leaves an INDEXED BY query no plan at all
-        return template.format(names="AND job_name IN (SELECT value FROM json_each(:names))")
-    return template.format(names=f"AND job_name IN ({', '.join(f':n{i}' for i in range(count))})")
+        return template.format(names="AND job_name IN (SELECT value FROM json_each(:names))", among=within)
+    return template.format(names=f"AND job_name IN ({', '.join(f':n{i}' for i in range(count))})", among=within)
+
+
+@functools.lru_cache(maxsize=64)
+def claim_sql(arms: int, count: int | None) -> str:
+    """The claim over *arms* queues (one arm each, or one over all past MOST_ARMS), for *count* names."""
+    if arms > MOST_ARMS:
+        return queue_sql(CLAIM.format(arms=CLAIM_WIDE), count)
+    return queue_sql(CLAIM.format(arms=" UNION ALL ".join(CLAIM_ARM.format(i=i) for i in range(arms))), count)
+
+
+def claim_bindings(
+    due: Sequence[str], caps: dict[str, int] | None, limit: int, bindings: dict[str, Any]
+) -> dict[str, Any]:
+    """*bindings* with the claim's queues and the most each may give (*caps*, else *limit*)."""
+    if len(due) > MOST_ARMS:
+        if caps is not None and any(caps[name] < limit for name in due):
+            raise ValueError(f"a claim with numbers per queue takes from at most {MOST_ARMS} queues, not {len(due)}")
+        return {**bindings, "due": json.dumps(list(due)), "limit": limit}
+    arms: dict[str, Any] = {f"q{i}": name for i, name in enumerate(due)}
+    arms.update((f"c{i}", min(limit, caps[name]) if caps is not None else limit) for i, name in enumerate(due))
+    return {**bindings, **arms, "limit": limit}
 
 
 def queue_bindings(names: Collection[str] | None, **bindings: Any) -> tuple[int | None, dict[str, Any]]:
     """The name count for :func:`queue_sql`, and *bindings* with the names added."""
-    if names is None:
+    chosen = chosen_names(names)
+    if chosen is None:
         return None, bindings
-    if isinstance(names, str):
-        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
-    chosen = sorted(set(names))
     if len(chosen) > BOUND_NAMES or not chosen:
         bindings["names"] = json.dumps(chosen)
     else:
@@ -324,8 +390,7 @@ def raw_cursor(row: Sequence[Any]) -> RawCursor:
 def listing(
     *,
     status: JobStatus | None,
-    name: str | None,
-    correlation_id: str | None,
+    filters: Mapping[str, str | None],
     limit: int,
     after: Cursor | RawCursor | None,
 ) -> tuple[str, dict[str, Any]] | None:
@@ -349,20 +414,20 @@ def listing(
         where.append(f"status = '{chosen.value}'")
         if chosen.finished:  # always so for these (a CHECK), and it lets the finished index serve
             where.append("completed_at IS NOT NULL")
-    for column, value in (("job_name", name), ("correlation_id", correlation_id)):
+    for column, value in filters.items():  # columns from the caller's fixed keys, values bound
         if value is not None:
             where.append(f"{column} = :{column}")
             bindings[column] = value
     if after is not None:
         where.append("(created_at, id) < (:after_created, :after_id)")
-    if name is None:
+    if filters.get("job_name") is None:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit", bindings
     # The name index holds finished jobs only; pending and running ones of that
     # name are found through the (small) indexes of their own status.
-    filters = " AND ".join(where)
+    conditions = " AND ".join(where)
     parts = [
-        f"SELECT {SELECT} FROM {source} AND {filters}"
+        f"SELECT {SELECT} FROM {source} AND {conditions}"
         for source, statuses in BY_STATUS
         if status is None or status in statuses
     ]

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import StoreError
-from jobkit.model import JobRecord, Schedule
+from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
 from jobkit.stores.sqlite import queries
 from jobkit.stores.sqlite.codec import UnreadableRow, dt, records_of, schedule_of, ts
 
@@ -112,3 +112,35 @@ def page(path: str, read: Read, listing: Listing, limit: int, after: Cursor | No
         if len(records) == len(rows) or len(rows) < want:
             return found
         cursor = queries.raw_cursor(rows[-1])
+
+
+def counts(read: Read) -> dict[JobStatus, int]:
+    """How many jobs are in each status: one query per partial index, each counting from its index alone."""
+    found = dict.fromkeys(JobStatus, 0)
+    (pending,) = read("SELECT count(*) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'", {})
+    (running,) = read("SELECT count(*) FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {})
+    found[JobStatus.PENDING], found[JobStatus.RUNNING] = pending[0], running[0]
+    for status, n in read("SELECT status, count(*) FROM jobs WHERE completed_at IS NOT NULL GROUP BY status", {}):
+        found[JobStatus(status)] = n
+    return found
+
+
+def summary(path: str, read: Read, *, since: datetime) -> Summary:
+    """The summary of the file at *path*, read through *read*; unreadable running rows are left out."""
+    by_name: dict[str, dict[JobStatus, int]] = {}
+    for name, status, n in read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status", {}):
+        by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
+    return Summary(
+        counts=counts(read),
+        by_name=dict(sorted(by_name.items())),
+        oldest_pending=earliest(read, queries.OLDEST_PENDING, {}),
+        running=readable(path, read(queries.RUNNING_JOBS, {}), "left out of the running jobs"),
+        failed_since=read(queries.FAILED_SINCE, (ts(since),))[0][0],  # type: ignore[arg-type]
+    )
+
+
+def backlog(path: str, read: Read, *, now: datetime) -> Backlog:
+    """Pending jobs due at *now* and later, with the first of each (an unreadable row is not shown)."""
+    (found,), oldest, following = (read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
+    shown = readable(path, oldest, "not shown as the oldest due"), readable(path, following, "not shown as next")
+    return queries.backlog(found, *shown)

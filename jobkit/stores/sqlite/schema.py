@@ -6,7 +6,7 @@ SCHEMA is what the first migration step builds on a blank file (see :mod:`.migra
 from __future__ import annotations
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 JOBS_TABLE = """
 CREATE TABLE jobs (
@@ -62,9 +62,23 @@ CREATE TABLE cron_jobs (
 CREATE INDEX cron_jobs_next_run_idx ON cron_jobs (enabled, next_run_at);
 CREATE INDEX cron_jobs_name_idx ON cron_jobs (name);
 """
+# Version 2: queues. Each job names its queue; the queues table holds the pauses (a row
+# for each queue ever paused or resumed). The pending index leads with the queue, so that
+# a claim finds the queues with pending jobs by skipping through it, reads each one's
+# head on its own, and never walks past a paused queue's backlog.
+QUEUES_V2 = """
+ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0);
+CREATE TABLE queues (
+    name       TEXT PRIMARY KEY NOT NULL CHECK (length(name) > 0),
+    paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused = 0 OR paused = 1),
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+DROP INDEX jobs_status_scheduled_idx;
+CREATE INDEX jobs_pending_idx ON jobs (queue, priority DESC, scheduled_for, id) WHERE status = 'pending';
+"""
 SCHEMA = f"""
--- jobkit schema, version {SCHEMA_VERSION}. Timestamps are UTC text, ISO 8601 with microseconds and
--- a trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
+-- jobkit schema, version 1 (migrations.py's steps bring it up to date). Timestamps are UTC
+-- text, ISO 8601 with microseconds and a trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
 -- The jobs table is clustered on its UUIDv7 id (WITHOUT ROWID: new ids append). The
 -- queue index holds pending jobs only, the lock index running ones, the finished and
 -- name indexes the rest: an enqueue writes two b-trees, and a claim or a completion
@@ -95,6 +109,7 @@ COLUMNS = (
     "worker_expires_at",
     "completed_at",
     "cancel_requested",
+    "queue",
 )
 SELECT = ", ".join(COLUMNS)
 

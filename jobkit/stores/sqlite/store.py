@@ -33,12 +33,16 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    QueueInfo,
     ResetReport,
+    Retry,
     Schedule,
     Summary,
     Transition,
+    check_queue,
     utc_now,
 )
+from jobkit.stores.refusals import chosen_queue_names, chosen_queues
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.errors import store_error
@@ -244,16 +248,30 @@ class SqliteStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
-        count, probe = queries.queue_bindings(names, now=ts(now))
-        if limit <= 0 or count == 0:
+        step = self._claim_step(limit, now, token, lock_until, names=names, queues=queues)
+        if step is None:
             return []
-        # A read first: an idle worker's claim must not take the write lock for nothing.
-        if not self._read(queries.queue_sql(queries.DUE, count), probe):
-            return []
-        bindings = {**probe, "token": token, "until": ts(lock_until), "limit": limit}
-        sql = queries.queue_sql(queries.CLAIM, count)
-        return reading.claimed(self.path, self._run([(sql, bindings, "rows")])[0], token, now, self._run)
+        return reading.claimed(self.path, self._run([step])[0], token, now, self._run)
+
+    def _claim_step(self, limit: int, now: datetime, token: str, lock_until: datetime, **chosen: Any) -> Step | None:
+        """The claim (for *chosen* ``names``, ``queues``, ``retried``); None when it would take nothing.
+
+        The queues it takes from are read first, before the write lock (queries.QUEUES_TO_CLAIM)."""
+        caps = chosen_queues(chosen["queues"])
+        count, probe = queries.queue_bindings(chosen["names"], now=ts(now))
+        if limit <= 0 or count == 0 or caps == {}:
+            return None
+        retried = chosen.get("retried")  # after outcomes: the jobs they make pending again
+        candidates = "given" if caps is not None else "pending" if retried is None else "retried"
+        found = {"among": json.dumps(list(caps or ())), "retried": json.dumps(retried or [])}
+        sql = queries.queues_to_claim_sql(candidates, retried is None, count)
+        due = [row[0] for row in self._read(sql, {**probe, **found})]
+        if not due:
+            return None
+        bindings = queries.claim_bindings(due, caps, limit, {**probe, "token": token, "until": ts(lock_until)})
+        return queries.claim_sql(len(due), count), bindings, "rows"
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
@@ -289,17 +307,16 @@ class SqliteStore:
         token: str,
         lock_until: datetime,
         names: Collection[str] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         if not transitions:
-            return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names)
-        count, bindings = queries.queue_bindings(names, now=ts(now), token=token, until=ts(lock_until), limit=limit)
+            return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues)
         plan = queries.write_plan(queries.writes_of(transitions))  # bad input is refused before the write lock
-        steps = [step for step, _ in plan]
-        take = limit > 0 and count != 0
-        if take:
-            steps.append((queries.queue_sql(queries.CLAIM, count), bindings, "rows"))
+        retried = [t.job_id for t in transitions if isinstance(t, Retry)]
+        claim = self._claim_step(limit, now, token, lock_until, names=names, queues=queues, retried=retried)
+        steps = [step for step, _ in plan] + ([claim] if claim is not None else [])
         results = self._run(steps)
-        rows = results.pop() if take else []
+        rows = results.pop() if claim is not None else []
         return queries.applied(plan, results), reading.claimed(self.path, rows, token, now, self._run)
 
     def release(self, leases: Sequence[Lease], *, now: datetime) -> list[bool]:
@@ -372,24 +389,10 @@ class SqliteStore:
         return int(deleted)
 
     def summary(self, *, since: datetime) -> Summary:
-        by_name: dict[str, dict[JobStatus, int]] = {}
-        for name, status, n in self._read("SELECT job_name, status, count(*) FROM jobs GROUP BY job_name, status"):
-            by_name.setdefault(name, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = n
-        oldest = reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, None), {})
-        running = self._read(queries.RUNNING_JOBS)
-        failed = self._read(queries.FAILED_SINCE, (ts(since),))[0][0]
-        return Summary(
-            counts=self.counts(),
-            by_name=dict(sorted(by_name.items())),
-            oldest_pending=oldest,
-            running=self._readable(running, "left out of the running jobs"),
-            failed_since=failed,
-        )
+        return reading.summary(self.path, self._read, since=since)
 
     def backlog(self, *, now: datetime) -> Backlog:
-        (counts,), oldest, following = (self._read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
-        shown = self._readable(oldest, "not shown as the oldest due"), self._readable(following, "not shown as next")
-        return queries.backlog(counts, *shown)
+        return reading.backlog(self.path, self._read, now=now)
 
     # -- recurring jobs -----------------------------------------------------------
     def put_schedule(self, schedule: Schedule) -> Schedule:
@@ -424,17 +427,7 @@ class SqliteStore:
 
     # -- reading ------------------------------------------------------------------
     def counts(self) -> dict[JobStatus, int]:
-        counts = dict.fromkeys(JobStatus, 0)
-        # One query per partial index: each counts from its index alone, without the table.
-        (pending,) = self._read(
-            "SELECT count(*) FROM jobs INDEXED BY jobs_status_scheduled_idx WHERE status = 'pending'"
-        )
-        (running,) = self._read("SELECT count(*) FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'")
-        counts[JobStatus.PENDING], counts[JobStatus.RUNNING] = pending[0], running[0]
-        finished = "SELECT status, count(*) FROM jobs WHERE completed_at IS NOT NULL GROUP BY status"
-        for status, n in self._read(finished):
-            counts[JobStatus(status)] = n
-        return counts
+        return reading.counts(self._read)
 
     def list_jobs(
         self,
@@ -442,20 +435,31 @@ class SqliteStore:
         status: JobStatus | None = None,
         name: str | None = None,
         correlation_id: str | None = None,
+        queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
     ) -> list[JobRecord]:
+        filters = {"job_name": name, "correlation_id": correlation_id, "queue": queue}
+
         def listing(want: int, cursor: Cursor | queries.RawCursor | None) -> tuple[str, dict[str, Any]] | None:
-            return queries.listing(status=status, name=name, correlation_id=correlation_id, limit=want, after=cursor)
+            return queries.listing(status=status, filters=filters, limit=want, after=cursor)
 
         return reading.page(self.path, self._read, listing, limit, after)
 
-    def next_due(self, names: Collection[str] | None = None) -> datetime | None:
+    def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         count, bindings = queries.queue_bindings(names)
-        return reading.earliest(self._read, queries.queue_sql(queries.NEXT_DUE, count), bindings)
+        among = chosen_queue_names(queues)
+        if among is not None:
+            bindings["among"] = json.dumps(among)
+        sql = queries.queue_sql(queries.NEXT_DUE, count, None if among is None else "queue")
+        return reading.earliest(self._read, sql, bindings)
 
-    def _readable(self, rows: Sequence[Any], consequence: str) -> list[JobRecord]:
-        return reading.readable(self.path, rows, consequence)
+    # -- queues -------------------------------------------------------------------
+    def queues(self) -> list[QueueInfo]:
+        return QueueInfo.of(self._read(queries.QUEUES))
+
+    def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
+        self._run([(queries.PAUSE, (check_queue(queue), int(bool(paused)), ts(now)), "count")], single=True)
 
     def waker(self) -> SqliteWaker:
         return SqliteWaker(self._connection, f"{self.path}-wal")

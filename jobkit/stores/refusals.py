@@ -1,0 +1,80 @@
+"""What every store refuses before it writes, with the same errors: one home for the checks they share.
+
+The CHECK constraints of SqliteStore's jobs table (:data:`INVARIANTS`, which MemoryStore
+applies by hand), naive times, and the claim filters that are not what they claim to be
+(a bare ``str`` where a collection of names belongs; a queue map with a bad name or
+number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+from jobkit.errors import JobkitError
+from jobkit.model import JobRecord, JobStatus, check_queue, require_aware
+
+INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
+    ("length(job_name) > 0", lambda j: bool(j.job_name)),
+    ("progress BETWEEN 0 AND 100", lambda j: 0 <= j.progress <= 100),
+    ("attempt_count >= 0", lambda j: j.attempt_count >= 0),
+    ("max_attempts >= 1", lambda j: j.max_attempts >= 1),
+    (
+        "a running job has worker_id and worker_expires_at",
+        lambda j: j.status is not JobStatus.RUNNING or (j.worker_id is not None and j.worker_expires_at is not None),
+    ),
+    (
+        "completed_at is set exactly when the job is finished",
+        lambda j: (j.completed_at is not None) == j.status.finished,
+    ),
+    ("length(queue) > 0", lambda j: bool(j.queue)),
+)
+
+
+def check_records(jobs: Sequence[JobRecord]) -> None:
+    """Refuse records that SqliteStore's table would refuse, with the same error types and in the same order."""
+    for job in jobs:
+        require_aware(
+            job.scheduled_for,
+            job.created_at,
+            job.updated_at,
+            job.worker_started_at,
+            job.worker_expires_at,
+            job.completed_at,
+        )
+    for job in jobs:
+        for rule, holds in INVARIANTS:
+            if not holds(job):
+                raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
+
+
+def chosen_names(names: Collection[str] | None) -> list[str] | None:
+    """The job names a claim is limited to, sorted and once each; None for any name."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
+    return sorted(set(names))
+
+
+def chosen_queue_names(queues: Collection[str] | None) -> list[str] | None:
+    """The queues a look at the backlog is limited to, sorted and once each; None for all."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        raise TypeError(f"queues must be a collection of queue names, not the str {queues!r}")
+    return sorted(set(queues))
+
+
+def chosen_queues(queues: Mapping[str, int] | None) -> dict[str, int] | None:
+    """The queues a claim is limited to, each with the most jobs it may give (at least 0); None for all."""
+    if queues is None:
+        return None
+    if not isinstance(queues, Mapping):
+        raise TypeError(f"queues must map queue names to numbers of jobs, not {queues!r}")
+    chosen: dict[str, int] = {}
+    for name, most in sorted(queues.items()):
+        check_queue(name, what="a queue of the claim")
+        if type(most) is not int or most < 0:
+            raise ValueError(f"queue {name!r}: the most jobs to take must be an int of at least 0, not {most!r}")
+        chosen[name] = most
+    return chosen
