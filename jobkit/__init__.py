@@ -8,7 +8,7 @@ and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 from typing import TYPE_CHECKING, Any
 
 from jobkit.context import Context
-from jobkit.control import cancel, cancel_many, purge, retry, wait, wait_async
+from jobkit.control import cancel, cancel_many, pause, purge, queues, resume, retry, wait, wait_async
 from jobkit.errors import (
     Cancelled,
     DuplicateJobError,
@@ -27,7 +27,7 @@ from jobkit.errors import (
     ValidationError,
 )
 from jobkit.events import Event
-from jobkit.model import JobRecord, JobResult, JobStatus, Schedule
+from jobkit.model import JobRecord, JobResult, JobStatus, QueueInfo, Schedule
 from jobkit.options import WorkerOptions
 from jobkit.recurring import disable, enable, schedule, schedules, unschedule
 from jobkit.run import execute
@@ -95,6 +95,7 @@ __all__ = [
     "NotAJobkitDatabase",
     "PayloadTooLarge",
     "PostgresStore",
+    "QueueInfo",
     "Registry",
     "Schedule",
     "ScheduleError",
@@ -114,7 +115,10 @@ __all__ = [
     "enable",
     "execute",
     "open_store",
+    "pause",
     "purge",
+    "queues",
+    "resume",
     "retry",
     "run_worker",
     "schedule",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from jobkit import lifecycle
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
-from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus
+from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, QueueInfo, check_queue
 from jobkit.options import BATCH
 from jobkit.stages import result_of
 from jobkit.store import Store, clock_of
@@ -221,6 +221,22 @@ def purge(
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# -- queues -----------------------------------------------------------------------
+def pause(store: Store, queue: str, *, clock: Clock | None = None) -> None:
+    """Stop every worker claiming *queue*'s jobs; its running jobs finish. A queue need not have jobs yet."""
+    store.pause(check_queue(queue), True, now=clock_of(store, clock)())
+
+
+def resume(store: Store, queue: str, *, clock: Clock | None = None) -> None:
+    """Let workers claim *queue*'s jobs again (and wake them)."""
+    store.pause(check_queue(queue), False, now=clock_of(store, clock)())
+
+
+def queues(store: Store) -> list[QueueInfo]:
+    """Every queue that holds jobs or was ever paused, by name: paused or not, and its jobs by status."""
+    return store.queues()
 
 
 def parse_duration(text: str) -> timedelta:

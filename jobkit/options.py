@@ -6,12 +6,15 @@ a :class:`WorkerOptions`; the CLI's flags and help texts read their defaults fro
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
 import attrs
+
+from jobkit.model import check_queue
 
 Durability = Literal["full", "normal"]
 Isolation = Literal["thread", "process"]
@@ -58,6 +61,37 @@ def _keep(_: object, attribute: attrs.Attribute[Any], value: timedelta | None) -
         raise ValueError(f"{attribute.name} must be a timedelta of 0 or more, or None to keep forever, not {value!r}")
 
 
+QueueLimits = Mapping[str, "int | None"]
+"""The queues a worker serves, each with the most of its jobs it runs at once (None: no limit of its own)."""
+
+
+def parse_queues(text: str) -> dict[str, int | None]:
+    """``--queues``: ``emails=2,default=8`` or ``emails,default`` (a queue without a number shares the slots)."""
+    limits: dict[str, int | None] = {}
+    for part in text.split(","):
+        name, sep, number = part.strip().partition("=")
+        if sep and not (number.strip().isdigit() and int(number) >= 1):
+            raise ValueError(f"queue {name.strip()!r}: the number after = must be an int of at least 1, not {number!r}")
+        limits[check_queue(name.strip(), what="each of --queues")] = int(number) if sep else None
+    return limits
+
+
+def _queues(value: QueueLimits | Iterable[str] | None) -> dict[str, int | None] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_queues(value)
+    if not isinstance(value, Mapping):
+        value = dict.fromkeys(value)
+    limits = {check_queue(name, what="a queue of queues"): most for name, most in value.items()}
+    for name, most in limits.items():
+        if most is not None and (type(most) is not int or most < 1):
+            raise ValueError(f"queues: queue {name!r} must map to an int of at least 1 or None, not {most!r}")
+    if not limits:
+        raise ValueError("queues must name at least one queue, or be None for every queue")
+    return limits
+
+
 @attrs.frozen
 class WorkerOptions:
     """Settings of one worker process.
@@ -81,6 +115,9 @@ class WorkerOptions:
     - ``unresolved_backoff``: the base delay in seconds (doubling per attempt) before a
       job whose name this worker cannot resolve is tried again; it spends attempts as a
       raising handler does, never faster than this
+    - ``queues``: the queues served (None: every queue), each with the most of its jobs
+      run at once, or None to share ``concurrency`` (``"emails=2,default"`` parses as the
+      CLI's ``--queues``); ``concurrency`` stays the limit of them all
     """
 
     concurrency: int = attrs.field(default=5, validator=_at_least_one)
@@ -97,6 +134,18 @@ class WorkerOptions:
     isolation: Isolation = attrs.field(default="thread", validator=attrs.validators.in_(("thread", "process")))
     import_from: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_packages)
     unresolved_backoff: float = attrs.field(default=UNRESOLVED_BACKOFF, validator=_not_negative)
+    queues: dict[str, int | None] | None = attrs.field(default=None, converter=_queues)
+
+    def claim_limits(self, held: Iterable[str], want: int) -> dict[str, int] | None:
+        """What a claim of *want* jobs may take from each queue, the worker holding jobs of the queues *held*.
+
+        None for every queue. A queue with a number of its own gets what is left of it,
+        one without gets *want*: so a worker runs at most that many of the queue's jobs.
+        """
+        if self.queues is None:
+            return None
+        holding = collections.Counter(held)
+        return {name: want if most is None else max(0, most - holding[name]) for name, most in self.queues.items()}
 
     @property
     def lock(self) -> timedelta:

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from jobkit import lifecycle
-from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
+from jobkit.model import Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
 
 OVERDUE = 0.5
 """A lease is overdue for renewal after this fraction of its length with none: its holder renews every third."""
@@ -103,7 +103,14 @@ def schedule_json(entry: Schedule) -> dict[str, Any]:
     return data
 
 
-def summary_json(summary: Summary, now: datetime, *, backlog: Backlog) -> dict[str, Any]:
+def queue_json(info: QueueInfo) -> dict[str, Any]:
+    """A queue as JSON data: its name, whether it is paused, its jobs by status."""
+    return {"name": info.name, "paused": info.paused, "counts": {s.value: info.counts.get(s, 0) for s in JobStatus}}
+
+
+def summary_json(
+    summary: Summary, now: datetime, *, backlog: Backlog, queues: Sequence[QueueInfo] = ()
+) -> dict[str, Any]:
     """What ``status --json`` prints: counts, what is due and scheduled, running jobs, leases, recent failures.
 
     ``oldest_pending`` (and its age, negative while it is not due yet) stays for scripts
@@ -123,6 +130,7 @@ def summary_json(summary: Summary, now: datetime, *, backlog: Backlog) -> dict[s
         "running": [job_json(job) for job in summary.running],
         "leases": [holder_json(holder, now) for holder in holders(summary.running)],
         "failed_last_hour": summary.failed_since,
+        "queues": [queue_json(info) for info in queues],
     }
 
 

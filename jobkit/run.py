@@ -417,6 +417,7 @@ def enqueue(
     correlation_id: str | None = None,
     max_attempts: int | None = None,
     priority: int = 0,
+    queue: str | None = None,
     clock: Clock | None = None,
     indexed: bool | None = None,
     connection: object | None = None,
@@ -434,7 +435,14 @@ def enqueue(
             "PostgresStore enqueues inside the caller's transaction; drop connection= to add the jobs here"
         )
     check_enqueue_options(
-        spec, store, delay=delay, at=at, max_attempts=max_attempts, priority=priority, correlation_id=correlation_id
+        spec,
+        store,
+        delay=delay,
+        at=at,
+        max_attempts=max_attempts,
+        priority=priority,
+        correlation_id=correlation_id,
+        queue=queue,
     )
     many = len(params_list) != 1 if indexed is None else indexed
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
@@ -455,6 +463,7 @@ def enqueue(
             correlation_id=correlation_id,
             max_attempts=max_attempts,
             priority=priority,
+            queue=queue,
         )
         for text in encoded
     ]

@@ -18,7 +18,7 @@ from jobkit.backoff import Backoff
 from jobkit.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from jobkit.errors import DuplicateJobError, JobNotFound, ScheduleError, ValidationError
 from jobkit.events import EventKind, Hooks, Listener
-from jobkit.model import JobRecord, JobResult, utc_now
+from jobkit.model import DEFAULT_QUEUE, JobRecord, JobResult, check_queue, utc_now
 from jobkit.stages import validate
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class JobSpec(Generic[P, R]):
     timeout: float | None = attrs.field(default=None, validator=_optional_positive)
     retry_backoff: Backoff = attrs.field(default=2.0, validator=_backoff)
     max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
+    queue: str = attrs.field(default=DEFAULT_QUEUE, validator=lambda _, a, v: check_queue(v, what=a.name))
     hooks: Hooks = attrs.field(factory=Hooks, eq=False, repr=False)
     is_async: bool = attrs.field(init=False)
 
@@ -115,10 +116,12 @@ class JobSpec(Generic[P, R]):
         correlation_id: str | None = None,
         max_attempts: int | None = None,
         priority: int = 0,
+        queue: str | None = None,
         connection: object | None = None,
     ) -> str:
         """Enqueue for a worker; return the new job's id.
 
+        *queue* overrides the spec's queue (``jobs.job(queue=...)``, "default" unless given).
         *connection* is the caller's own open database connection (a psycopg 3 one, for
         a :class:`PostgresStore`): the job is added inside the caller's transaction and
         exists, and wakes workers, only if and when the caller commits; a rollback
@@ -134,6 +137,7 @@ class JobSpec(Generic[P, R]):
             correlation_id=correlation_id,
             max_attempts=max_attempts,
             priority=priority,
+            queue=queue,
             connection=connection,
         )[0]
 
@@ -147,6 +151,7 @@ class JobSpec(Generic[P, R]):
         correlation_id: str | None = None,
         max_attempts: int | None = None,
         priority: int = 0,
+        queue: str | None = None,
         connection: object | None = None,
     ) -> list[str]:
         """Enqueue many jobs in one transaction, all or nothing; return their ids in order.
@@ -162,6 +167,7 @@ class JobSpec(Generic[P, R]):
             correlation_id=correlation_id,
             max_attempts=max_attempts,
             priority=priority,
+            queue=queue,
             indexed=True,
             connection=connection,
         )
@@ -276,6 +282,7 @@ def spec_from_function(
     retry_backoff: Backoff = 2.0,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     hooks: Hooks | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> JobSpec[Any, Any]:
     """Build a spec, reading the params and result types from *fn*'s annotations."""
     try:
@@ -302,6 +309,7 @@ def spec_from_function(
         retry_backoff=retry_backoff,
         max_payload_bytes=max_payload_bytes,
         hooks=hooks if hooks is not None else Hooks(),
+        queue=queue,
     )
 
 
@@ -341,6 +349,7 @@ class Registry:
         max_attempts: int = 3,
         timeout: float | None = None,
         retry_backoff: Backoff = 2.0,
+        queue: str = DEFAULT_QUEUE,
     ) -> JobDecorator: ...
 
     def job(
@@ -349,6 +358,7 @@ class Registry:
         max_attempts: int = 3,
         timeout: float | None = None,
         retry_backoff: Backoff = 2.0,
+        queue: str = DEFAULT_QUEUE,
     ) -> JobSpec[Any, Any] | JobDecorator:
         """Make a handler ``(params, ctx) -> result`` a registered job: ``@jobs.job`` or ``@jobs.job(...)``."""
 
@@ -361,6 +371,7 @@ class Registry:
                 retry_backoff=retry_backoff,
                 max_payload_bytes=self.max_payload_bytes,
                 hooks=self.hooks,
+                queue=queue,
             )
             self.register(spec)
             return spec

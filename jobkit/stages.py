@@ -40,6 +40,7 @@ from jobkit.model import (
     Stopped,
     Succeeded,
     Transition,
+    check_queue,
     seconds,
 )
 
@@ -100,8 +101,9 @@ def new_record(
     correlation_id: str | None = None,
     max_attempts: int | None = None,
     priority: int = 0,
+    queue: str | None = None,
 ) -> JobRecord:
-    """The pending row for one job."""
+    """The pending row for one job: in *queue*, else the spec's."""
     return JobRecord(
         id=job_id,
         job_name=spec.name,
@@ -113,6 +115,7 @@ def new_record(
         max_attempts=max_attempts or spec.max_attempts,
         priority=priority,
         correlation_id=correlation_id,
+        queue=queue or spec.queue,
     )
 
 
@@ -125,6 +128,7 @@ def check_enqueue_options(
     max_attempts: Any,
     priority: Any,
     correlation_id: Any,
+    queue: Any = None,
 ) -> None:
     if spec.name.startswith("__main__:") and store.shared:
         raise ValidationError(
@@ -156,6 +160,8 @@ def check_enqueue_options(
         if not isinstance(correlation_id, str):
             raise ValidationError(f"correlation_id must be a str, not {correlation_id!r}", value=correlation_id)
         codec.check_text(correlation_id, what="correlation_id")
+    if queue is not None:
+        check_queue(queue)
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a database integer column holds

@@ -164,10 +164,18 @@ def test_async_producer_example_runs_as_written(tmp_path: Path) -> None:
     ]
 
 
+def test_queues_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(named("tasks.py"))
+    (tmp_path / "queues.py").write_text(named("queues.py"))
+    assert run(tmp_path, "queues.py").splitlines() == expected(named("queues.py")) == ["thumbnails True 1"]
+    run(tmp_path, "-m", "jobkit.worker", "jobs.sqlite", "--queues", "thumbnails", "--burst", "--quiet")
+    assert "completed" in run(tmp_path, "-m", "jobkit", "list", "jobs.sqlite", "--queue", "thumbnails")
+
+
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
     run_here += [named(script) for script in ORDERS]
-    run_here.append(named("app.py"))
+    run_here += [named("app.py"), named("queues.py")]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 

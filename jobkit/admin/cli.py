@@ -34,6 +34,7 @@ from jobkit.admin.commands import (
     cmd_list,
     cmd_migrate,
     cmd_purge,
+    cmd_queues,
     cmd_retry,
     cmd_schedules,
     cmd_show,
@@ -42,7 +43,7 @@ from jobkit.admin.commands import (
 )
 from jobkit.control import parse_duration
 from jobkit.errors import JobkitError, JobNotFound, StoreError, UnknownScheduleError, ValidationError
-from jobkit.model import JobStatus
+from jobkit.model import JobStatus, check_queue
 from jobkit.store import Store, open_store
 
 PROG = "python -m jobkit"
@@ -87,6 +88,11 @@ def parse_status(text: str) -> JobStatus:
         return JobStatus(text.strip().lower())
     except ValueError:
         raise ValueError(f"bad status {text!r}: choose from {', '.join(s.value for s in JobStatus)}") from None
+
+
+def parse_queue(text: str) -> str:
+    """A queue's name, as jobkit allows them."""
+    return check_queue(text.strip(), what="a queue")
 
 
 def parse_finished(text: str) -> list[JobStatus]:
@@ -181,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", type=_type(parse_status), help="only jobs in this status")
     listing.add_argument("--name", help="only jobs of this job name")
     listing.add_argument("--correlation-id", help="only jobs with this correlation id")
+    listing.add_argument("--queue", type=_type(parse_queue), help="only jobs of this queue")
     listing.add_argument("--limit", type=_type(parse_count), default=50, help="at most this many (default 50)")
 
     show = add("show", cmd_show, "one job: every field, params, result, error and traceback")
@@ -215,6 +222,10 @@ def _parser() -> argparse.ArgumentParser:
     cron.add_argument("action", nargs="?", choices=("list", "enable", "disable"), default="list")
     cron.add_argument("schedule", metavar="NAME", nargs="?", help="the schedule to enable or disable")
 
+    lanes = add("queues", cmd_queues, "list the queues (paused or not, jobs by status), or pause or resume one")
+    lanes.add_argument("action", nargs="?", choices=("list", "pause", "resume"), default="list")
+    lanes.add_argument("queue", metavar="NAME", nargs="?", type=_type(parse_queue), help="the queue to pause or resume")
+
     live = add("watch", cmd_watch, "a live status view with a progress bar per running job, until Ctrl-C")
     live.add_argument(
         "--interval", type=_type(parse_interval), default=1.0, help="seconds between refreshes (default 1)"
@@ -247,6 +258,11 @@ def _check(args: argparse.Namespace) -> None:
             problem = f"unexpected {args.schedule!r}: say 'enable NAME' or 'disable NAME'"
         elif args.action != "list" and args.schedule is None:
             problem = f"'{args.action}' needs the NAME of a schedule"
+    elif args.command == "queues":
+        if args.action == "list" and args.queue is not None:
+            problem = f"unexpected {args.queue!r}: say 'pause NAME' or 'resume NAME'"
+        elif args.action != "list" and args.queue is None:
+            problem = f"'{args.action}' needs the NAME of a queue"
     if problem is not None:
         raise CommandError(f"{args.command}: {problem}", USAGE)
 

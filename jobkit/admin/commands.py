@@ -23,12 +23,12 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from jobkit.admin.views import job_view, jobs_table, schedules_table, status_view, watch_view
-from jobkit.control import cancel_many, purge, retry
+from jobkit.admin.views import job_view, jobs_table, queues_table, schedules_table, status_view, watch_view
+from jobkit.control import cancel_many, pause, purge, queues, resume, retry
 from jobkit.errors import JobNotFound, JobStateError, StoreError
-from jobkit.model import Backlog, JobRecord, JobStatus, Summary
+from jobkit.model import Backlog, JobRecord, JobStatus, QueueInfo, Summary
 from jobkit.options import BATCH
-from jobkit.present import format_time, job_json, schedule_json, summary_json
+from jobkit.present import format_time, job_json, queue_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
 from jobkit.store import Cursor, Store, open_store
 
@@ -42,26 +42,28 @@ Command = Callable[[Store, argparse.Namespace, Console], int]
 
 def cmd_status(store: Store, args: argparse.Namespace, console: Console) -> int:
     """Counts by status and name, what is due and scheduled, running jobs and their leases, recent failures."""
-    summary, backlog, now = _status(store)
+    summary, backlog, now, queues = _status(store)
     if args.json:
-        _print_json(summary_json(summary, now, backlog=backlog))
+        _print_json(summary_json(summary, now, backlog=backlog, queues=queues))
     else:
-        console.print(status_view(summary, backlog, now))
+        console.print(status_view(summary, backlog, now, queues))
     return 0
 
 
-def _status(store: Store) -> tuple[Summary, Backlog, datetime]:
+def _status(store: Store) -> tuple[Summary, Backlog, datetime, list[QueueInfo]]:
     """What ``status`` and each frame of ``watch`` show, read at one ``now``.
 
     That ``now`` is the store's, so ages and leases read in the time the workers follow, not this host's.
     """
     now = store.now()
-    return store.summary(since=now - FAILED_WINDOW), store.backlog(now=now), now
+    return store.summary(since=now - FAILED_WINDOW), store.backlog(now=now), now, store.queues()
 
 
 def cmd_list(store: Store, args: argparse.Namespace, console: Console) -> int:
     """Jobs matching the filters, newest first."""
-    records = store.list_jobs(status=args.status, name=args.name, correlation_id=args.correlation_id, limit=args.limit)
+    records = store.list_jobs(
+        status=args.status, name=args.name, correlation_id=args.correlation_id, queue=args.queue, limit=args.limit
+    )
     if args.json:
         _print_json([job_json(job) for job in records])
         return 0
@@ -186,6 +188,26 @@ def cmd_schedules(store: Store, args: argparse.Namespace, console: Console) -> i
     return 0
 
 
+def cmd_queues(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """List the queues, or pause or resume one."""
+    if args.action != "list":
+        (pause if args.action == "pause" else resume)(store, args.queue)
+    infos = queues(store)
+    if args.action != "list":
+        infos = [info for info in infos if info.name == args.queue]
+    if args.json:
+        _print_json([queue_json(info) for info in infos] if args.action == "list" else queue_json(infos[0]))
+    elif args.action != "list":
+        waiting = infos[0].counts[JobStatus.PENDING]
+        done = "paused: no worker claims its jobs" if args.action == "pause" else "resumed"
+        console.print(Text(f"queue {args.queue} {done} ({waiting} pending)"))
+    elif infos:
+        console.print(queues_table(infos))
+    else:
+        console.print("no queues yet (a queue appears with its first job, or when paused)")
+    return 0
+
+
 def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     """A live status view until Ctrl-C (or --iterations frames).
 
@@ -197,8 +219,8 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     waker = store.waker() if console.is_terminal and not args.json else None
 
     def view() -> RenderableType:
-        summary, backlog, now = _status(store)
-        return watch_view(summary, backlog, now, database=header, interval=args.interval)
+        summary, backlog, now, queues = _status(store)
+        return watch_view(summary, backlog, now, database=header, interval=args.interval, queues=queues)
 
     def pause(shown: int) -> bool:
         """Whether to draw another frame, after waiting for it."""
@@ -214,8 +236,8 @@ def cmd_watch(store: Store, args: argparse.Namespace, console: Console) -> int:
     try:
         if args.json:  # one JSON object per line per frame
             while True:
-                summary, backlog, now = _status(store)
-                _print_json(summary_json(summary, now, backlog=backlog), indent=None)
+                summary, backlog, now, queues = _status(store)
+                _print_json(summary_json(summary, now, backlog=backlog, queues=queues), indent=None)
                 shown += 1
                 if not pause(shown):
                     break

@@ -19,7 +19,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
+from jobkit.model import DEFAULT_QUEUE, Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
 from jobkit.present import (
     Holder,
     first_line,
@@ -149,11 +149,26 @@ def leases_table(found: Sequence[Holder], now: datetime) -> Table:
     return table
 
 
-def status_view(summary: Summary, backlog: Backlog, now: datetime) -> RenderableType:
-    """What ``status`` prints."""
+def queues_table(infos: Sequence[QueueInfo]) -> Table:
+    """One row per queue: its name, paused or not, its jobs by status."""
+    table = _table("Queues")
+    table.add_column("queue", overflow="fold")
+    table.add_column("state")
+    for status in JobStatus:
+        table.add_column(status.value, justify="right", style=STATUS_STYLE[status])
+    for info in infos:
+        state = Text("paused", style="bold red") if info.paused else Text("active", style="green")
+        table.add_row(Text(info.name), state, *(str(info.counts.get(status, 0)) for status in JobStatus))
+    return table
+
+
+def status_view(summary: Summary, backlog: Backlog, now: datetime, queues: Sequence[QueueInfo] = ()) -> RenderableType:
+    """What ``status`` prints (the queues' table when there is more than the default one, or one is paused)."""
     lines = backlog_text(backlog, now)
     lines.append(f"\nfailed in the last hour: {summary.failed_since}\n")
     parts: list[RenderableType] = [counts_table(summary), lines]
+    if len(queues) > 1 or any(info.paused or info.name != DEFAULT_QUEUE for info in queues):
+        parts.insert(1, queues_table(queues))
     if summary.running:
         parts += [running_table(summary.running, now), leases_table(holders(summary.running), now)]
     else:
@@ -161,12 +176,20 @@ def status_view(summary: Summary, backlog: Backlog, now: datetime) -> Renderable
     return Group(*parts)
 
 
-def watch_view(summary: Summary, backlog: Backlog, now: datetime, *, database: str, interval: float) -> RenderableType:
+def watch_view(
+    summary: Summary,
+    backlog: Backlog,
+    now: datetime,
+    *,
+    database: str,
+    interval: float,
+    queues: Sequence[QueueInfo] = (),
+) -> RenderableType:
     """One frame of ``watch``: a header line, then what ``status`` shows."""
     header = Text.assemble(
         ("jobkit watch", "bold"), f"  {database}  {format_time(now)}  every {interval:g}s, Ctrl-C stops\n"
     )
-    return Group(header, status_view(summary, backlog, now))
+    return Group(header, status_view(summary, backlog, now, queues))
 
 
 def jobs_table(records: Sequence[JobRecord], now: datetime) -> Table:

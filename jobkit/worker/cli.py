@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from jobkit.errors import JobkitError, StoreError
-from jobkit.options import WorkerOptions
+from jobkit.options import WorkerOptions, parse_queues
 from jobkit.store import open_store
 from jobkit.worker.entry import run_worker, tick
 from jobkit.worker.resolve import JobsModuleError, load_registry, merge
@@ -82,8 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=DEFAULTS.concurrency,
-        help=f"jobs run at once per process (default {DEFAULTS.concurrency})",
+        default=None,
+        help=f"jobs run at once per process (default {DEFAULTS.concurrency}, or the sum of --queues' numbers "
+        "when each queue has one)",
+    )
+    parser.add_argument(
+        "--queues",
+        type=_queues,
+        default=None,
+        metavar="NAME[=N],...",
+        help="serve only these queues (default: every queue), running at most N jobs of a queue at once "
+        "(e.g. emails=2,default=8; a queue without N shares --concurrency)",
     )
     parser.add_argument(
         "--processes",
@@ -153,6 +162,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _queues(text: str) -> dict[str, int | None]:
+    try:
+        return parse_queues(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _concurrency(args: argparse.Namespace) -> int:
+    """--concurrency, else the sum of --queues' numbers when every queue has one, else the default."""
+    if args.concurrency is not None:
+        return int(args.concurrency)
+    limits = list((args.queues or {}).values())
+    if limits and all(most is not None for most in limits):
+        return sum(most for most in limits if most is not None)
+    return DEFAULTS.concurrency
+
+
 def _duration(text: str) -> timedelta | None:
     from jobkit.control import parse_duration
     from jobkit.errors import ValidationError
@@ -198,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobkit.worker``: returns the exit code."""
     guard_child()  # a child of --processes stops when its supervisor is gone
     args = _parser().parse_args(argv)
+    args.concurrency = _concurrency(args)
     problem = _out_of_range(args)
     if problem is not None:
         return _fail(problem)
@@ -214,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             enforce_timeouts=os.environ.get(SUPERVISED) == "1",
             import_from=args.import_from,
             unresolved_backoff=args.unresolved_backoff,
+            queues=args.queues,
         )
     except ValueError as exc:
         return _fail(f"--{str(exc).split(' ', 1)[0].replace('_', '-')}: {exc}")

@@ -41,6 +41,7 @@ from jobkit.worker.outage import Outage
 from jobkit.worker.pool import HandlerPool, event_loop
 from jobkit.worker.report import Report
 from jobkit.worker.resolve import Resolver
+from jobkit.worker.retention import prune
 
 if TYPE_CHECKING:  # imported when isolation="process" asks for it: ctypes and pipes cost every start 16 ms
     from jobkit.worker.isolated import Children
@@ -50,7 +51,6 @@ logger = logging.getLogger("jobkit.worker")
 STOP_CHECK = 0.1  # longest sleep before looking at the stop event (set from another thread)
 GATHER = 0.002  # longest a few outcomes wait for more to share their transaction
 TIMEOUT_EXIT = 75  # a --processes child that had to abandon a stuck job exits with this
-PRUNE_BATCHES = 20  # short transactions one retention pass may run for one kind of job while they come back full
 
 
 class Worker:
@@ -185,6 +185,8 @@ class Worker:
         if want is None:
             want = self._target() - (len(self._held) - len(batch))
         want = max(want, 0) if not self._stopping else 0
+        ending = {held.job.id for held, _ in batch}
+        limits = self.options.claim_limits((h.job.queue for i, h in self._held.items() if i not in ending), want)
         self._claims += 1
         token = f"{self.worker_id}:{self._claims}"
         try:
@@ -198,6 +200,7 @@ class Worker:
                     token=token,
                     lock_until=now + self.options.lock,
                     names=self.resolver.names(),
+                    queues=limits,
                 )
                 if transitions or want > 0
                 else ([], [])
@@ -320,23 +323,8 @@ class Worker:
         """Delete old finished jobs, one small batch per kind at a time."""
         if time.monotonic() < self._next_prune:
             return
-        batch = self.options.prune_batch
-        full = False
-        for statuses, keep in self._retention:
-            if keep is not None:
-                try:
-                    before = now - keep
-                except OverflowError:  # kept longer than the calendar reaches: nothing is that old
-                    continue
-                # Batch after batch while they come back full, up to a bound: one batch a
-                # round cannot keep up with a queue that finishes more than a batch a round.
-                for _ in range(PRUNE_BATCHES):
-                    deleted = self.store.purge(statuses=statuses, before=before, limit=batch)
-                    self.report.purged += deleted
-                    if deleted < batch:
-                        break
-                else:
-                    full = True
+        deleted, full = prune(self.store, self._retention, now, self.options.prune_batch)
+        self.report.purged += deleted
         # Still full after every batch means more is due now; else come back when the shortest keep may have new work.
         self._next_prune = time.monotonic() + (self.options.reap_every if full else self.options.prune_period)
 
@@ -411,8 +399,12 @@ class Worker:
 
     # -- waiting ------------------------------------------------------------------------
     def _due_now(self) -> bool:
-        due = self.store.next_due(self.resolver.names())
+        due = self._next_due()
         return due is not None and due <= self.clock()
+
+    def _next_due(self) -> datetime | None:
+        queues = self.options.queues
+        return self.store.next_due(self.resolver.names(), None if queues is None else list(queues))
 
     def _idle(self, stop: threading.Event) -> None:
         """Wait until something may have changed: an outcome, new work, or a timer."""
@@ -429,7 +421,7 @@ class Worker:
             deadline = min(deadline, max(start, self._next_reap))
         hungry = len(self._held) < self._target()
         if hungry:
-            due = self.store.next_due(self.resolver.names())
+            due = self._next_due()
             if due is not None:
                 deadline = min(deadline, start + max(0.0, (due - self.clock()).total_seconds()))
         while not stop.is_set():

@@ -53,8 +53,8 @@ def test_an_idle_worker_stops_soon_after_its_event_is_set(store: Store, monkeypa
     idle = threading.Event()
     next_due = store.next_due
 
-    def noting_idle(names: Collection[str] | None = None) -> datetime | None:
-        due = next_due(names)
+    def noting_idle(names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
+        due = next_due(names, queues)
         idle.set()  # an idle worker asks when the next job is due, then waits
         return due
 

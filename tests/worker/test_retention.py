@@ -19,7 +19,7 @@ from jobkit.model import utc_now
 from jobkit.options import WorkerOptions
 from jobkit.store import Store
 from jobkit.worker import cli as worker_cli
-from jobkit.worker import loop, tick
+from jobkit.worker import retention, tick
 from tests.support import (
     CANCELLED,
     COMPLETED,
@@ -113,7 +113,7 @@ def test_tick_far_ahead_prunes_by_the_default_retention(store: Store) -> None:
 def test_the_worker_prunes_batch_after_batch_and_comes_back_soon_while_batches_stay_full(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PRUNE_BATCHES", 2)
+    monkeypatch.setattr(retention, "PRUNE_BATCHES", 2)
     clock = FakeClock(T0)
     jobs, _ = gated_jobs(Gate())
     old = [finished(store, COMPLETED, T0 - timedelta(days=8, seconds=n)) for n in range(12)]
