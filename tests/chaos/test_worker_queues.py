@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,15 +18,6 @@ from tests.chaos.chaos_jobs import Nap
 from tests.chaos.harness import ROOT, Harness
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def most_at_once(h: Harness, ids: set[str]) -> int:
