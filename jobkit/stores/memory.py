@@ -142,9 +142,8 @@ class MemoryStore:
         caps = chosen_queues(queues)
         require_aware(now, lock_until)
         with self._lock:
-            paused = {name for name, is_paused in self._queues.items() if is_paused}
             taken = lifecycle.claimable(
-                self._jobs.values(), now=now, limit=limit, names=chosen, queues=caps, paused=paused
+                self._jobs.values(), now=now, limit=limit, names=chosen, queues=caps, paused=self._paused()
             )
             return [self._take(job, now=now, token=token, lock_until=lock_until) for job in taken]
 
@@ -391,6 +390,9 @@ class MemoryStore:
             return True
 
     # -- queues -------------------------------------------------------------------
+    def _paused(self) -> set[str]:
+        return {name for name, is_paused in self._queues.items() if is_paused}
+
     def queues(self) -> list[QueueInfo]:
         with self._lock:
             counts = {name: dict.fromkeys(JobStatus, 0) for name in self._queues}
@@ -441,7 +443,7 @@ class MemoryStore:
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         chosen, among = chosen_names(names), chosen_queue_names(queues)
         with self._lock:
-            paused = {name for name, is_paused in self._queues.items() if is_paused}
+            paused = self._paused()
             return min(
                 (
                     j.scheduled_for

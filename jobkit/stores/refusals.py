@@ -30,8 +30,8 @@ INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
 )
 
 
-def check_records(jobs: Sequence[JobRecord]) -> None:
-    """Refuse records that SqliteStore's table would refuse, with the same error types and in the same order."""
+def check_times(jobs: Sequence[JobRecord]) -> None:
+    """Refuse records holding a naive time (ValueError), before anything is written."""
     for job in jobs:
         require_aware(
             job.scheduled_for,
@@ -41,28 +41,34 @@ def check_records(jobs: Sequence[JobRecord]) -> None:
             job.worker_expires_at,
             job.completed_at,
         )
+
+
+def check_records(jobs: Sequence[JobRecord]) -> None:
+    """Refuse records that SqliteStore's table would refuse, with the same error types and in the same order."""
+    check_times(jobs)
     for job in jobs:
         for rule, holds in INVARIANTS:
             if not holds(job):
                 raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
 
 
+def _chosen(values: Collection[str] | None, what: str, of: str) -> list[str] | None:
+    """*values*, sorted and once each; None for no limit; a bare str (one name, not its letters) is refused."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise TypeError(f"{what} must be a collection of {of} names, not the str {values!r}")
+    return sorted(set(values))
+
+
 def chosen_names(names: Collection[str] | None) -> list[str] | None:
     """The job names a claim is limited to, sorted and once each; None for any name."""
-    if names is None:
-        return None
-    if isinstance(names, str):
-        raise TypeError(f"names must be a collection of job names, not the str {names!r}")
-    return sorted(set(names))
+    return _chosen(names, "names", "job")
 
 
 def chosen_queue_names(queues: Collection[str] | None) -> list[str] | None:
     """The queues a look at the backlog is limited to, sorted and once each; None for all."""
-    if queues is None:
-        return None
-    if isinstance(queues, str):
-        raise TypeError(f"queues must be a collection of queue names, not the str {queues!r}")
-    return sorted(set(queues))
+    return _chosen(queues, "queues", "queue")
 
 
 def chosen_queues(queues: Mapping[str, int] | None) -> dict[str, int] | None:

@@ -114,6 +114,7 @@ _TAKE = """UPDATE {s}.jobs AS j SET status = 'running', worker_id = %(token)s, w
 # The claimed rows, and one NOTIFY when there are any: the scalar subquery runs once, at
 # the first row out, so a claim that takes nothing (an idle worker's) wakes no one.
 _ANNOUNCED = "SELECT claimed.*, (SELECT pg_notify(%(channel)s, '')) FROM claimed"
+PAUSED = "(SELECT name FROM {s}.queues WHERE paused)"  # the queues no claim takes from
 # The queues with pending jobs, found by skipping through the pending index (one probe a
 # queue), or the queues given with the most each may give; each queue's head is read on
 # its own and the first %(limit)s of those heads taken; a paused queue is passed over.
@@ -129,7 +130,7 @@ CLAIM = f"""WITH {{chosen}}, picked AS (
         SELECT id, priority, scheduled_for FROM {{s}}.jobs
         WHERE status = 'pending' AND queue = chosen.name AND scheduled_for <= %(now)s {{names}}
         ORDER BY priority DESC, scheduled_for, id LIMIT least(chosen.most, %(limit)s) FOR UPDATE SKIP LOCKED) AS p
-    WHERE chosen.name NOT IN (SELECT name FROM {{s}}.queues WHERE paused)
+    WHERE chosen.name NOT IN {PAUSED}
     ORDER BY p.priority DESC, p.scheduled_for, p.id LIMIT %(limit)s),
 claimed AS ({_TAKE} FROM picked WHERE j.id = picked.id RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
 {_ANNOUNCED}"""
@@ -282,8 +283,8 @@ PURGE = """DELETE FROM {s}.jobs WHERE id IN (
 # -- reading -----------------------------------------------------------------------------
 COUNTS = "SELECT status, count(*) FROM {s}.jobs GROUP BY status"
 BY_NAME = "SELECT job_name, status, count(*) FROM {s}.jobs GROUP BY job_name, status"
-NEXT_DUE = """SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending' {names} {among}
-    AND queue NOT IN (SELECT name FROM {s}.queues WHERE paused)"""
+NEXT_DUE = f"""SELECT min(scheduled_for) FROM {{s}}.jobs WHERE status = 'pending' {{names}} {{among}}
+    AND queue NOT IN {PAUSED}"""
 OLDEST_PENDING = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending'"
 # Every queue that has jobs or a pause row, with its jobs by status (NULL for a queue with none).
 QUEUES = """SELECT j.name, coalesce(q.paused, false), j.status, j.n

@@ -45,7 +45,7 @@ from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
-from jobkit.stores.refusals import chosen_names, chosen_queue_names, chosen_queues
+from jobkit.stores.refusals import check_times, chosen_names, chosen_queue_names, chosen_queues
 from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class PostgresStore:
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> None:
-        _check_records(jobs)
+        check_times(jobs)
         if not jobs:
             return
         try:
@@ -116,7 +116,7 @@ class PostgresStore:
         """
         if not isinstance(connection, psycopg.Connection):
             raise TypeError(f"connection must be a psycopg 3 Connection, not {type(connection).__name__}")
-        _check_records(jobs)
+        check_times(jobs)
         if not jobs:
             return
         try:
@@ -134,18 +134,25 @@ class PostgresStore:
         return q.record_of(rows[0]) if rows else None
 
     def _claim_statement(
-        self, *, limit: int, now: datetime, token: str, lock_until: datetime, **chosen: Any
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        token: str,
+        lock_until: datetime,
+        names: Collection[str] | None,
+        queues: Mapping[str, int] | None,
     ) -> tuple[str, dict[str, Any]] | None:
-        """The claim for the *chosen* ``names`` and ``queues``; None when it would take nothing."""
-        names, caps = chosen_names(chosen["names"]), chosen_queues(chosen["queues"])
-        if limit <= 0 or names == [] or caps == {}:
+        """The claim for *names* and *queues* (each None for all); None when it would take nothing."""
+        chosen, caps = chosen_names(names), chosen_queues(queues)
+        if limit <= 0 or chosen == [] or caps == {}:
             return None
         require_aware(now, lock_until)
-        params = {"now": now, "token": token, "until": lock_until, "limit": limit, "names": names}
+        params = {"now": now, "token": token, "until": lock_until, "limit": limit, "names": chosen}
         params["channel"] = self.channel
         if caps is not None:
             params["queues"], params["caps"] = list(caps), list(caps.values())
-        return q.claim_sql(names, caps is not None), params
+        return q.claim_sql(chosen, caps is not None), params
 
     def claim(
         self,
@@ -412,9 +419,3 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the times of a claim that 
 
 def _lease_arrays(leases: Sequence[Lease]) -> list[list[str]]:
     return q.arrays(((lease.job_id, lease.token) for lease in leases), 2)
-
-
-def _check_records(jobs: Sequence[JobRecord]) -> None:
-    for job in jobs:
-        times = (job.scheduled_for, job.created_at, job.updated_at)
-        require_aware(*times, *(t for t in (job.worker_started_at, job.worker_expires_at, job.completed_at) if t))

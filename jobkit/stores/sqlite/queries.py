@@ -59,13 +59,19 @@ INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
 INSERT_FIRED = f"""INSERT INTO jobs ({SELECT}) SELECT {", ".join("?" * len(COLUMNS))}
     WHERE EXISTS (SELECT 1 FROM cron_jobs WHERE name = ? AND last_job_id = ?)"""
 
+PAUSED = "(SELECT name FROM queues WHERE paused = 1)"  # the queues no claim takes from
+
 # A claim reads the head of each queue it may take from on its own (the pending index leads
 # with the queue) and takes the first :limit of those heads; each arm checks the queue's
 # pause itself, so a pause committed after the worker chose its queues still holds.
-CLAIM_ARM = """SELECT * FROM (SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
+CLAIM_ARM = (
+    """SELECT * FROM (SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
     WHERE status = 'pending' AND queue = :q{i} AND scheduled_for <= :now {{names}}
-    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :q{i} AND paused = 1)
+    AND :q{i} NOT IN """
+    + PAUSED
+    + """
     ORDER BY priority DESC, scheduled_for, id LIMIT :c{i})"""
+)
 CLAIM = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
     worker_expires_at = :until, attempt_count = attempt_count + 1,
@@ -87,9 +93,13 @@ CANDIDATES = {
     "retried": "SELECT name FROM seen UNION SELECT queue FROM jobs WHERE id IN (SELECT value FROM json_each(:retried))",
     "given": "SELECT value FROM json_each(:among)",
 }
-QUEUES_TO_CLAIM = """{seen}, candidates(name) AS ({candidates})
-SELECT name FROM candidates WHERE name IS NOT NULL AND name NOT IN (SELECT name FROM queues WHERE paused = 1) {due}
+QUEUES_TO_CLAIM = (
+    """{seen}, candidates(name) AS ({candidates})
+SELECT name FROM candidates WHERE name IS NOT NULL AND name NOT IN """
+    + PAUSED
+    + """ {due}
 ORDER BY name"""
+)
 DUE_IN_QUEUE = """AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_pending_idx
     WHERE status = 'pending' AND queue = candidates.name AND scheduled_for <= :now {names})"""
 
@@ -101,14 +111,17 @@ def queues_to_claim_sql(candidates: str, due: bool, count: int | None) -> str:
 
 
 MOST_ARMS = 200  # SQLite allows 500 arms to a compound SELECT; past this, one arm over them all
-CLAIM_WIDE = """SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
+CLAIM_WIDE = (
+    """SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
     WHERE status = 'pending' AND queue IN (SELECT value FROM json_each(:due)) AND scheduled_for <= :now {names}
-    AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"""
+    AND queue NOT IN """
+    + PAUSED
+)
 
 # Queue reads name the pending index: with a job-name filter the planner would rather use
 # the name index, and scan every job of that name ever run.
 PENDING = "jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'"
-NOT_PAUSED = "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
+NOT_PAUSED = f"AND queue NOT IN {PAUSED}"
 BY_STATUS = (
     (PENDING, {JobStatus.PENDING}),
     ("jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {JobStatus.RUNNING}),
@@ -156,7 +169,7 @@ def queue_sql(template: str, count: int | None, among: str | None = None) -> str
     A list of bound values, unlike a JSON array unpacked by json_each, is matched by the
     planner once per statement rather than once per row it looks at. Past BOUND_NAMES
     (and SQLite's limit on bound values) the names go as one array, :names. *among*
-    names the column (of queues) that must be one of the JSON array :among.
+    names the column that must be one of the JSON array :among.
     """
     within = f"AND {among} IN (SELECT value FROM json_each(:among))" if among else ""
     if count is None:

@@ -12,17 +12,22 @@ does with it:
 - ``min(scheduled_for)`` passes over a time in another form;
 - the reaper counts a lock expiry in another form as run out (in the SQL of
   :mod:`.queries`); ``get`` raises the error to its caller.
+
+Also here: the reads a claim makes before the write lock (:func:`claim_step`), and the
+summary, backlog and counts the status views read.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import StoreError
 from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
+from jobkit.stores.refusals import chosen_queues
 from jobkit.stores.sqlite import queries
 from jobkit.stores.sqlite.codec import UnreadableRow, dt, records_of, schedule_of, ts
 
@@ -144,3 +149,33 @@ def backlog(path: str, read: Read, *, now: datetime) -> Backlog:
     (found,), oldest, following = (read(sql, {"now": ts(now)}) for sql in queries.BACKLOG_READS)
     shown = readable(path, oldest, "not shown as the oldest due"), readable(path, following, "not shown as next")
     return queries.backlog(found, *shown)
+
+
+def claim_step(
+    read: Read,
+    limit: int,
+    now: datetime,
+    token: str,
+    lock_until: datetime,
+    *,
+    names: Collection[str] | None,
+    queues: Mapping[str, int] | None,
+    retried: list[str] | None = None,
+) -> queries.Step | None:
+    """The claim for *names* and *queues*; None when it would take nothing.
+
+    *retried*: after outcomes, the jobs they make pending again. The queues it takes from
+    are read first, through *read*, before the write lock (queries.QUEUES_TO_CLAIM).
+    """
+    caps = chosen_queues(queues)
+    count, probe = queries.queue_bindings(names, now=ts(now))
+    if limit <= 0 or count == 0 or caps == {}:
+        return None
+    candidates = "given" if caps is not None else "pending" if retried is None else "retried"
+    found = {"among": json.dumps(list(caps or ())), "retried": json.dumps(retried or [])}
+    sql = queries.queues_to_claim_sql(candidates, retried is None, count)
+    due = [row[0] for row in read(sql, {**probe, **found})]
+    if not due:
+        return None
+    bindings = queries.claim_bindings(due, caps, limit, {**probe, "token": token, "until": ts(lock_until)})
+    return queries.claim_sql(len(due), count), bindings, "rows"

@@ -42,7 +42,7 @@ from jobkit.model import (
     check_queue,
     utc_now,
 )
-from jobkit.stores.refusals import chosen_queue_names, chosen_queues
+from jobkit.stores.refusals import chosen_queue_names
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.errors import store_error
@@ -250,28 +250,10 @@ class SqliteStore:
         names: Collection[str] | None = None,
         queues: Mapping[str, int] | None = None,
     ) -> list[JobRecord]:
-        step = self._claim_step(limit, now, token, lock_until, names=names, queues=queues)
+        step = reading.claim_step(self._read, limit, now, token, lock_until, names=names, queues=queues)
         if step is None:
             return []
         return reading.claimed(self.path, self._run([step])[0], token, now, self._run)
-
-    def _claim_step(self, limit: int, now: datetime, token: str, lock_until: datetime, **chosen: Any) -> Step | None:
-        """The claim (for *chosen* ``names``, ``queues``, ``retried``); None when it would take nothing.
-
-        The queues it takes from are read first, before the write lock (queries.QUEUES_TO_CLAIM)."""
-        caps = chosen_queues(chosen["queues"])
-        count, probe = queries.queue_bindings(chosen["names"], now=ts(now))
-        if limit <= 0 or count == 0 or caps == {}:
-            return None
-        retried = chosen.get("retried")  # after outcomes: the jobs they make pending again
-        candidates = "given" if caps is not None else "pending" if retried is None else "retried"
-        found = {"among": json.dumps(list(caps or ())), "retried": json.dumps(retried or [])}
-        sql = queries.queues_to_claim_sql(candidates, retried is None, count)
-        due = [row[0] for row in self._read(sql, {**probe, **found})]
-        if not due:
-            return None
-        bindings = queries.claim_bindings(due, caps, limit, {**probe, "token": token, "until": ts(lock_until)})
-        return queries.claim_sql(len(due), count), bindings, "rows"
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         bindings = {"id": job_id, "token": token, "now": ts(now), "until": ts(lock_until)}
@@ -313,7 +295,9 @@ class SqliteStore:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues)
         plan = queries.write_plan(queries.writes_of(transitions))  # bad input is refused before the write lock
         retried = [t.job_id for t in transitions if isinstance(t, Retry)]
-        claim = self._claim_step(limit, now, token, lock_until, names=names, queues=queues, retried=retried)
+        claim = reading.claim_step(
+            self._read, limit, now, token, lock_until, names=names, queues=queues, retried=retried
+        )
         steps = [step for step, _ in plan] + ([claim] if claim is not None else [])
         results = self._run(steps)
         rows = results.pop() if claim is not None else []
