@@ -30,6 +30,7 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    QueueInfo,
     Retry,
     Transition,
     worker_lost,
@@ -71,17 +72,7 @@ def claimable(
     """
     if limit <= 0:
         return []
-    due = sorted(
-        (
-            job
-            for job in jobs
-            if is_due(job, now)
-            and job.queue not in paused
-            and (names is None or job.job_name in names)
-            and (queues is None or job.queue in queues)
-        ),
-        key=claim_order,
-    )
+    due = sorted((job for job in jobs if is_due(job, now) and _served(job, names, queues, paused)), key=claim_order)
     taken: list[JobRecord] = []
     per_queue: collections.Counter[str] = collections.Counter()
     for job in due:
@@ -92,6 +83,40 @@ def claimable(
         if len(taken) == limit:
             break
     return taken
+
+
+def next_due(
+    jobs: Iterable[JobRecord],
+    *,
+    names: Collection[str] | None = None,
+    queues: Collection[str] | None = None,
+    paused: Collection[str] = (),
+) -> datetime | None:
+    """When the first pending job a claim of *names* and *queues* could take comes due; None for none.
+
+    A paused queue's jobs are due for no one.
+    """
+    return min(
+        (job.scheduled_for for job in jobs if job.status is PENDING and _served(job, names, queues, paused)),
+        default=None,
+    )
+
+
+def _served(
+    job: JobRecord, names: Collection[str] | None, queues: Collection[str] | None, paused: Collection[str]
+) -> bool:
+    """Whether a claim limited to *names* and *queues* (None: any) may take *job* once due."""
+    return (
+        job.queue not in paused and (names is None or job.job_name in names) and (queues is None or job.queue in queues)
+    )
+
+
+def queues_of(jobs: Iterable[JobRecord], pauses: Mapping[str, bool]) -> list[QueueInfo]:
+    """The queues as listed: each that holds a job or has a pause (*pauses*), by name, with its jobs by status."""
+    counts = {name: dict.fromkeys(JobStatus, 0) for name in pauses}
+    for job in jobs:
+        counts.setdefault(job.queue, dict.fromkeys(JobStatus, 0))[job.status] += 1
+    return [QueueInfo(name, pauses.get(name, False), counts[name]) for name in sorted(counts)]
 
 
 def is_expired(job: JobRecord, now: datetime) -> bool:

@@ -395,10 +395,7 @@ class MemoryStore:
 
     def queues(self) -> list[QueueInfo]:
         with self._lock:
-            counts = {name: dict.fromkeys(JobStatus, 0) for name in self._queues}
-            for job in self._jobs.values():
-                counts.setdefault(job.queue, dict.fromkeys(JobStatus, 0))[job.status] += 1
-            return [QueueInfo(name, self._queues.get(name, False), counts[name]) for name in sorted(counts)]
+            return lifecycle.queues_of(self._jobs.values(), self._queues)
 
     def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
         check_queue(queue)
@@ -443,18 +440,7 @@ class MemoryStore:
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         chosen, among = chosen_names(names), chosen_queue_names(queues)
         with self._lock:
-            paused = self._paused()
-            return min(
-                (
-                    j.scheduled_for
-                    for j in self._jobs.values()
-                    if j.status is PENDING
-                    and j.queue not in paused
-                    and (chosen is None or j.job_name in chosen)
-                    and (among is None or j.queue in among)
-                ),
-                default=None,
-            )
+            return lifecycle.next_due(self._jobs.values(), names=chosen, queues=among, paused=self._paused())
 
     def waker(self) -> MemoryWaker:
         return MemoryWaker(self._jobs)

@@ -49,23 +49,11 @@ class Reference:
         self.paused[queue] = paused
 
     def queues(self) -> list[QueueInfo]:
-        counts = {name: dict.fromkeys(JobStatus, 0) for name in self.paused}
-        for job in self.jobs.values():
-            counts.setdefault(job.queue, dict.fromkeys(JobStatus, 0))[job.status] += 1
-        return [QueueInfo(name, self.paused.get(name, False), counts[name]) for name in sorted(counts)]
+        return lifecycle.queues_of(self.jobs.values(), self.paused)
 
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
-        return min(
-            (
-                j.scheduled_for
-                for j in self.jobs.values()
-                if j.status is JobStatus.PENDING
-                and not self.paused.get(j.queue, False)
-                and (names is None or j.job_name in names)
-                and (queues is None or j.queue in queues)
-            ),
-            default=None,
-        )
+        paused = {name for name, is_paused in self.paused.items() if is_paused}
+        return lifecycle.next_due(self.jobs.values(), names=names, queues=queues, paused=paused)
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         job = self.jobs.get(job_id)
