@@ -10,6 +10,9 @@ Roles (each prints one JSON object on its last line):
   time, each awaited before the next; ``{"latencies": [seconds, ...]}`` where each is the
   job's own start time minus the time just before it was enqueued.
 
+With ``--queues a,b,c`` (jobkit only), job number i goes to the (i mod 3)-th of those
+queues: round-robin, one ``later_many`` call per queue for each chunk of bulk and fill.
+
 huey reads its file and settings from the environment (see :mod:`benchmarks.huey_jobs`);
 the ``database`` argument must name the same file.
 """
@@ -46,21 +49,29 @@ class Queue(Protocol):
 
 
 class JobkitQueue:
-    """jobkit, through its public API."""
+    """jobkit, through its public API; with *queues*, jobs go to them round-robin (none: the default queue)."""
 
-    def __init__(self, path: str, durability: str) -> None:
+    def __init__(self, path: str, durability: str, queues: Sequence[str] = ()) -> None:
         import jobkit
         from benchmarks import jobkit_jobs
 
         self.jobs = jobkit_jobs
+        self.queues = tuple(queues)
         self.completed = jobkit.JobStatus.COMPLETED
         self.store = jobkit.SqliteStore(path, durability="normal" if durability == "normal" else "full")
 
     def enqueue(self, n: int) -> None:
-        self.jobs.noop.later(n, self.store)
+        if not self.queues:
+            self.jobs.noop.later(n, self.store)
+            return
+        self.jobs.noop.later(n, self.store, queue=self.queues[n % len(self.queues)])
 
     def enqueue_many(self, numbers: Sequence[int]) -> None:
-        self.jobs.noop.later_many(list(numbers), self.store)
+        if not self.queues:
+            self.jobs.noop.later_many(list(numbers), self.store)
+            return
+        for queue, share in round_robin(numbers, self.queues):
+            self.jobs.noop.later_many(share, self.store, queue=queue)
 
     def stamp(self, n: int) -> Callable[[], float | None]:
         job_id = self.jobs.stamp.later(n, self.store)
@@ -129,10 +140,22 @@ class RawQueue:
         self.conn.close()
 
 
-def open_queue(side: str, path: str, durability: str) -> Queue:
-    """The queue of *side* on *path*."""
+def round_robin(numbers: Sequence[int], queues: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Each of *queues* with the *numbers* that go to it: number i to the (i mod len(queues))-th."""
+    return [(queue, [n for n in numbers if n % len(queues) == i]) for i, queue in enumerate(queues)]
+
+
+def queue_names(text: str) -> list[str]:
+    """``--queues a,b,c`` as its names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def open_queue(side: str, path: str, durability: str, queues: Sequence[str] = ()) -> Queue:
+    """The queue of *side* on *path* (*queues*: jobkit's, round-robin)."""
+    if queues and side != "jobkit":
+        raise SystemExit(f"--queues is for jobkit, not {side}")
     if side == "jobkit":
-        return JobkitQueue(path, durability)
+        return JobkitQueue(path, durability, queues)
     if side == "huey":
         return HueyQueue(path)
     return RawQueue(path, durability)
@@ -196,8 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, required=True, help="how many jobs")
     parser.add_argument("--durability", choices=("default", "normal"), default="default")
     parser.add_argument("--chunk", type=int, default=1000, help="jobs per transaction for bulk and fill")
+    parser.add_argument("--queues", type=queue_names, default=[], help="jobkit: spread the jobs over these, a,b,c")
     args = parser.parse_args(argv)
-    queue = open_queue(args.side, args.database, args.durability)
+    queue = open_queue(args.side, args.database, args.durability, args.queues)
     try:
         match args.role:
             case "enqueue":

@@ -15,6 +15,7 @@ time; a no-op's end is microseconds later, so it is used as the end too), pgqueu
 its ``CompletionWatcher``, procrastinate by polling the job's status every millisecond.
 pgqueuer's and procrastinate's handlers send their times over local UDP
 (:mod:`benchmarks.stamps`). The raw loop has no latency role: it has no idle worker.
+``--queues a,b,c`` (jobkit only) spreads the jobs over those queues, as in :mod:`benchmarks.client`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from benchmarks import pg_raw, processes, stamps
-from benchmarks.client import chunks
+from benchmarks.client import chunks, queue_names, round_robin
 
 LATENCY_TIMEOUT = 30.0  # seconds one latency job may take before the run is abandoned
 
@@ -50,21 +51,32 @@ class Queue(Protocol):
 
 
 class JobkitQueue:
-    """jobkit through its public API: ``open_store(url)``, ``later``, ``later_many``, ``wait``."""
+    """jobkit through its public API: ``open_store(url)``, ``later``, ``later_many``, ``wait``.
 
-    def __init__(self, url: str) -> None:
+    With *queues*, jobs go to them round-robin (none: the default queue).
+    """
+
+    def __init__(self, url: str, queues: Sequence[str] = ()) -> None:
         import jobkit
         from benchmarks import jobkit_jobs
 
         self.jobkit = jobkit
         self.jobs = jobkit_jobs
+        self.queues = tuple(queues)
         self.store = jobkit.open_store(url)
 
     async def enqueue(self, n: int) -> None:
-        self.jobs.noop.later(n, self.store)
+        if not self.queues:
+            self.jobs.noop.later(n, self.store)
+            return
+        self.jobs.noop.later(n, self.store, queue=self.queues[n % len(self.queues)])
 
     async def enqueue_many(self, numbers: Sequence[int]) -> None:
-        self.jobs.noop.later_many(list(numbers), self.store)
+        if not self.queues:
+            self.jobs.noop.later_many(list(numbers), self.store)
+            return
+        for queue, share in round_robin(numbers, self.queues):
+            self.jobs.noop.later_many(share, self.store, queue=queue)
 
     async def stamp(self, n: int) -> tuple[float, float, float]:
         job_id = self.jobs.stamp.later(n, self.store)
@@ -123,11 +135,13 @@ class StampedQueue:
             self.receiver.close()
 
 
-async def open_queue(side: str, url: str, stamp_port: int | None) -> Queue:
-    """The queue of *side* on the database at *url*."""
+async def open_queue(side: str, url: str, stamp_port: int | None, queues: Sequence[str] = ()) -> Queue:
+    """The queue of *side* on the database at *url* (*queues*: jobkit's, round-robin)."""
+    if queues and side != "jobkit":
+        raise SystemExit(f"--queues is for jobkit, not {side}")
     receiver = None if stamp_port is None else stamps.Receiver(stamp_port)
     if side == "jobkit":
-        return JobkitQueue(url)
+        return JobkitQueue(url, queues)
     if side == "raw":
         return RawQueue(url)
     if side == "pgqueuer":
@@ -194,7 +208,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.role == "setup":
         await install(args.side, args.url)
         return {}
-    queue = await open_queue(args.side, args.url, args.stamp_port)
+    queue = await open_queue(args.side, args.url, args.stamp_port, args.queues)
     try:
         match args.role:
             case "enqueue":
@@ -215,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=0, help="how many jobs")
     parser.add_argument("--chunk", type=int, default=1000, help="jobs per call for bulk and fill")
     parser.add_argument("--stamp-port", type=int, default=None, help="local UDP port the peers' handlers stamp to")
+    parser.add_argument("--queues", type=queue_names, default=[], help="jobkit: spread the jobs over these, a,b,c")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))))
     return 0

@@ -52,7 +52,7 @@ def ratio(cases: Sequence[Case], scenario: str, durability: Durability, metric: 
     return mine / theirs
 
 
-# -- goals (issue 5 for SQLite, issue 12 for PostgreSQL) ---------------------------------
+# -- goals (issue 5 for SQLite, issue 12 for PostgreSQL, issue 13 for queues) -------------
 @dataclass(frozen=True)
 class Goal:
     """One goal of the performance issue, checked on the medians of this run."""
@@ -82,6 +82,15 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
     def versus(scenario: str, side: Side) -> Callable[[Durability], float | None]:
         return lambda d: ratio(cases, scenario, d, THROUGHPUT, side)
 
+    def over(scenario: str, reference: str) -> Callable[[Durability], float | None]:
+        """jobkit's throughput in *scenario* over its throughput in *reference*."""
+
+        def value(d: Durability) -> float | None:
+            mine, theirs = jobkit(scenario, d, THROUGHPUT), jobkit(reference, d, THROUGHPUT)
+            return mine / theirs if mine and theirs else None
+
+        return value
+
     # (what, its value at a durability, target, unit, at least the target or at most)
     specs: list[tuple[str, Callable[[Durability], float | None], float, str, bool]] = [
         ("enqueue one by one, jobkit/huey", lambda d: ratio(cases, "enqueue", d, THROUGHPUT, "huey"), 1.3, "x", True),
@@ -89,6 +98,7 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
         ("bulk enqueue, jobkit/raw executemany", lambda d: ratio(cases, "bulk", d, THROUGHPUT, "raw"), 0.15, "x", True),
         ("drain, one process, jobkit/huey best", lambda d: ratio(cases, "drain", d, THROUGHPUT, "huey"), 5, "x", True),
         ("drain, jobkit 2 processes / 1 process", scaling, 1.5, "x", True),
+        ("drain, jobkit 3 queues / 1 queue", over("drain-queues", "drain"), 0.9, "x", True),
         ("latency p50", lambda d: jobkit("latency", d, P50), 5, " ms", False),
         ("latency p99", lambda d: jobkit("latency", d, P99), 25, " ms", False),
         ("idle worker CPU", lambda d: jobkit("latency", d, IDLE_CPU), 2, "% of a core", False),
@@ -99,6 +109,7 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
         ("PG drain, jobkit/procrastinate", versus("pg-drain", "procrastinate"), 10, "x", True),
         ("PG drain, jobkit/raw", versus("pg-drain", "raw"), 1 / 3, "x", True),
         ("PG drain, jobkit 2 processes / 1", lambda d: scaling(d, "pg-"), 1.6, "x", True),
+        ("PG drain, jobkit 3 queues / 1 queue", over("pg-drain-queues", "pg-drain"), 0.9, "x", True),
         ("PG latency p50", lambda d: jobkit("pg-latency", d, P50), 2, " ms", False),
         ("PG latency p99", lambda d: jobkit("pg-latency", d, P99), 5, " ms", False),
         ("PG handler end to wait() seeing it, p99", lambda d: jobkit("pg-latency", d, SEEN_P99), 10, " ms", False),
@@ -184,7 +195,7 @@ def case_rows(case: Case, cases: Sequence[Case], versus: Sequence[Side]) -> list
 
 
 def goal_rows(found: Sequence[Goal]) -> list[str]:
-    rows = ["goals (issue 5 for SQLite, issue 12 for PostgreSQL), on the medians above:"]
+    rows = ["goals (issue 5 for SQLite, issue 12 for PostgreSQL, issue 13 for queues), on the medians above:"]
     for goal in found:
         sign = ">=" if goal.at_least else "<="
         verdict = "met" if goal.met else "MISSED"

@@ -377,11 +377,12 @@ def memory(run: Run) -> dict[Metric, float]:
 
 # -- the catalogue ------------------------------------------------------------------------
 def catalogue() -> list[Scenario]:
-    """Every scenario: SQLite's, then PostgreSQL's (:mod:`benchmarks.pg_scenarios`)."""
-    from benchmarks import pg_scenarios
+    """Every scenario: SQLite's, PostgreSQL's (:mod:`benchmarks.pg_scenarios`), then the queue ones, numbered last."""
+    from benchmarks import pg_scenarios, queue_scenarios
 
-    sqlite = sqlite_catalogue()
-    return sqlite + pg_scenarios.catalogue(first=len(sqlite) + 1)
+    listed = sqlite_catalogue()
+    listed += pg_scenarios.catalogue(first=len(listed) + 1)
+    return listed + queue_scenarios.catalogue(first=len(listed) + 1)
 
 
 def sqlite_catalogue() -> list[Scenario]:
