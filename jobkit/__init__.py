@@ -8,7 +8,7 @@ and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 from typing import TYPE_CHECKING, Any
 
 from jobkit.context import Context
-from jobkit.control import cancel, cancel_many, pause, purge, queues, resume, retry, wait, wait_async
+from jobkit.control import attempts, cancel, cancel_many, pause, purge, queues, resume, retry, wait, wait_async
 from jobkit.errors import (
     Cancelled,
     DuplicateJobError,
@@ -20,6 +20,7 @@ from jobkit.errors import (
     PayloadTooLarge,
     ScheduleError,
     SchemaTooNew,
+    Snooze,
     StoreError,
     StoreFullError,
     UnknownJobError,
@@ -27,7 +28,7 @@ from jobkit.errors import (
     ValidationError,
 )
 from jobkit.events import Event
-from jobkit.model import JobRecord, JobResult, JobStatus, QueueInfo, Schedule
+from jobkit.model import Attempt, JobRecord, JobResult, JobStatus, QueueInfo, Schedule
 from jobkit.options import WorkerOptions
 from jobkit.recurring import disable, enable, schedule, schedules, unschedule
 from jobkit.run import execute
@@ -79,6 +80,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Attempt",
     "Cancelled",
     "Context",
     "DuplicateJobError",
@@ -100,6 +102,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "SchemaTooNew",
+    "Snooze",
     "SqliteStore",
     "Store",
     "StoreError",
@@ -109,6 +112,7 @@ __all__ = [
     "ValidationError",
     "Waker",
     "WorkerOptions",
+    "attempts",
     "cancel",
     "cancel_many",
     "disable",

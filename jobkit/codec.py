@@ -9,6 +9,7 @@ unknown fields are refused, so a typo in params fails at enqueue time, not in a 
 from __future__ import annotations
 
 import collections.abc
+import hashlib
 import json
 import json.scanner
 import math
@@ -197,6 +198,17 @@ Surrogates = Literal["refuse", "escape"]
 ``os.fsdecode`` makes of a file name that is not UTF-8): refuse it with a
 ValidationError naming where it is, or write it as a JSON escape (``\\udce9``), which
 decodes back to the same text."""
+
+
+def canonical_key(encoded: str) -> str:
+    """The unique key of params whose JSON is *encoded*: a SHA-256 of their canonical JSON (keys sorted).
+
+    Equal params give equal keys however their mappings were ordered; the digest keeps
+    the key (and the index holding it) small however large the params are.
+    """
+    data = json.loads(encoded)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "params:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode(data: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES, surrogates: Surrogates = "refuse") -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from jobkit import lifecycle
 from jobkit.errors import JobNotFound, JobStateError, ValidationError
-from jobkit.model import FINISHED, Clock, JobRecord, JobResult, JobStatus, QueueInfo, check_queue
+from jobkit.model import FINISHED, Attempt, Clock, JobRecord, JobResult, JobStatus, QueueInfo, check_queue
 from jobkit.options import BATCH
 from jobkit.stages import result_of
 from jobkit.store import Store, clock_of
@@ -148,8 +148,10 @@ def retry(
     skipped: the ids returned (each once, in the order given) are those sent. With it,
     every id is looked up first: an unknown one raises :class:`JobNotFound`, a job that
     is not failed or cancelled :class:`JobStateError` (each naming every offending
-    job), and nothing is retried. A job whose status changes between that check and the
-    retry (another process retried it) is then left out of the ids returned.
+    job), as does one whose unique key another pending or running job holds (or another
+    job given holds too), and nothing is retried. A job whose status changes between
+    that check and the retry (another process retried it) is then left out of the ids
+    returned.
     """
     if all_or_nothing:
         records = _records(store, job_ids)
@@ -157,11 +159,24 @@ def retry(
             [job for job in records if job.status not in lifecycle.RETRYABLE],
             "{}; only failed or cancelled jobs can be retried (nothing was retried)",
         )
+        _refuse(_keys_taken(store, records), "{}, but its unique key is held by another job (nothing was retried)")
         job_ids = [job.id for job in records]
     return store.retry(list(job_ids), now=clock_of(store, clock)())
 
 
 UNCANCELLABLE = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+def _keys_taken(store: Store, records: Sequence[JobRecord]) -> list[JobRecord]:
+    """Of *records* (to be retried together), those whose unique key a live job, or one before them, holds."""
+    keys = {key for job in records if (key := lifecycle.key_of(job)) is not None}
+    held = store.holders(keys)
+    taken = []
+    for job in records:
+        key = lifecycle.key_of(job)
+        if key is not None and held.setdefault(key, job.id) != job.id:
+            taken.append(job)
+    return taken
 
 
 def _records(store: Store, job_ids: Sequence[str]) -> list[JobRecord]:
@@ -237,6 +252,19 @@ def resume(store: Store, queue: str, *, clock: Clock | None = None) -> None:
 def queues(store: Store) -> list[QueueInfo]:
     """Every queue that holds jobs or was ever paused, by name: paused or not, and its jobs by status."""
     return store.queues()
+
+
+def attempts(store: Store, job_id: str) -> list[Attempt]:
+    """Every attempt of a job, oldest first: worker, times, outcome, error and traceback of each.
+
+    The attempt under way, if any, comes last as ``"running"``. A job keeps its newest
+    :data:`~jobkit.model.ATTEMPTS_KEPT` ended attempts; numbers keep counting past
+    them. Raises :class:`JobNotFound` for an unknown id.
+    """
+    found = store.attempts(job_id)
+    if not found and store.get(job_id) is None:
+        raise JobNotFound(job_id)
+    return found
 
 
 def parse_duration(text: str) -> timedelta:

@@ -23,6 +23,7 @@ catch without knowing jobkit, and keeps the offending value::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,6 +117,24 @@ class Cancelled(JobkitError):
 
     The job then ends ``cancelled`` instead of ``failed``.
     """
+
+
+class Snooze(JobkitError):
+    """Raise from a handler to run the job again in *seconds*, spending no attempt.
+
+    The job is pending again, due then; its history records the attempt as snoozed. A
+    job asked to cancel ends cancelled instead. *seconds* (or a timedelta) from 0 to a
+    year; anything else is a ValidationError.
+    """
+
+    MOST = 366 * 24 * 3600.0
+
+    def __init__(self, seconds: float | timedelta):
+        value = seconds.total_seconds() if isinstance(seconds, timedelta) else seconds
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= self.MOST:
+            raise ValidationError(f"Snooze(seconds) takes 0 to {self.MOST:g} seconds, not {seconds!r}", value=seconds)
+        super().__init__(f"snoozed for {value:g}s")
+        self.delay = timedelta(seconds=value)
 
 
 class ScheduleError(JobkitError, ValueError):

@@ -5,7 +5,8 @@
         print(event.kind, event.job_name, event.error)
 
 Events of the jobs a registry defines go to that registry's listeners, in whichever
-process the event happens: ``enqueued`` where ``later`` is called, the others in the
+process the event happens: ``enqueued`` where ``later`` is called (``deduplicated``
+instead, naming the job that holds the key, when a unique job was not made), the others in the
 worker (or the process running ``now``/``batch``/``execute``). Listeners run in the
 worker's threads, so keep them quick; one that raises is logged and changes nothing.
 """
@@ -24,7 +25,9 @@ from jobkit.errors import ValidationError
 
 logger = logging.getLogger("jobkit.events")
 
-EventKind = Literal["enqueued", "started", "completed", "failed", "retried", "cancelled", "lease_lost"]
+EventKind = Literal[
+    "enqueued", "deduplicated", "started", "completed", "failed", "retried", "snoozed", "cancelled", "lease_lost"
+]
 KINDS: frozenset[str] = frozenset(EventKind.__args__)  # type: ignore[attr-defined]
 
 
@@ -39,7 +42,7 @@ class Event:
     attempt: int = 0
     error: str | None = None
     duration: float | None = None
-    run_at: datetime | None = None  # for "retried": when the next attempt is due
+    run_at: datetime | None = None  # for "retried" and "snoozed": when the next attempt is due
 
 
 Listener = Callable[[Event], None]

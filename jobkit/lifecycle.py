@@ -1,9 +1,13 @@
 """THE rules of a job's life: each is a function from a record (and a request) to a record.
 
     pending -> running -> completed
-                   |-> pending again (retry at T, or given back without spending the attempt)
+                   |-> pending again (retry at T; snoozed, or given back, without spending the attempt)
                    `-> failed (attempts used up, not retryable, or its worker lost when spent)
     pending -> cancelled;  running -> cancelled (asked to stop)
+
+While pending or running, a job with a unique key holds it: no other job of its name is
+made with that key (:func:`key_of`). Every attempt that ends leaves an entry in the job's
+history (:func:`logged`), but a completion, which the record itself tells (:func:`timeline`).
 
 Every store is held to these by the stores-agree machines (tests/stores/), with this
 module as the reference: MemoryStore is built on it, SqliteStore keeps its own SQL for
@@ -14,15 +18,19 @@ speed and must give the same records, and the runners report what they did with
 from __future__ import annotations
 
 import collections
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
 import attrs
 
 from jobkit.model import (
+    ATTEMPTS_KEPT,
     CANCELLED,
     CANCELLED_WHILE_LOST,
+    LIVE,
+    Attempt,
+    AttemptOutcome,
     Cancel,
     Complete,
     Fail,
@@ -30,6 +38,7 @@ from jobkit.model import (
     JobStatus,
     Lease,
     LeaseMark,
+    Postpone,
     QueueInfo,
     Retry,
     Transition,
@@ -209,7 +218,19 @@ def apply(job: JobRecord, transition: Transition) -> JobRecord:
             return _ended(job, JobStatus.FAILED, error, at, traceback=tb)
         case Cancel(reason=reason, at=at):
             return _ended(job, JobStatus.CANCELLED, reason, at)
+        case Postpone(at=at, run_at=run_at):
+            return _unheld(job, at, **_refunded(job), scheduled_for=run_at)
     raise TypeError(f"not a transition: {transition!r}")
+
+
+def _refunded(job: JobRecord) -> dict[str, object]:
+    """What giving an attempt back changes: the attempt is not counted, its progress is gone."""
+    return {"attempt_count": job.attempt_count - 1, "progress": 0, "progress_message": None}
+
+
+def pends_again(transition: Transition) -> bool:
+    """Whether *transition* leaves its job pending (a retry or a snooze), so its queue has work."""
+    return isinstance(transition, (Retry, Postpone))
 
 
 def release(job: JobRecord, *, now: datetime) -> JobRecord:
@@ -219,7 +240,7 @@ def release(job: JobRecord, *, now: datetime) -> JobRecord:
     """
     if job.cancel_requested:
         return _ended(job, JobStatus.CANCELLED, CANCELLED, now)
-    return _unheld(job, now, attempt_count=job.attempt_count - 1, progress=0, progress_message=None)
+    return _unheld(job, now, **_refunded(job))
 
 
 def expire(job: JobRecord, *, now: datetime) -> tuple[JobRecord, Expiry]:
@@ -253,9 +274,13 @@ def cancel(job: JobRecord, *, now: datetime) -> JobRecord:
     return job
 
 
-def retry_by_hand(job: JobRecord, *, now: datetime) -> JobRecord | None:
-    """A failed or cancelled job sent back to pending with fresh attempts; None for any other."""
-    if job.status not in RETRYABLE:
+def retry_by_hand(job: JobRecord, *, now: datetime, key_held: bool = False) -> JobRecord | None:
+    """A failed or cancelled job sent back to pending with fresh attempts; None for any other.
+
+    None too when its unique key is *key_held* by another job, pending or running: two
+    live jobs never share a key, so that job does the work and this one stays as it is.
+    """
+    if job.status not in RETRYABLE or key_held:
         return None
     return attrs.evolve(
         job,
@@ -274,6 +299,101 @@ def retry_by_hand(job: JobRecord, *, now: datetime) -> JobRecord | None:
         scheduled_for=now,
         updated_at=now,
     )
+
+
+# -- unique keys ------------------------------------------------------------------------
+Key = tuple[str, str]
+
+
+def key_of(job: JobRecord) -> Key | None:
+    """The key *job* holds while pending or running (its name and unique key); None for a job without one."""
+    return None if job.unique_key is None else (job.job_name, job.unique_key)
+
+
+def holds_key(job: JobRecord) -> bool:
+    """Whether *job* holds its unique key now."""
+    return job.unique_key is not None and job.status in LIVE
+
+
+def deduplicated(jobs: Iterable[JobRecord], held: Mapping[Key, str]) -> tuple[list[JobRecord], list[str]]:
+    """What an add of *jobs* writes, given the keys *held* (key: the id of the live job holding it).
+
+    Returns the jobs to write, and for each of *jobs*, in order, the id it is held by: its
+    own, or the holder's for one whose key is taken (by a job before it in *jobs* too).
+    """
+    taken = dict(held)
+    written: list[JobRecord] = []
+    ids: list[str] = []
+    for job in jobs:
+        key = key_of(job)
+        holder = taken.get(key) if key is not None else None
+        if holder is None:
+            written.append(job)
+            if key is not None and job.status in LIVE:
+                taken[key] = job.id
+        ids.append(holder or job.id)
+    return written, ids
+
+
+# -- attempt history ------------------------------------------------------------------------
+Ending = tuple[AttemptOutcome, str | None, str | None]
+"""How an attempt ended, as its history entry says: the outcome, its error and traceback."""
+
+
+def ending_of(transition: Transition) -> Ending | None:
+    """The history entry's outcome for an attempt that ended by *transition*; None for a completion.
+
+    A completion is not written to the history: the completed record tells it, and the
+    hot path writes nothing more than the job.
+    """
+    match transition:
+        case Complete():
+            return None
+        case Retry(error=error, traceback=tb, timed_out=timed_out):
+            return ("timeout" if timed_out else "retried"), error, tb
+        case Fail(error=error, traceback=tb, timed_out=timed_out):
+            return ("timeout" if timed_out else "failed"), error, tb
+        case Cancel(reason=reason):
+            return "cancelled", reason, None
+        case Postpone():
+            return "snoozed", None, None
+    raise TypeError(f"not a transition: {transition!r}")
+
+
+def released_ending(job: JobRecord) -> Ending:
+    """A held job given back (:func:`release`): released, or cancelled when that was asked."""
+    return ("cancelled", CANCELLED, None) if job.cancel_requested else ("released", None, None)
+
+
+def expired_ending(after: JobRecord) -> Ending:
+    """A running job whose worker was lost (:func:`expire`, *after* it): lost, with the error it got."""
+    return "lost", after.error, None
+
+
+def logged(history: Sequence[Attempt], job: JobRecord, ending: Ending, *, at: datetime) -> list[Attempt]:
+    """*history* with the attempt of running *job* that ended at *at* as *ending* says; the newest ATTEMPTS_KEPT."""
+    outcome, error, tb = ending
+    entry = Attempt(_next_number(history), job.worker_id, job.worker_started_at, at, outcome, error, tb)
+    return [*history, entry][-ATTEMPTS_KEPT:]
+
+
+def timeline(job: JobRecord, history: Sequence[Attempt]) -> list[Attempt]:
+    """Every attempt of *job* the store knows, oldest first: its *history*, then a completed or running attempt."""
+    if job.status is JobStatus.COMPLETED or job.status is RUNNING:
+        completed = job.status is JobStatus.COMPLETED
+        last = Attempt(
+            _next_number(history),
+            job.worker_id,
+            job.worker_started_at,
+            job.completed_at if completed else None,
+            "completed" if completed else "running",
+        )
+        return [*history, last]
+    return list(history)
+
+
+def _next_number(history: Sequence[Attempt]) -> int:
+    return history[-1].number + 1 if history else 1
 
 
 # -- shapes shared by the rules above ------------------------------------------------------

@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
@@ -132,6 +132,21 @@ class JobRecord:
     completed_at: datetime | None = attrs.field(default=None, converter=_utc)
     cancel_requested: bool = False
     queue: str = DEFAULT_QUEUE
+    unique_key: str | None = None
+
+
+LIVE = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+"""The statuses in which a job holds its unique key: no other job of its name may be made with it."""
+UNIQUE_KEY_LENGTH = 200
+
+
+def check_unique_key(key: object) -> str | None:
+    """*key* if it can be a unique key (None, or 1 to 200 characters); a ValidationError naming unique_key otherwise."""
+    if key is None or (isinstance(key, str) and 0 < len(key) <= UNIQUE_KEY_LENGTH):
+        return key
+    raise ValidationError(
+        f"unique_key must be a string of 1 to {UNIQUE_KEY_LENGTH} characters (or None), not {key!r}", value=key
+    )
 
 
 @attrs.frozen
@@ -195,6 +210,14 @@ class Failed:
     error: str
     traceback: str | None = None
     retryable: bool = True
+    timed_out: bool = False
+
+
+@attrs.frozen
+class Snoozed:
+    """The handler asked to run again after *delay* (:class:`jobkit.Snooze`), spending no attempt."""
+
+    delay: timedelta
 
 
 @attrs.frozen
@@ -204,7 +227,7 @@ class Stopped:
     reason: str = "cancelled"
 
 
-Outcome = Succeeded | Failed | Stopped
+Outcome = Succeeded | Failed | Snoozed | Stopped
 
 
 @attrs.frozen
@@ -223,6 +246,7 @@ class Retry:
     traceback: str | None
     at: datetime
     run_at: datetime
+    timed_out: bool = False
 
 
 @attrs.frozen
@@ -232,6 +256,17 @@ class Fail:
     error: str
     traceback: str | None
     at: datetime
+    timed_out: bool = False
+
+
+@attrs.frozen
+class Postpone:
+    """A snoozed attempt: pending again at ``run_at``, the attempt refunded."""
+
+    job_id: str
+    token: str
+    at: datetime
+    run_at: datetime
 
 
 @attrs.frozen
@@ -242,8 +277,34 @@ class Cancel:
     at: datetime
 
 
-Transition = Complete | Retry | Fail | Cancel
+Transition = Complete | Retry | Fail | Cancel | Postpone
 """What becomes of a running job after one attempt; applied by a store, fenced by ``token``."""
+
+
+AttemptOutcome = Literal[
+    "completed", "failed", "retried", "snoozed", "lost", "released", "cancelled", "timeout", "running"
+]
+ATTEMPTS_KEPT = 100
+"""How many ended attempts a job's history keeps: the newest; numbers keep counting past it."""
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt at a job, as :func:`jobkit.attempts` lists it, oldest first.
+
+    ``number`` counts every claim of the job (1 for the first), snoozed and released
+    ones included, and keeps counting when the oldest are dropped (past
+    :data:`ATTEMPTS_KEPT`). The attempt under way, if any, comes last as ``"running"``
+    with no ``ended_at``.
+    """
+
+    number: int
+    worker_id: str | None
+    started_at: datetime | None = attrs.field(converter=_utc)
+    ended_at: datetime | None = attrs.field(converter=_utc)
+    outcome: AttemptOutcome
+    error: str | None = None
+    traceback: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from jobkit import lifecycle
-from jobkit.model import Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
+from jobkit.model import Attempt, Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
 
 OVERDUE = 0.5
 """A lease is overdue for renewal after this fraction of its length with none: its holder renews every third."""
@@ -94,6 +94,11 @@ def job_json(record: JobRecord) -> dict[str, Any]:
     data["params"] = decoded(record.params)
     data["result"] = decoded(record.result)
     return data
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    """One attempt as JSON data: its number, worker, ISO 8601 times, outcome, error and traceback."""
+    return {field.name: _plain(getattr(attempt, field.name)) for field in attrs.fields(Attempt)}
 
 
 def schedule_json(entry: Schedule) -> dict[str, Any]:

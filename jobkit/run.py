@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from jobkit import lifecycle
+from jobkit import codec, lifecycle
 from jobkit.backoff import Backoff
 from jobkit.codec import storable_text
 from jobkit.context import Context
 from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobError, ValidationError
-from jobkit.events import Event
+from jobkit.events import Event, EventKind
 from jobkit.lease import Held, LeaseKeeper
 from jobkit.model import (
     Cancel,
@@ -44,7 +44,9 @@ from jobkit.model import (
     JobStatus,
     Lease,
     Outcome,
+    Postpone,
     Retry,
+    Snoozed,
     Stopped,
     Succeeded,
     Transition,
@@ -62,6 +64,7 @@ from jobkit.stages import (
     result_of,
     storable,
     stored_params,
+    unique_keys_of,
     unreadable,
     validate,
 )
@@ -200,6 +203,8 @@ def _log(held: Held, transition: Transition) -> None:
             logger.error("job %s %s: failed after %d attempts: %s", job.id, job.job_name, job.attempt_count, error)
         case Cancel(reason=reason):
             logger.info("job %s %s: cancelled (%s)", job.id, job.job_name, reason)
+        case Postpone(run_at=run_at):
+            logger.info("job %s %s: snoozed until %s", job.id, job.job_name, run_at.isoformat(timespec="seconds"))
 
 
 # -- one job, here and now ---------------------------------------------------------------------
@@ -307,6 +312,8 @@ def _run_unpersisted(spec: JobSpec[Any, Any], typed: Any, encoded: str, clock: C
     outcome, fatal = attempt_held(held, spec, typed, ctx)
     if fatal is not None:
         raise fatal
+    if isinstance(outcome, Snoozed):  # nothing would ever run it again
+        outcome = Failed(f"Snooze: a job run without a store cannot be snoozed ({outcome.delay})", retryable=False)
     transition = conclude(held, outcome, clock(), jitter=0.0, retry=False)
     recorded(held, transition, True, clock, heard=False)
     value = outcome.value if isinstance(outcome, Succeeded) else None
@@ -418,16 +425,20 @@ def enqueue(
     max_attempts: int | None = None,
     priority: int = 0,
     queue: str | None = None,
+    unique_keys: Sequence[str | None] | None = None,
     clock: Clock | None = None,
     indexed: bool | None = None,
     connection: object | None = None,
 ) -> list[str]:
-    """Validate every params, then add them all as pending jobs in one transaction.
+    """Validate every params, then add them all as pending jobs in one transaction; return their ids.
 
     A delay counts from the store's time (:meth:`Store.now`) unless *clock* is given.
     With a *connection* (the caller's own, with a transaction open), the jobs are added
     inside that transaction (:meth:`TransactionalStore.add_on`): they exist only once
     the caller commits. The ``enqueued`` events are told at this call, not at the commit.
+    *unique_keys* (one a params, None for none) or, for a unique spec, each params'
+    canonical JSON keys each job: one whose key a pending or running job of its name
+    holds is not made, and its id is that job's (told as ``deduplicated``).
     """
     if connection is not None and not isinstance(store, TransactionalStore):
         raise TypeError(
@@ -445,7 +456,10 @@ def enqueue(
         queue=queue,
     )
     many = len(params_list) != 1 if indexed is None else indexed
+    keys = unique_keys_of(unique_keys, len(params_list), many)
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
+    if spec.unique:
+        keys = [key if key is not None else codec.canonical_key(text) for key, text in zip(keys, encoded, strict=True)]
     now = clock_of(store, clock)()
     try:
         when = at if at is not None else (now + seconds(delay) if delay is not None else now)
@@ -464,15 +478,17 @@ def enqueue(
             max_attempts=max_attempts,
             priority=priority,
             queue=queue,
+            unique_key=key,
         )
-        for text in encoded
+        for text, key in zip(encoded, keys, strict=True)
     ]
     if connection is None:
-        store.add(records)
+        ids = store.add(records)
     else:
         assert isinstance(store, TransactionalStore)  # refused above otherwise
-        store.add_on(connection, records)
+        ids = store.add_on(connection, records)
     if spec.hooks:
-        for record in records:
-            spec.hooks.emit(Event("enqueued", record.id, record.job_name, now))
-    return [r.id for r in records]
+        for record, job_id in zip(records, ids, strict=True):
+            kind: EventKind = "enqueued" if job_id == record.id else "deduplicated"
+            spec.hooks.emit(Event(kind, job_id, record.job_name, now))
+    return ids

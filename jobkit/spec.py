@@ -95,6 +95,7 @@ class JobSpec(Generic[P, R]):
     retry_backoff: Backoff = attrs.field(default=2.0, validator=_backoff)
     max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
     queue: str = attrs.field(default=DEFAULT_QUEUE, validator=lambda _, a, v: check_queue(v, what=a.name))
+    unique: bool = False
     hooks: Hooks = attrs.field(factory=Hooks, eq=False, repr=False)
     is_async: bool = attrs.field(init=False)
 
@@ -117,11 +118,15 @@ class JobSpec(Generic[P, R]):
         max_attempts: int | None = None,
         priority: int = 0,
         queue: str | None = None,
+        unique_key: str | None = None,
         connection: object | None = None,
     ) -> str:
         """Enqueue for a worker; return the new job's id.
 
         *queue* overrides the spec's queue (``jobs.job(queue=...)``, "default" unless given).
+        With *unique_key* (or for a ``jobs.job(unique=True)`` spec, the params' canonical
+        JSON), while a job of this name holding that key is pending or running, nothing is
+        written and that job's id is returned.
         *connection* is the caller's own open database connection (a psycopg 3 one, for
         a :class:`PostgresStore`): the job is added inside the caller's transaction and
         exists, and wakes workers, only if and when the caller commits; a rollback
@@ -138,6 +143,7 @@ class JobSpec(Generic[P, R]):
             max_attempts=max_attempts,
             priority=priority,
             queue=queue,
+            unique_keys=None if unique_key is None else [unique_key],
             connection=connection,
         )[0]
 
@@ -152,11 +158,13 @@ class JobSpec(Generic[P, R]):
         max_attempts: int | None = None,
         priority: int = 0,
         queue: str | None = None,
+        unique_keys: Sequence[str | None] | None = None,
         connection: object | None = None,
     ) -> list[str]:
         """Enqueue many jobs in one transaction, all or nothing; return their ids in order.
 
-        With *connection*, that transaction is the caller's, as for :meth:`later`.
+        *unique_keys* holds one key (or None) for each params, each deduplicated as by
+        :meth:`later`. With *connection*, that transaction is the caller's.
         """
         return run.enqueue(
             self,
@@ -168,6 +176,7 @@ class JobSpec(Generic[P, R]):
             max_attempts=max_attempts,
             priority=priority,
             queue=queue,
+            unique_keys=unique_keys,
             indexed=True,
             connection=connection,
         )
@@ -283,6 +292,7 @@ def spec_from_function(
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     hooks: Hooks | None = None,
     queue: str = DEFAULT_QUEUE,
+    unique: bool = False,
 ) -> JobSpec[Any, Any]:
     """Build a spec, reading the params and result types from *fn*'s annotations."""
     try:
@@ -310,6 +320,7 @@ def spec_from_function(
         max_payload_bytes=max_payload_bytes,
         hooks=hooks if hooks is not None else Hooks(),
         queue=queue,
+        unique=unique,
     )
 
 
@@ -350,6 +361,8 @@ class Registry:
         timeout: float | None = None,
         retry_backoff: Backoff = 2.0,
         queue: str = DEFAULT_QUEUE,
+        *,
+        unique: bool = False,
     ) -> JobDecorator: ...
 
     def job(
@@ -359,6 +372,8 @@ class Registry:
         timeout: float | None = None,
         retry_backoff: Backoff = 2.0,
         queue: str = DEFAULT_QUEUE,
+        *,
+        unique: bool = False,
     ) -> JobSpec[Any, Any] | JobDecorator:
         """Make a handler ``(params, ctx) -> result`` a registered job: ``@jobs.job`` or ``@jobs.job(...)``."""
 
@@ -372,6 +387,7 @@ class Registry:
                 max_payload_bytes=self.max_payload_bytes,
                 hooks=self.hooks,
                 queue=queue,
+                unique=unique,
             )
             self.register(spec)
             return spec
@@ -399,7 +415,7 @@ class Registry:
     def on(self, *kinds: EventKind) -> Callable[[Listener], Listener]:
         """Decorate a function ``(event) -> None`` to hear events of this registry's jobs.
 
-        Kinds: enqueued, started, completed, failed, retried, cancelled, lease_lost
+        Kinds: enqueued, deduplicated, started, completed, failed, retried, snoozed, cancelled, lease_lost
         (all of them when none is given). See :mod:`jobkit.events`.
         """
 

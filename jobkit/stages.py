@@ -15,7 +15,7 @@ import concurrent.futures
 import math
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,7 +25,7 @@ from jobkit import codec
 from jobkit.backoff import Backoff
 from jobkit.backoff import delay as retry_delay
 from jobkit.context import Context
-from jobkit.errors import Cancelled, ValidationError
+from jobkit.errors import Cancelled, Snooze, ValidationError
 from jobkit.events import Event
 from jobkit.model import (
     Cancel,
@@ -36,11 +36,14 @@ from jobkit.model import (
     JobResult,
     JobStatus,
     Outcome,
+    Postpone,
     Retry,
+    Snoozed,
     Stopped,
     Succeeded,
     Transition,
     check_queue,
+    check_unique_key,
     seconds,
 )
 
@@ -102,8 +105,9 @@ def new_record(
     max_attempts: int | None = None,
     priority: int = 0,
     queue: str | None = None,
+    unique_key: str | None = None,
 ) -> JobRecord:
-    """The pending row for one job: in *queue*, else the spec's."""
+    """The pending row for one job: in *queue*, else the spec's; holding *unique_key* when given."""
     return JobRecord(
         id=job_id,
         job_name=spec.name,
@@ -116,6 +120,7 @@ def new_record(
         priority=priority,
         correlation_id=correlation_id,
         queue=queue or spec.queue,
+        unique_key=unique_key,
     )
 
 
@@ -162,6 +167,21 @@ def check_enqueue_options(
         codec.check_text(correlation_id, what="correlation_id")
     if queue is not None:
         check_queue(queue)
+
+
+def unique_keys_of(given: Sequence[str | None] | None, count: int, many: bool) -> list[str | None]:
+    """One unique key a params (None: none), checked; a ValidationError naming what is wrong, before any write."""
+    if given is None:
+        return [None] * count
+    what = "unique_keys" if many else "unique_key"
+    if isinstance(given, (str, bytes)) or len(given) != count:
+        raise ValidationError(f"{what} must hold one key (or None) for each of the {count} params, not {given!r}")
+    for i, key in enumerate(given):
+        try:
+            check_unique_key(key)
+        except ValidationError as exc:
+            raise ValidationError(f"{what}[{i}]: {exc}" if many else str(exc), value=key) from None
+    return list(given)
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a database integer column holds
@@ -213,7 +233,7 @@ def failure(exc: BaseException) -> Failed:
 
 
 def timed_out(spec: JobSpec[Any, Any]) -> Failed:
-    return Failed(f"TimeoutError: the job ran past its timeout of {spec.timeout:g}s")
+    return Failed(f"TimeoutError: the job ran past its timeout of {spec.timeout:g}s", timed_out=True)
 
 
 def attempt(spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> tuple[Outcome, BaseException | None]:
@@ -253,6 +273,8 @@ def outcome_of_exception(
         return (timed_out(spec) if ctx.timed_out else Stopped(str(exc) or "cancelled")), None
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx.timed_out:
         return timed_out(spec), None
+    if isinstance(exc, Snooze):
+        return Snoozed(exc.delay), None
     if isinstance(exc, Exception):
         return failure(exc), None
     return failure(exc), exc
@@ -316,13 +338,15 @@ def decide(
             return Complete(job.id, token, encoded, at=now)
         case Stopped(reason=reason):
             return Cancel(job.id, token, reason, at=now)
-        case Failed(error=error, traceback=tb, retryable=True) if (
+        case Snoozed(delay=delay):
+            return Postpone(job.id, token, at=now, run_at=now + delay)
+        case Failed(error=error, traceback=tb, retryable=True, timed_out=late) if (
             retry and backoff is not None and job.attempt_count < job.max_attempts
         ):
             run_at = now + retry_delay(backoff, job.attempt_count, jitter)
-            return Retry(job.id, token, error, tb, at=now, run_at=run_at)
-        case Failed(error=error, traceback=tb):
-            return Fail(job.id, token, error, tb, at=now)
+            return Retry(job.id, token, error, tb, at=now, run_at=run_at, timed_out=late)
+        case Failed(error=error, traceback=tb, timed_out=late):
+            return Fail(job.id, token, error, tb, at=now, timed_out=late)
     raise TypeError(f"not an outcome: {outcome!r}")  # pragma: no cover
 
 
@@ -383,4 +407,6 @@ def event_of(job: JobRecord, transition: Transition, duration: float | None) -> 
             return Event("failed", job.id, job.job_name, at, job.attempt_count, error, duration)
         case Cancel(reason=reason, at=at):
             return Event("cancelled", job.id, job.job_name, at, job.attempt_count, reason, duration)
+        case Postpone(at=at, run_at=run_at):
+            return Event("snoozed", job.id, job.job_name, at, job.attempt_count, None, duration, run_at)
     raise TypeError(f"not a transition: {transition!r}")  # pragma: no cover

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from jobkit.errors import StoreError
 from jobkit.model import (
+    Attempt,
     Backlog,
     Clock,
     JobRecord,
@@ -77,8 +78,14 @@ class Store(Protocol):
         store take their ``now`` from here unless given a clock (:func:`clock_of`).
         """
 
-    def add(self, jobs: Sequence[JobRecord]) -> None:
-        """Insert *jobs* in one transaction: all or none."""
+    def add(self, jobs: Sequence[JobRecord]) -> list[str]:
+        """Insert *jobs* in one transaction, all or none; return the id each job is known by, in order.
+
+        A pending job whose unique key a pending or running job of its name holds (one
+        already stored, or one before it in *jobs*) is not written: its id is that job's.
+        Two processes adding the same key at once leave one job
+        (:func:`jobkit.lifecycle.deduplicated` is the rule).
+        """
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job with *job_id*, or None."""
@@ -205,6 +212,16 @@ class Store(Protocol):
         schedule at the same instant enqueue one job.
         """
 
+    def holders(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """For each ``(job_name, unique_key)`` of *keys* that a pending or running job holds, that job's id."""
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        """Every attempt of the job the store knows, oldest first (:func:`jobkit.lifecycle.timeline`); [] if unknown.
+
+        An attempt that ends leaves an entry (all but a completion, which the record tells),
+        the newest :data:`~jobkit.model.ATTEMPTS_KEPT` kept; a purge deletes them with the job.
+        """
+
     def queues(self) -> list[QueueInfo]:
         """Every queue that holds jobs or was ever paused or resumed, by name, with its jobs by status."""
 
@@ -256,8 +273,8 @@ class Store(Protocol):
 class TransactionalStore(Protocol):
     """A store that can enqueue on a connection its caller opened (PostgresStore)."""
 
-    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> None:
-        """Insert *jobs* with the caller's own open connection, inside the caller's transaction.
+    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> list[str]:
+        """Insert *jobs* with the caller's own open connection, inside the caller's transaction, as :meth:`Store.add`.
 
         They exist, and wake workers, only if and when the caller commits; a rollback
         leaves nothing.

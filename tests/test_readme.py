@@ -172,10 +172,34 @@ def test_queues_example_runs_as_written(tmp_path: Path) -> None:
     assert "completed" in run(tmp_path, "-m", "jobkit", "list", "jobs.sqlite", "--queue", "thumbnails")
 
 
+def test_unique_jobs_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(named("tasks.py"))
+    (tmp_path / "unique.py").write_text(named("unique.py"))
+    assert run(tmp_path, "unique.py").splitlines() == expected(named("unique.py")) == ["True 1"]
+    run(tmp_path, "-m", "jobkit.worker", "jobs.sqlite", "--burst", "--quiet")
+    # Its job has ended: the same key makes a new job now.
+    assert run(tmp_path, "unique.py").splitlines() == ["True 1"]
+    listed = json.loads(run(tmp_path, "-m", "jobkit", "list", "jobs.sqlite", "--json"))
+    assert sorted(job["status"] for job in listed) == ["completed", "pending"]
+    assert {job["unique_key"] for job in listed} == {"thumb:a.png"}
+    shown = json.loads(run(tmp_path, "-m", "jobkit", "show", "jobs.sqlite", listed[-1]["id"], "--json"))
+    assert [a["outcome"] for a in shown["attempts"]] == ["completed"]
+
+
+def test_snooze_and_attempts_examples_run_as_written(tmp_path: Path) -> None:
+    (tmp_path / "waiting.py").write_text(named("waiting.py"))
+    (tmp_path / "snoozed.py").write_text(named("snoozed.py"))
+    assert run(tmp_path, "snoozed.py").splitlines() == expected(named("snoozed.py")) == ["['snoozed'] 1"]
+    [job] = json.loads(run(tmp_path, "-m", "jobkit", "list", "jobs.sqlite", "--json"))
+    assert (job["status"], job["attempt_count"]) == ("pending", 0)  # the snoozed attempt was not counted
+    shown = run(tmp_path, "-m", "jobkit", "show", "jobs.sqlite", job["id"])
+    assert "attempts" in shown and "snoozed" in shown
+
+
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
     run_here += [named(script) for script in ORDERS]
-    run_here += [named("app.py"), named("queues.py")]
+    run_here += [named("app.py"), named("queues.py"), named("unique.py"), named("waiting.py"), named("snoozed.py")]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 

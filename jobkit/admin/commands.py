@@ -28,7 +28,7 @@ from jobkit.control import cancel_many, pause, purge, queues, resume, retry
 from jobkit.errors import JobNotFound, JobStateError, StoreError
 from jobkit.model import Backlog, JobRecord, JobStatus, QueueInfo, Summary
 from jobkit.options import BATCH
-from jobkit.present import format_time, job_json, queue_json, schedule_json, summary_json
+from jobkit.present import attempt_json, format_time, job_json, queue_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
 from jobkit.store import Cursor, Store, open_store
 
@@ -81,10 +81,11 @@ def cmd_show(store: Store, args: argparse.Namespace, console: Console) -> int:
     record = store.get(args.id)
     if record is None:
         raise JobNotFound(args.id)
+    timeline = store.attempts(args.id)
     if args.json:
-        _print_json(job_json(record))
+        _print_json({**job_json(record), "attempts": [attempt_json(a) for a in timeline]})
     else:
-        for part in job_view(record, store.now()):
+        for part in job_view(record, timeline, store.now()):
             console.print(part, soft_wrap=isinstance(part, Text))
     return 0
 

@@ -19,7 +19,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from jobkit.model import DEFAULT_QUEUE, Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
+from jobkit.model import DEFAULT_QUEUE, Attempt, Backlog, JobRecord, JobStatus, QueueInfo, Schedule, Summary
 from jobkit.present import (
     Holder,
     first_line,
@@ -214,8 +214,9 @@ def jobs_table(records: Sequence[JobRecord], now: datetime) -> Table:
     return table
 
 
-def job_view(record: JobRecord, now: datetime) -> list[RenderableType]:
-    """The whole record: every field, then params and result as indented JSON, the error and its traceback.
+def job_view(record: JobRecord, timeline: Sequence[Attempt], now: datetime) -> list[RenderableType]:
+    """The whole record: every field, then params and result as indented JSON, the error and its traceback,
+    then its attempts, oldest first.
 
     The blocks of text are :class:`Text`: print them unwrapped, as they are (a traceback's lines stay whole).
     """
@@ -238,7 +239,32 @@ def job_view(record: JobRecord, now: datetime) -> list[RenderableType]:
     parts += [_Heading("result"), Text(pretty(record.result) if record.result is not None else "-")]
     parts += [_Heading("error"), Text(record.error or "-")]
     parts += [_Heading("traceback"), Text(record.traceback.rstrip() if record.traceback else "-")]
+    parts += [_Heading("attempts"), attempts_table(timeline, now) if timeline else Text("-")]
     return parts
+
+
+OUTCOME_STYLES = {"completed": "green", "failed": "red", "timeout": "red", "lost": "red", "running": "cyan"}
+
+
+def attempts_table(timeline: Sequence[Attempt], now: datetime) -> Table:
+    """One row an attempt: its number, outcome, worker, when it started and how long it took, its error."""
+    table = _table()
+    table.add_column("#", justify="right")
+    table.add_column("outcome")
+    table.add_column("worker", overflow="fold")
+    table.add_column("started\ntook", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    for attempt in timeline:
+        took = attempt.ended_at - attempt.started_at if attempt.ended_at and attempt.started_at else None
+        table.add_row(
+            str(attempt.number),
+            Text(attempt.outcome, OUTCOME_STYLES.get(attempt.outcome, "yellow")),
+            Text(attempt.worker_id or "-"),
+            f"{format_relative(attempt.started_at, now) if attempt.started_at else '-'}\n"
+            f"{f'{took.total_seconds():.3f}s' if took is not None else ''}",
+            Text(first_line(attempt.error, 80) if attempt.error else ""),
+        )
+    return table
 
 
 def schedules_table(entries: Sequence[Schedule]) -> Table:

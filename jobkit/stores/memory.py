@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import operator
 import threading
-import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -18,8 +17,8 @@ from types import TracebackType
 import attrs
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError
 from jobkit.model import (
+    Attempt,
     Backlog,
     JobRecord,
     JobStatus,
@@ -27,7 +26,6 @@ from jobkit.model import (
     LeaseMark,
     QueueInfo,
     ResetReport,
-    Retry,
     Schedule,
     Summary,
     Transition,
@@ -36,67 +34,17 @@ from jobkit.model import (
     utc_now,
 )
 from jobkit.store import Cursor
-from jobkit.stores.refusals import check_records, chosen_names, chosen_queue_names, chosen_queues
+from jobkit.stores.memory_table import MemoryWaker, Table
+from jobkit.stores.refusals import (
+    check_ids,
+    check_records,
+    check_transition_times,
+    chosen_names,
+    chosen_queue_names,
+    chosen_queues,
+)
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-
-
-class _Table(dict[str, JobRecord]):
-    """The jobs by id, counting writes and waking the store's wakers on each.
-
-    Every write happens under the store's lock, which is *changed*'s lock.
-    """
-
-    def __init__(self, changed: threading.Condition) -> None:
-        super().__init__()
-        self.version = 0
-        self.changed = changed
-
-    def __setitem__(self, job_id: str, job: JobRecord) -> None:
-        super().__setitem__(job_id, job)
-        self.touch()
-
-    def __delitem__(self, job_id: str) -> None:
-        super().__delitem__(job_id)
-        self.touch()
-
-    def touch(self) -> None:
-        self.version += 1
-        self.changed.notify_all()
-
-
-class MemoryWaker:
-    """Sleeps on the store's condition: every write, and every ring, wakes it at once."""
-
-    def __init__(self, table: _Table) -> None:
-        self._table = table
-        self._seen = table.version
-        self._rung = False
-
-    def ring(self) -> None:
-        # The condition's lock is an RLock: a signal handler that interrupts this thread
-        # while it holds the lock takes it again instead of waiting for itself.
-        with self._table.changed:
-            self._rung = True
-            self._table.changed.notify_all()
-
-    def wait(self, timeout: float, *, commits: bool = True) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._table.changed:
-            while True:
-                if self._rung:
-                    self._rung = False
-                    return True
-                if commits and self._table.version != self._seen:
-                    self._seen = self._table.version
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._table.changed.wait(remaining)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class MemoryStore:
@@ -106,23 +54,24 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._jobs = _Table(threading.Condition(self._lock))
+        self._jobs = Table(threading.Condition(self._lock))
         self._schedules: dict[str, Schedule] = {}
         self._queues: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
+        self._history: dict[str, list[Attempt]] = {}  # each job's ended attempts but a completion
 
     def now(self) -> datetime:
         """This host's clock: a MemoryStore lives in one process, so everyone using it shares the host."""
         return utc_now()
 
     # -- jobs ---------------------------------------------------------------------
-    def add(self, jobs: Sequence[JobRecord]) -> None:
+    def add(self, jobs: Sequence[JobRecord]) -> list[str]:
         check_records(jobs)
         with self._lock:
-            ids = [job.id for job in jobs]
-            if len(set(ids)) != len(ids) or any(job_id in self._jobs for job_id in ids):
-                raise JobkitError(f"a job id is already taken among {ids}")
-            for job in jobs:
+            check_ids(jobs, [job.id for job in jobs if job.id in self._jobs])
+            written, held_by = lifecycle.deduplicated(jobs, self._jobs.held_keys)
+            for job in written:
                 self._jobs[job.id] = job
+            return held_by
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -186,8 +135,7 @@ class MemoryStore:
             return True
 
     def finish(self, transitions: Sequence[Transition]) -> list[bool]:
-        for transition in transitions:
-            require_aware(transition.at, transition.run_at if isinstance(transition, Retry) else None)
+        check_transition_times(transitions)
         with self._lock:
             return [self._apply(transition) for transition in transitions]
 
@@ -195,8 +143,14 @@ class MemoryStore:
         job = self._held(Lease(transition.job_id, transition.token))
         if job is None:
             return False
+        ending = lifecycle.ending_of(transition)
+        if ending is not None:
+            self._log(job, ending, transition.at)
         self._jobs[job.id] = lifecycle.apply(job, transition)
         return True
+
+    def _log(self, job: JobRecord, ending: lifecycle.Ending, at: datetime) -> None:
+        self._history[job.id] = lifecycle.logged(self._history.get(job.id, []), job, ending, at=at)
 
     def finish_and_claim(
         self,
@@ -225,6 +179,7 @@ class MemoryStore:
             for lease in leases:
                 job = self._held(lease)
                 if job is not None:
+                    self._log(job, lifecycle.released_ending(job), now)
                     self._jobs[job.id] = lifecycle.release(job, now=now)
                 released.append(job is not None)
             return released
@@ -235,9 +190,14 @@ class MemoryStore:
             report = ResetReport()
             expired = [job for job in self._jobs.values() if lifecycle.is_expired(job, now)]
             for job in sorted(expired, key=lambda j: j.id):
-                self._jobs[job.id], what = lifecycle.expire(job, now=now)
-                getattr(report, what).append(job.id)
+                self._expire(job, now, report)
             return report
+
+    def _expire(self, job: JobRecord, now: datetime, report: ResetReport) -> None:
+        after, what = lifecycle.expire(job, now=now)
+        self._log(job, lifecycle.expired_ending(after), now)
+        self._jobs[job.id] = after
+        getattr(report, what).append(job.id)
 
     def leases(self) -> list[LeaseMark]:
         with self._lock:
@@ -251,8 +211,7 @@ class MemoryStore:
             for mark in sorted(marks, key=lambda m: m.job_id):
                 job = self._jobs.get(mark.job_id)
                 if job is not None and lifecycle.as_seen(job, mark):
-                    self._jobs[job.id], what = lifecycle.expire(job, now=now)
-                    getattr(report, what).append(job.id)
+                    self._expire(job, now, report)
             return report
 
     # -- operating ----------------------------------------------------------------
@@ -277,7 +236,9 @@ class MemoryStore:
             sent = []
             for job_id in dict.fromkeys(job_ids):
                 job = self._jobs.get(job_id)
-                again = lifecycle.retry_by_hand(job, now=now) if job is not None else None
+                key = lifecycle.key_of(job) if job is not None else None
+                held = key is not None and self._jobs.held_keys.get(key, job_id) != job_id
+                again = lifecycle.retry_by_hand(job, now=now, key_held=held) if job is not None else None
                 if again is not None:
                     self._jobs[job_id] = again
                     sent.append(job_id)
@@ -299,6 +260,7 @@ class MemoryStore:
             )[: max(limit, 0)]
             for job in doomed:
                 del self._jobs[job.id]
+                self._history.pop(job.id, None)
             return len(doomed)
 
     def summary(self, *, since: datetime) -> Summary:
@@ -441,6 +403,15 @@ class MemoryStore:
         chosen, among = chosen_names(names), chosen_queue_names(queues)
         with self._lock:
             return lifecycle.next_due(self._jobs.values(), names=chosen, queues=among, paused=self._paused())
+
+    def holders(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        with self._lock:
+            return {key: self._jobs.held_keys[key] for key in keys if key in self._jobs.held_keys}
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return [] if job is None else lifecycle.timeline(job, self._history.get(job_id, []))
 
     def waker(self) -> MemoryWaker:
         return MemoryWaker(self._jobs)

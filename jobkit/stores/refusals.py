@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from jobkit.errors import JobkitError
-from jobkit.model import JobRecord, JobStatus, check_queue, require_aware
+from jobkit.model import JobRecord, JobStatus, Postpone, Retry, Transition, check_queue, require_aware
 
 INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
     ("length(job_name) > 0", lambda j: bool(j.job_name)),
@@ -43,6 +43,12 @@ def check_times(jobs: Sequence[JobRecord]) -> None:
         )
 
 
+def check_transition_times(transitions: Sequence[Transition]) -> None:
+    """Refuse outcomes holding a naive time (ValueError), before anything is written."""
+    for t in transitions:
+        require_aware(t.at, t.run_at if isinstance(t, (Retry, Postpone)) else None)
+
+
 def check_records(jobs: Sequence[JobRecord]) -> None:
     """Refuse records that SqliteStore's table would refuse, with the same error types and in the same order."""
     check_times(jobs)
@@ -50,6 +56,17 @@ def check_records(jobs: Sequence[JobRecord]) -> None:
         for rule, holds in INVARIANTS:
             if not holds(job):
                 raise JobkitError(f"cannot add jobs: job {job.id!r} breaks the constraint {rule}")
+
+
+def check_ids(jobs: Sequence[JobRecord], taken: Collection[str] = ()) -> None:
+    """Refuse an add naming one id twice, or an id already *taken* (JobkitError), before anything is written.
+
+    A store whose insert skips a job whose unique key is held must look first: that skip
+    would pass over a taken id too.
+    """
+    ids = [job.id for job in jobs]
+    if len(set(ids)) != len(ids) or not set(ids).isdisjoint(taken):
+        raise JobkitError(f"cannot add jobs: a job id is already taken among {ids}")
 
 
 def _chosen(values: Collection[str] | None, what: str, of: str) -> list[str] | None:

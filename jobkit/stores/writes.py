@@ -6,9 +6,10 @@ statement (SQLite an executemany, PostgreSQL one ``UPDATE ... FROM unnest``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
-from jobkit.model import Lease
+from jobkit import lifecycle
+from jobkit.model import JobRecord, Lease
 
 
 def runs(writes: Sequence[tuple[str, object]]) -> Iterator[tuple[int, int, bool]]:
@@ -56,3 +57,12 @@ def given_back(leases: Sequence[Lease], done: Collection[tuple[object, object]])
         released.append(key in left)
         left.discard(key)
     return released
+
+
+def held_by(jobs: Sequence[JobRecord], holders: Mapping[lifecycle.Key, str]) -> list[str]:
+    """For each job an add was given, the id of the job it is now: its own, or that of the job holding its key.
+
+    *holders* maps each unique key given to the pending or running job that holds it
+    after the add (read in its transaction); a job that holds no key is itself.
+    """
+    return [holders.get(lifecycle.key_of(job), job.id) if lifecycle.holds_key(job) else job.id for job in jobs]  # type: ignore[arg-type]

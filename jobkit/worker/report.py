@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from jobkit.model import Cancel, Complete, Fail, Retry, Transition
+from jobkit.model import Cancel, Complete, Fail, Postpone, Retry, Transition
 
 
 @attrs.define
@@ -19,6 +19,7 @@ class Report:
     failed: int = 0
     retried: int = 0
     cancelled: int = 0
+    snoozed: int = 0
     lost: int = 0
     released: int = 0
     purged: int = 0
@@ -34,6 +35,8 @@ class Report:
                 self.failed += 1
             case Cancel():
                 self.cancelled += 1
+            case Postpone():
+                self.snoozed += 1
 
     def __str__(self) -> str:
         parts = [
@@ -44,6 +47,7 @@ class Report:
         ]
         for label, n in (
             ("cancelled", self.cancelled),
+            ("snoozed", self.snoozed),
             ("expired locks reset", self.reset),
             ("failed after their worker was lost", self.lost_failed),
             ("cron runs enqueued", self.cron_enqueued),

@@ -11,7 +11,17 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from jobkit import lifecycle
-from jobkit.model import Backlog, JobRecord, JobStatus, Lease, LeaseMark, QueueInfo, ResetReport, Transition
+from jobkit.model import (
+    Attempt,
+    Backlog,
+    JobRecord,
+    JobStatus,
+    Lease,
+    LeaseMark,
+    QueueInfo,
+    ResetReport,
+    Transition,
+)
 
 
 class Reference:
@@ -20,12 +30,33 @@ class Reference:
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
         self.paused: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
+        self.history: dict[str, list[Attempt]] = {}  # each job's ended attempts but a completion
+
+    def _held_keys(self) -> dict[lifecycle.Key, str]:
+        return {lifecycle.key_of(j): j.id for j in self.jobs.values() if lifecycle.holds_key(j)}  # type: ignore[misc]
+
+    def _log(self, job: JobRecord, ending: lifecycle.Ending, at: datetime) -> None:
+        self.history[job.id] = lifecycle.logged(self.history.get(job.id, []), job, ending, at=at)
+
+    def holders(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        held = self._held_keys()
+        return {key: held[key] for key in keys if key in held}
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        job = self.jobs.get(job_id)
+        return [] if job is None else lifecycle.timeline(job, self.history.get(job_id, []))
 
     def _held(self, lease: Lease) -> JobRecord | None:
         job = self.jobs.get(lease.job_id)
         return job if lifecycle.holds(job, lease) else None
 
-    def add(self, records: Sequence[JobRecord]) -> None:
+    def add(self, records: Sequence[JobRecord]) -> list[str]:
+        written, ids = lifecycle.deduplicated(records, self._held_keys())
+        for job in written:
+            self.jobs[job.id] = job
+        return ids
+
+    def _put(self, records: Sequence[JobRecord]) -> None:
         for job in records:
             self.jobs[job.id] = job
 
@@ -42,7 +73,7 @@ class Reference:
         paused = {name for name, is_paused in self.paused.items() if is_paused}
         due = lifecycle.claimable(self.jobs.values(), now=now, limit=limit, names=names, queues=queues, paused=paused)
         taken = [lifecycle.claim(j, token=token, now=now, lock_until=lock_until) for j in due]
-        self.add(taken)
+        self._put(taken)
         return taken
 
     def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
@@ -83,6 +114,9 @@ class Reference:
         for transition in transitions:
             job = self._held(Lease(transition.job_id, transition.token))
             if job is not None:
+                ending = lifecycle.ending_of(transition)
+                if ending is not None:
+                    self._log(job, ending, transition.at)
                 self.jobs[job.id] = lifecycle.apply(job, transition)
             applied.append(job is not None)
         return applied
@@ -106,6 +140,7 @@ class Reference:
         for lease in leases:
             job = self._held(lease)
             if job is not None:
+                self._log(job, lifecycle.released_ending(job), now)
                 self.jobs[job.id] = lifecycle.release(job, now=now)
             released.append(job is not None)
         return released
@@ -113,9 +148,14 @@ class Reference:
     def reset_expired(self, *, now: datetime) -> ResetReport:
         report = ResetReport()
         for job in sorted((j for j in self.jobs.values() if lifecycle.is_expired(j, now)), key=lambda j: j.id):
-            self.jobs[job.id], what = lifecycle.expire(job, now=now)
-            getattr(report, what).append(job.id)
+            self._expire(job, now, report)
         return report
+
+    def _expire(self, job: JobRecord, now: datetime, report: ResetReport) -> None:
+        after, what = lifecycle.expire(job, now=now)
+        self._log(job, lifecycle.expired_ending(after), now)
+        self.jobs[job.id] = after
+        getattr(report, what).append(job.id)
 
     def leases(self) -> list[LeaseMark]:
         marks = (lifecycle.mark_of(j) for j in self.jobs.values())
@@ -127,8 +167,7 @@ class Reference:
             job = self.jobs.get(mark.job_id)
             if lifecycle.as_seen(job, mark):
                 assert job is not None
-                self.jobs[job.id], what = lifecycle.expire(job, now=now)
-                getattr(report, what).append(job.id)
+                self._expire(job, now, report)
         return report
 
     def cancel(self, job_id: str, *, now: datetime) -> JobRecord | None:
@@ -142,7 +181,9 @@ class Reference:
         sent = []
         for job_id in dict.fromkeys(job_ids):
             job = self.jobs.get(job_id)
-            again = lifecycle.retry_by_hand(job, now=now) if job is not None else None
+            key = lifecycle.key_of(job) if job is not None else None
+            held = key is not None and self._held_keys().get(key, job_id) != job_id
+            again = lifecycle.retry_by_hand(job, now=now, key_held=held) if job is not None else None
             if again is not None:
                 self.jobs[job_id] = again
                 sent.append(job_id)
@@ -159,6 +200,7 @@ class Reference:
         )[: max(limit, 0)]
         for job in doomed:
             del self.jobs[job.id]
+            self.history.pop(job.id, None)
         return len(doomed)
 
     def backlog(self, *, now: datetime) -> Backlog:

@@ -22,7 +22,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Retry, Schedule, Transition
+from jobkit.model import Cancel, Complete, Fail, JobRecord, JobStatus, Lease, Postpone, Retry, Schedule, Transition
 from tests.stores.agreement import SideBySide
 
 T = TypeVar("T")
@@ -42,7 +42,8 @@ NAMES = ("app:resize", "app:email", "other:report")
 QUEUES = ("default", "emails", "reports")
 CORRELATIONS = (None, "order-1", "order-2")
 MADE_UP_TOKENS = ("tok-made-up", "tok-0", "tok-1", "")
-KINDS = ("complete", "retry", "fail", "cancel")
+KINDS = ("complete", "retry", "fail", "cancel", "snooze", "retry late", "fail late")
+UNIQUE_KEYS = (None, None, "k1", "k2")  # half the jobs hold a key; the keys are few, so they collide
 DEFECTS = ("empty name", "no attempts", "progress over 100")
 SECOND = 1_000_000  # microseconds
 
@@ -72,6 +73,7 @@ new_jobs = st.fixed_dictionaries(
         "correlation_id": st.sampled_from(CORRELATIONS),
         "cancel_requested": st.booleans(),
         "queue": st.sampled_from(QUEUES),
+        "unique_key": st.sampled_from(UNIQUE_KEYS),
     }
 )
 # One add in about seven carries a record that breaks a constraint: both stores must refuse the whole batch.
@@ -155,6 +157,7 @@ class StoresAgree(SideBySide):
             correlation_id=fields["correlation_id"],
             cancel_requested=fields["cancel_requested"],
             queue=fields["queue"],
+            unique_key=fields["unique_key"],
         )
         match defect:
             case "empty name":
@@ -222,11 +225,14 @@ class StoresAgree(SideBySide):
         match kind:
             case "complete":
                 return Complete(lease.job_id, lease.token, text or "null", at=self.now)
-            case "retry":
+            case "retry" | "retry late":
                 run_at = self.now + timedelta(microseconds=delay)
-                return Retry(lease.job_id, lease.token, text or "boom", text, at=self.now, run_at=run_at)
-            case "fail":
-                return Fail(lease.job_id, lease.token, text or "boom", text, at=self.now)
+                late = kind == "retry late"
+                return Retry(lease.job_id, lease.token, text or "boom", text, self.now, run_at, timed_out=late)
+            case "fail" | "fail late":
+                return Fail(lease.job_id, lease.token, text or "boom", text, at=self.now, timed_out=kind == "fail late")
+            case "snooze":
+                return Postpone(lease.job_id, lease.token, at=self.now, run_at=self.now + timedelta(microseconds=delay))
         return Cancel(lease.job_id, lease.token, text or "cancelled", at=self.now)
 
     def transitions(self, leases: st.SearchStrategy[Lease], data: st.DataObject, min_size: int = 1) -> list[Transition]:
@@ -405,6 +411,15 @@ class StoresAgree(SideBySide):
         self.both(lambda s: s.pause(queue, paused, now=self.now), lambda r: r.pause(queue, paused, now=self.now))
 
     # -- reads ----------------------------------------------------------------------
+    @rule(keys=st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(UNIQUE_KEYS[2:])), max_size=3))
+    def holders(self, keys: list[tuple[str, str]]) -> None:
+        self.both(lambda s: s.holders(keys), lambda r: r.holders(keys))
+
+    @rule(job_id=st.sampled_from(IDS))
+    def attempts(self, job_id: str) -> None:
+        timeline = self.both(lambda s: s.attempts(job_id), lambda r: r.attempts(job_id))
+        event("attempts", ",".join(a.outcome for a in timeline or []) or "none")
+
     @rule()
     def queues(self) -> None:
         self.both(lambda s: s.queues(), lambda r: r.queues())

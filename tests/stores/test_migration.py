@@ -53,7 +53,7 @@ V1_JOBS = [
     job(5, "cancelled", error="cancelled", priority=-1, completed_at=LATER),
 ]
 
-COLUMNS = ", ".join(c for c in schema.COLUMNS if c != "queue")  # version 1's
+COLUMNS = ", ".join(c for c in schema.COLUMNS if c not in ("queue", "unique_key"))  # version 1's
 SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER, "0193c0de", 1, T, T)
 
 
@@ -103,7 +103,7 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 2
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 3
     assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
@@ -185,7 +185,7 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
         assert len(store.list_jobs(name=NAME)) == 4
 
     after = schema_of(path)
-    queue = " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0),"
+    queue = " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0), unique_key TEXT,"
     assert after["jobs"] == table.replace(" note TEXT,", f" note TEXT,{queue}")  # its CHECKs are left alone
     assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
     assert pragma(path, "integrity_check") == "ok"
@@ -258,7 +258,7 @@ def test_without_upgrade_an_older_file_is_refused_untouched_naming_migrate(tmp_p
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = schema_of(path), contents(path)
-    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 2; run python -m jobkit migrate"):
+    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 3; run python -m jobkit migrate"):
         jobkit.SqliteStore(path, create=False, upgrade=False)
     assert (schema_of(path), contents(path)) == before
     with jobkit.SqliteStore(path, create=False) as store:  # upgrade=True, the default
@@ -280,7 +280,7 @@ def test_the_admin_command_does_not_change_an_older_file_and_says_to_migrate(tmp
     done = subprocess.run(
         [sys.executable, "-m", "jobkit", "migrate", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
-    assert done.returncode == 0 and "upgraded from version 1 to 2" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "upgraded from version 1 to 3" in done.stdout, done.stdout + done.stderr
 
 
 OPEN = """

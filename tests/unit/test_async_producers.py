@@ -236,11 +236,11 @@ class HeldAdd:
         self.adding = asyncio.Event()  # set on the loop once add has begun
         self.go = threading.Event()
 
-    def add(self, jobs: Sequence[JobRecord]) -> None:
+    def add(self, jobs: Sequence[JobRecord]) -> list[str]:
         self.loop.call_soon_threadsafe(self.adding.set)
         if not self.go.wait(TIMEOUT):
             raise AssertionError("add was never let go: the event loop did not run while it waited")
-        self.inner.add(jobs)
+        return self.inner.add(jobs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -352,7 +352,17 @@ def test_every_kind_can_be_subscribed() -> None:
     for kind in sorted(KINDS):
         hooks.emit(Event(kind, "id", "t:x", T0))  # type: ignore[arg-type]
     assert heard.kinds() == sorted(KINDS)
-    assert {"enqueued", "started", "completed", "failed", "retried", "cancelled", "lease_lost"} == KINDS
+    assert {
+        "enqueued",
+        "deduplicated",
+        "started",
+        "completed",
+        "failed",
+        "retried",
+        "snoozed",
+        "cancelled",
+        "lease_lost",
+    } == KINDS
 
 
 # -- a listener that raises -------------------------------------------------------------

@@ -39,8 +39,9 @@ class Transactional(jobkit.MemoryStore):
         super().__init__()
         self.added_on: list[tuple[object, list[JobRecord]]] = []
 
-    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> None:
+    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> list[str]:
         self.added_on.append((connection, list(jobs)))
+        return [job.id for job in jobs]
 
 
 CONNECTION = object()  # what a caller's psycopg connection would be

@@ -15,7 +15,9 @@ from typing import Any
 
 import attrs
 
+from jobkit import lifecycle
 from jobkit.model import (
+    ATTEMPTS_KEPT,
     CANCELLED,
     Backlog,
     Cancel,
@@ -23,6 +25,7 @@ from jobkit.model import (
     Fail,
     JobRecord,
     JobStatus,
+    Postpone,
     Retry,
     Schedule,
     Transition,
@@ -44,6 +47,7 @@ SCHEDULE_SELECT = ", ".join(SCHEDULE_COLUMNS)
 
 
 def _unnest(columns: Sequence[str], types: dict[str, str], alias: str = "v") -> str:
+    """``unnest`` of one bound array a column, as the rows *alias* with those column names."""
     arrays = ", ".join(f"%s::{types.get(name, 'text')}[]" for name in columns)
     return f"unnest({arrays}) AS {alias}({', '.join(columns)})"
 
@@ -93,10 +97,32 @@ INSERT_ONE = f"""WITH added AS (INSERT INTO {{s}}.jobs ({SELECT})
 SELECT pg_notify(%s, '') FROM added"""
 
 
+LIVE_KEY = "unique_key IS NOT NULL AND status IN ('pending', 'running')"  # the rows of jobs_unique_idx
+# Jobs with unique keys: a job whose key a pending or running job of its name holds (or
+# takes while this statement waits for its transaction) is skipped by the index, and
+# HOLDERS then reads which job holds each key given.
+INSERT_UNIQUE = f"""WITH added AS (INSERT INTO {{s}}.jobs ({SELECT}) SELECT * FROM {_unnest(COLUMNS, TYPES)}
+    ON CONFLICT (job_name, unique_key) WHERE {LIVE_KEY} DO NOTHING RETURNING 1)
+SELECT pg_notify(%s, '') FROM (SELECT 1 FROM added LIMIT 1) AS one"""
+TAKEN = "SELECT id FROM {s}.jobs WHERE id = ANY(%s::text[])"  # looked for first: ON CONFLICT would skip them
+HOLDERS = f"""SELECT j.job_name, j.unique_key, j.id FROM {{s}}.jobs AS j
+    JOIN unnest(%s::text[], %s::text[]) AS k(job_name, unique_key)
+    ON j.job_name = k.job_name AND j.unique_key = k.unique_key
+    WHERE j.{LIVE_KEY.replace(" status", " j.status")}"""
+
+
 def insert(jobs: Sequence[JobRecord], channel: str) -> tuple[str, list[Any]]:
+    if any(job.unique_key is not None for job in jobs):
+        return INSERT_UNIQUE, [*arrays(map(row_of, jobs), len(COLUMNS)), channel]
     if len(jobs) == 1:
         return INSERT_ONE, [*row_of(jobs[0]), channel]
     return INSERT, [*arrays(map(row_of, jobs), len(COLUMNS)), channel]
+
+
+def holders(jobs: Sequence[JobRecord]) -> tuple[str, list[Any]] | None:
+    """The read of who holds the unique keys of *jobs*; None when none has one."""
+    keys = [(job.job_name, job.unique_key) for job in jobs if job.unique_key is not None]
+    return (HOLDERS, arrays(keys, 2)) if keys else None
 
 
 # Many jobs at once go by COPY: for a batch of a thousand, some three times the rows a
@@ -154,6 +180,21 @@ def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
 
 # -- outcomes of held jobs -----------------------------------------------------------------
 _HELD = "j.id = v.id AND j.status = 'running' AND j.worker_id = v.token"
+KEPT = ATTEMPTS_KEPT
+
+
+def _logged(fence: str, outcome: str = "v.outcome", error: str = "v.error", traceback: str = "v.traceback") -> str:
+    """The CTEs that write the history entry of each attempt *fence* picks (j: the job, v: its values), before
+    the UPDATE they lead ends it, and drop that job's entries past the newest KEPT. All see the rows as they were."""
+    return f"""logged AS (
+    INSERT INTO {{s}}.attempts (job_id, number, worker_id, started_at, ended_at, outcome, error, traceback)
+    SELECT j.id, coalesce((SELECT max(a.number) FROM {{s}}.attempts AS a WHERE a.job_id = j.id), 0) + 1,
+        j.worker_id, j.worker_started_at, v.at, {outcome}, {error}, {traceback}
+    FROM {{s}}.jobs AS j, v WHERE {fence} RETURNING job_id, number),
+trimmed AS (DELETE FROM {{s}}.attempts AS a USING logged AS l
+    WHERE a.job_id = l.job_id AND a.number <= l.number - {KEPT})"""
+
+
 _FINISH = {
     Complete: (
         ("id", "token", "result", "at"),
@@ -174,25 +215,50 @@ _FINISH = {
         ("id", "token", "error", "at"),
         "status = 'cancelled', error = v.error, worker_expires_at = NULL, completed_at = v.at, updated_at = v.at",
     ),
+    Postpone: (
+        ("id", "token", "at", "run_at"),
+        """status = 'pending', attempt_count = j.attempt_count - 1, scheduled_for = v.run_at, progress = 0,
+        progress_message = NULL, worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
+        updated_at = v.at""",
+    ),
 }
 _FINISH_TYPES = {"at": "timestamptz", "run_at": "timestamptz"}
-FINISH = {
-    kind: f"UPDATE {{s}}.jobs AS j SET {sets} FROM {_unnest(columns, _FINISH_TYPES)} WHERE {_HELD} RETURNING j.id"
-    for kind, (columns, sets) in _FINISH.items()
-}
+
+
+def _finish_sql(kind: type, columns: tuple[str, ...], sets: str) -> str:
+    """The UPDATE of one kind of outcome over unnest'ed values; led by the history write but for a completion."""
+    if kind is Complete:
+        return f"UPDATE {{s}}.jobs AS j SET {sets} FROM {_unnest(columns, _FINISH_TYPES)} WHERE {_HELD} RETURNING j.id"
+    logged = _logged(
+        _HELD,
+        error="v.error" if "error" in columns else "NULL",
+        traceback="v.traceback" if "traceback" in columns else "NULL",
+    )
+    values = f"v AS (SELECT * FROM {_unnest((*columns, 'outcome'), _FINISH_TYPES, 'x')})"
+    return f"WITH {values}, {logged} UPDATE {{s}}.jobs AS j SET {sets} FROM v WHERE {_HELD} RETURNING j.id"
+
+
+FINISH = {kind: _finish_sql(kind, columns, sets) for kind, (columns, sets) in _FINISH.items()}
 
 
 def values_of(t: Transition) -> tuple[Any, ...]:
+    """The values of :data:`FINISH`'s statement for *t*: its columns, then the outcome its history entry says."""
     match t:
         case Complete(job_id=job_id, token=token, result=result, at=at):
             return job_id, token, result, at
         case Retry(job_id=job_id, token=token, error=error, traceback=tb, at=at, run_at=run_at):
-            return job_id, token, error, tb, at, run_at
+            values: tuple[Any, ...] = (job_id, token, error, tb, at, run_at)
         case Fail(job_id=job_id, token=token, error=error, traceback=tb, at=at):
-            return job_id, token, error, tb, at
+            values = (job_id, token, error, tb, at)
         case Cancel(job_id=job_id, token=token, reason=reason, at=at):
-            return job_id, token, reason, at
-    raise TypeError(f"not a transition: {t!r}")
+            values = (job_id, token, reason, at)
+        case Postpone(job_id=job_id, token=token, at=at, run_at=run_at):
+            values = (job_id, token, at, run_at)
+        case _:
+            raise TypeError(f"not a transition: {t!r}")
+    ending = lifecycle.ending_of(t)
+    assert ending is not None  # only a completion leaves none
+    return (*values, ending[0])
 
 
 Batch = tuple[str, list[Any], list[str]]
@@ -222,7 +288,16 @@ HEARTBEAT = f"""UPDATE {{s}}.jobs AS j SET worker_expires_at = %s, updated_at = 
 PROGRESS = """UPDATE {s}.jobs SET progress = %s, progress_message = %s, updated_at = %s
     WHERE id = %s AND status = 'running' AND worker_id = %s"""
 # A lease given back: pending again without its attempt, or cancelled when that was asked.
-RELEASE = f"""UPDATE {{s}}.jobs AS j SET
+RELEASE = f"""WITH v AS (SELECT DISTINCT *, %s::timestamptz AS at FROM {_unnest(("id", "token"), {}, "x")}),
+{
+    _logged(
+        _HELD,
+        outcome="CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'released' END",
+        error=f"CASE WHEN j.cancel_requested THEN '{CANCELLED}' END",
+        traceback="NULL",
+    )
+}
+UPDATE {{s}}.jobs AS j SET
     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
     attempt_count = CASE WHEN j.cancel_requested THEN j.attempt_count ELSE j.attempt_count - 1 END,
     worker_id = CASE WHEN j.cancel_requested THEN j.worker_id END,
@@ -233,7 +308,7 @@ RELEASE = f"""UPDATE {{s}}.jobs AS j SET
     error = CASE WHEN j.cancel_requested THEN '{CANCELLED}' ELSE j.error END,
     completed_at = CASE WHEN j.cancel_requested THEN %s::timestamptz END,
     updated_at = %s
-    FROM {_unnest(("id", "token"), {})} WHERE {_HELD} RETURNING j.id, v.token"""
+    FROM v WHERE {_HELD} RETURNING j.id, v.token"""
 
 # -- the reaper: resets of running jobs whose lease ran out or went unrenewed -------------
 RUNNING = f"SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'running'"
@@ -244,11 +319,14 @@ _FENCE = ("fence_token", "fence_expires", "fence_attempts", "fence_cancel")
 _FENCE_TYPES = {**TYPES, "fence_expires": "timestamptz", "fence_attempts": "bigint", "fence_cancel": "boolean"}
 # Each reset writes the record lifecycle.expire made, fenced by the lease as it was read:
 # a job renewed, claimed again or changed in between is left for the next round.
-RESET = f"""UPDATE {{s}}.jobs AS j SET ({SELECT}) = ({", ".join(f"v.{c}" for c in COLUMNS)})
-    FROM {_unnest((*COLUMNS, *_FENCE), _FENCE_TYPES)}
-    WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = v.fence_token
+_AS_READ = """j.id = v.id AND j.status = 'running' AND j.worker_id = v.fence_token
     AND j.worker_expires_at IS NOT DISTINCT FROM v.fence_expires
-    AND j.attempt_count = v.fence_attempts AND j.cancel_requested = v.fence_cancel
+    AND j.attempt_count = v.fence_attempts AND j.cancel_requested = v.fence_cancel"""
+# The lost attempt's history entry says "lost", with the error its job got ("at" is v.updated_at).
+RESET = f"""WITH v AS (SELECT *, updated_at AS at FROM {_unnest((*COLUMNS, *_FENCE), _FENCE_TYPES, "x")}),
+{_logged(_AS_READ, outcome="'lost'", traceback="NULL")}
+UPDATE {{s}}.jobs AS j SET ({SELECT}) = ({", ".join(f"v.{c}" for c in COLUMNS)})
+    FROM v WHERE {_AS_READ}
     RETURNING j.id"""
 
 
@@ -271,16 +349,29 @@ CANCEL_JOB = f"""UPDATE {{s}}.jobs SET
 WHERE id = %(id)s AND (status = 'pending' OR (status = 'running' AND NOT cancel_requested))"""
 GET = f"SELECT {SELECT} FROM {{s}}.jobs WHERE id = %s"
 CANCELLING = "SELECT id FROM {s}.jobs WHERE status = 'running' AND cancel_requested ORDER BY id"
-RETRY_JOBS = """UPDATE {s}.jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
+# A job whose unique key another live job holds is not retried (lifecycle.retry_by_hand), and of
+# jobs given that share a key only the first named is: two live jobs never share one.
+RETRY_JOBS = f"""UPDATE {{s}}.jobs AS j SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
     progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
     worker_expires_at = NULL, completed_at = NULL, cancel_requested = false, scheduled_for = %(now)s,
     updated_at = %(now)s
-WHERE id = ANY(%(ids)s::text[]) AND status IN ('failed', 'cancelled') RETURNING id"""
+WHERE j.id = ANY(%(ids)s::text[]) AND j.status IN ('failed', 'cancelled')
+    AND (j.unique_key IS NULL OR (j.id IN (
+        SELECT DISTINCT ON (f.job_name, f.unique_key) f.id FROM {{s}}.jobs AS f
+        WHERE f.id = ANY(%(ids)s::text[]) AND f.status IN ('failed', 'cancelled') AND f.unique_key IS NOT NULL
+        ORDER BY f.job_name, f.unique_key, array_position(%(ids)s::text[], f.id))
+    AND NOT EXISTS (SELECT 1 FROM {{s}}.jobs AS live WHERE live.job_name = j.job_name
+        AND live.unique_key = j.unique_key AND live.{LIVE_KEY.replace(" status", " live.status")})))
+RETURNING j.id"""
 PURGE = """DELETE FROM {s}.jobs WHERE id IN (
     SELECT id FROM {s}.jobs WHERE completed_at IS NOT NULL AND status = ANY(%s::text[]) AND completed_at < %s
     ORDER BY completed_at, id LIMIT %s)"""
 
 # -- reading -----------------------------------------------------------------------------
+# A job's record beside each of its history rows (or none), in one snapshot.
+TIMELINE = f"""SELECT {", ".join(f"j.{c}" for c in COLUMNS)}, a.number, a.worker_id, a.started_at, a.ended_at,
+    a.outcome, a.error, a.traceback
+    FROM {{s}}.jobs AS j LEFT JOIN {{s}}.attempts AS a ON a.job_id = j.id WHERE j.id = %s ORDER BY a.number"""
 COUNTS = "SELECT status, count(*) FROM {s}.jobs GROUP BY status"
 BY_NAME = "SELECT job_name, status, count(*) FROM {s}.jobs GROUP BY job_name, status"
 NEXT_DUE = f"""SELECT min(scheduled_for) FROM {{s}}.jobs WHERE status = 'pending' {{names}} {{among}}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-VERSION = 2
+VERSION = 3
 MARK = "jobkit"  # meta.made_by: a schema whose meta says otherwise is not jobkit's
 
 JOBS = """
@@ -100,7 +100,28 @@ CREATE TABLE {s}.queues (
 DROP INDEX {s}.jobs_pending_idx;
 CREATE INDEX jobs_pending_idx ON {s}.jobs (queue, priority DESC, scheduled_for, id) WHERE status = 'pending';
 """
-TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues"})
+# Version 3: unique jobs and attempt history. While a job is pending or running, the
+# partial unique index holds its name and unique key, so that two sessions adding the
+# same key at once leave one job (an INSERT that would make a second is skipped by its
+# ON CONFLICT). The attempts table holds each job's ended attempts but a completion (which
+# the job's row tells), the newest ATTEMPTS_KEPT; they go with their job (ON DELETE CASCADE).
+UNIQUE_AND_ATTEMPTS = """
+ALTER TABLE {s}.jobs ADD COLUMN unique_key text;
+CREATE UNIQUE INDEX jobs_unique_idx ON {s}.jobs (job_name, unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('pending', 'running');
+CREATE TABLE {s}.attempts (
+    job_id     text NOT NULL REFERENCES {s}.jobs (id) ON DELETE CASCADE,
+    number     bigint NOT NULL CHECK (number >= 1),
+    worker_id  text,
+    started_at timestamptz,
+    ended_at   timestamptz NOT NULL,
+    outcome    text NOT NULL,
+    error      text,
+    traceback  text,
+    PRIMARY KEY (job_id, number)
+);
+"""
+TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues", "attempts"})
 """Every table a jobkit schema may hold: any other table means the schema is someone else's."""
 
 
@@ -115,6 +136,7 @@ class Step(NamedTuple):
 STEPS = (
     Step(1, "the jobs, cron_jobs and meta tables", META + JOBS + CRON),
     Step(2, "queues", QUEUES),
+    Step(3, "unique keys and attempt history", UNIQUE_AND_ATTEMPTS),
 )
 
 

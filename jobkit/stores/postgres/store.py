@@ -15,7 +15,7 @@ How it stays safe and fast (see RELIABILITY.md and docs/ARCHITECTURE.md):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -24,8 +24,9 @@ import psycopg
 from psycopg import sql
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, ValidationError
+from jobkit.errors import JobkitError, StoreError, ValidationError
 from jobkit.model import (
+    Attempt,
     Backlog,
     JobRecord,
     JobStatus,
@@ -33,7 +34,6 @@ from jobkit.model import (
     LeaseMark,
     QueueInfo,
     ResetReport,
-    Retry,
     Schedule,
     Summary,
     Transition,
@@ -45,8 +45,15 @@ from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
-from jobkit.stores.refusals import check_times, chosen_names, chosen_queue_names, chosen_queues
-from jobkit.stores.writes import given_back
+from jobkit.stores.refusals import (
+    check_ids,
+    check_times,
+    check_transition_times,
+    chosen_names,
+    chosen_queue_names,
+    chosen_queues,
+)
+from jobkit.stores.writes import given_back, held_by
 
 if TYPE_CHECKING:
     from jobkit.store import Cursor
@@ -95,19 +102,26 @@ class PostgresStore:
         return self._clock()
 
     # -- jobs ---------------------------------------------------------------------
-    def add(self, jobs: Sequence[JobRecord]) -> None:
+    def add(self, jobs: Sequence[JobRecord]) -> list[str]:
         check_times(jobs)
         if not jobs:
-            return
+            return []
         try:
-            if len(jobs) >= q.COPY_FROM:
+            holders = q.holders(jobs)
+            if holders is None and len(jobs) >= q.COPY_FROM:
                 self._db.copy(q.COPY, map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
-            else:
+            elif holders is None:
                 self._db.write([q.insert(jobs, self.channel)])
+            else:
+                check_ids(jobs, [row[0] for row in self._db.read(q.TAKEN, ([job.id for job in jobs],))])
+                return _deduplicated(
+                    jobs, lambda batch: self._db.write([q.insert(batch, self.channel), *_holders(batch)])
+                )
         except ValidationError as exc:  # a row the table refuses (a CHECK), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
+        return [job.id for job in jobs]
 
-    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> None:
+    def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> list[str]:
         """Insert *jobs* with the caller's psycopg connection, inside its transaction: they exist at its commit.
 
         The caller's connection is used as it is: it must reach the same database. The rows
@@ -118,16 +132,29 @@ class PostgresStore:
             raise TypeError(f"connection must be a psycopg 3 Connection, not {type(connection).__name__}")
         check_times(jobs)
         if not jobs:
-            return
+            return []
+
+        def run(batch: Sequence[JobRecord]) -> list[list[Any]]:
+            found = []
+            with connection.cursor() as cur:
+                for text, params in [q.insert(batch, self.channel), *_holders(batch)]:
+                    cur.execute(self._db.sql(text), params)
+                    found.append(cur.fetchall() if cur.description is not None else [])
+            return found
+
         try:
+            if q.holders(jobs) is not None:
+                with connection.cursor() as cur:
+                    taken = cur.execute(self._db.sql(q.TAKEN), ([job.id for job in jobs],)).fetchall()
+                check_ids(jobs, [row[0] for row in taken])
+                return _deduplicated(jobs, run)
             if len(jobs) >= q.COPY_FROM:
                 copy_rows(connection, self._db.sql(q.COPY), map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
             else:
-                text, params = q.insert(jobs, self.channel)
-                with connection.cursor() as cur:
-                    cur.execute(self._db.sql(text), params)
+                run(jobs)
         except psycopg.Error as exc:
             raise store_error(self.place, exc) from exc
+        return [job.id for job in jobs]
 
     def get(self, job_id: str) -> JobRecord | None:
         rows = self._db.read(q.GET, (job_id,))
@@ -206,8 +233,7 @@ class PostgresStore:
         queues: Mapping[str, int] | None = None,
     ) -> tuple[list[bool], list[JobRecord]]:
         plan = q.batches(transitions)  # bad input is refused before anything is sent
-        for t in transitions:
-            require_aware(t.at, *((t.run_at,) if isinstance(t, Retry) else ()))
+        check_transition_times(transitions)
         claim = self._claim_statement(
             limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues
         )
@@ -226,7 +252,8 @@ class PostgresStore:
         require_aware(now)
         if not leases:
             return []
-        (rows,) = self._db.write([(q.RELEASE, [now, now, *_lease_arrays(leases)]), (q.NOTIFY, (self.channel,))])[:1]
+        statement = (q.RELEASE, [now, *_lease_arrays(leases), now, now])
+        (rows,) = self._db.write([statement, (q.NOTIFY, (self.channel,))])[:1]
         done = {(job_id, token) for job_id, token in rows}
         return given_back(leases, done)
 
@@ -385,6 +412,18 @@ class PostgresStore:
         params = {"name": check_queue(queue), "paused": bool(paused), "now": now, "channel": self.channel}
         self._db.write([(q.PAUSE, params)])
 
+    def holders(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        rows = self._db.read(q.HOLDERS, q.arrays(keys, 2)) if keys else []
+        return {(name, key): job_id for name, key, job_id in rows}
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        rows = self._db.read(q.TIMELINE, (job_id,))
+        if not rows:
+            return []
+        width = len(q.COLUMNS)
+        history = [Attempt(*row[width:]) for row in rows if row[width] is not None]
+        return lifecycle.timeline(q.record_of(rows[0][:width]), history)
+
     def waker(self) -> PostgresWaker:
         self._db.check_open()
         return PostgresWaker(self._db.connect if self.listen else None, self.channel, self.place)
@@ -415,6 +454,29 @@ class PostgresStore:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the times of a claim that takes nothing
+_TRIES = 5
+
+
+def _holders(jobs: Sequence[JobRecord]) -> list[tuple[str, Any]]:
+    holders = q.holders(jobs)
+    return [] if holders is None else [holders]
+
+
+def _deduplicated(jobs: Sequence[JobRecord], run: Callable[[Sequence[JobRecord]], list[list[Any]]]) -> list[str]:
+    """Add *jobs* (some with unique keys) by *run* (the insert, then the read of who holds each key); their ids.
+
+    In READ COMMITTED the read comes after the insert: a job skipped because another
+    session's job held its key may find that job already ended (a fast worker), and no
+    one holding the key. Those are added again, a few times at most.
+    """
+    found: dict[lifecycle.Key, str] = {}
+    batch = list(jobs)
+    for _ in range(_TRIES):
+        found.update({(name, key): job_id for name, key, job_id in run(batch)[-1]})
+        batch = [job for job in batch if lifecycle.holds_key(job) and lifecycle.key_of(job) not in found]
+        if not batch:
+            return held_by(jobs, found)
+    raise StoreError(f"the unique keys of {len(batch)} jobs kept changing hands while they were added")
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> list[list[str]]:

@@ -110,6 +110,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         completed_at,
         cancel_requested,
         queue,
+        unique_key,
     ) = row
     if not (
         type(max_attempts) is int and type(attempt_count) is int and type(priority) is int and type(progress) is int
@@ -140,6 +141,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         completed_at=dt(completed_at) if completed_at is not None else None,
         cancel_requested=bool(cancel_requested),
         queue=queue,
+        unique_key=unique_key,
     )
 
 
@@ -167,6 +169,7 @@ def row_of(job: JobRecord) -> tuple[Any, ...]:
         ts(job.completed_at) if job.completed_at else None,
         int(job.cancel_requested),
         job.queue,
+        job.unique_key,
     )
 
 

@@ -26,7 +26,15 @@ import apsw
 
 from jobkit.errors import NotAJobkitDatabase, SchemaTooNew, StoreError
 from jobkit.stores.sqlite.header import FileRefused, Mark, marks
-from jobkit.stores.sqlite.schema import APPLICATION_ID, JOBS_INDEXES, JOBS_TABLE, QUEUES_V2, SCHEMA, SCHEMA_VERSION
+from jobkit.stores.sqlite.schema import (
+    APPLICATION_ID,
+    JOBS_INDEXES,
+    JOBS_TABLE,
+    QUEUES_V2,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UNIQUE_AND_ATTEMPTS_V3,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger("jobkit")
@@ -128,10 +136,17 @@ def add_queues(conn: apsw.Connection) -> bool:
     return True
 
 
+def add_unique_and_attempts(conn: apsw.Connection) -> bool:
+    """Version 3: a unique key for jobs (none for those there) with its index, and the attempts table."""
+    conn.execute(UNIQUE_AND_ATTEMPTS_V3)
+    return True
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
     Step(2, "queues", add_queues),
+    Step(3, "unique keys and attempt history", add_unique_and_attempts),
 )
 
 

@@ -12,9 +12,10 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from jobkit import lifecycle
 from jobkit.model import (
+    ATTEMPTS_KEPT,
     CANCELLED,
-    CANCELLED_WHILE_LOST,
     FINISHED,
     Backlog,
     Cancel,
@@ -22,14 +23,13 @@ from jobkit.model import (
     Fail,
     JobRecord,
     JobStatus,
-    LeaseMark,
+    Postpone,
     Retry,
     Transition,
-    worker_lost,
 )
 from jobkit.stores import writes as fenced_writes
 from jobkit.stores.refusals import chosen_names
-from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, dt, records_of, ts
+from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
@@ -54,6 +54,15 @@ FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?
     WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
 
 INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+LIVE_KEY = "unique_key IS NOT NULL AND (status = 'pending' OR status = 'running')"  # jobs_unique_idx's rows
+# Jobs with unique keys: a job whose key a pending or running job of its name holds is
+# skipped by the index, and HOLDERS then reads which job holds each key given.
+INSERT_UNIQUE = f"{INSERT} ON CONFLICT (job_name, unique_key) WHERE {LIVE_KEY} DO NOTHING"
+TAKEN = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+HOLDERS = f"""SELECT j.job_name, j.unique_key, j.id FROM json_each(?) AS k
+    JOIN jobs AS j INDEXED BY jobs_unique_idx
+    ON j.job_name = json_extract(k.value, '$[0]') AND j.unique_key = json_extract(k.value, '$[1]')
+    WHERE j.{LIVE_KEY.replace(" status", " j.status")}"""
 # The run a FIRE just named as its schedule's last job: inserted only when that FIRE
 # took effect, decided by SQLite rather than by Python inside the transaction.
 INSERT_FIRED = f"""INSERT INTO jobs ({SELECT}) SELECT {", ".join("?" * len(COLUMNS))}
@@ -230,6 +239,42 @@ FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_e
     completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
 CANCEL = f"""UPDATE jobs SET status = 'cancelled', error = ?, worker_expires_at = NULL,
     completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+POSTPONE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, scheduled_for = ?,
+    progress = 0, progress_message = NULL, worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
+    updated_at = ? WHERE {HELD} RETURNING id"""
+
+# -- attempt history: an attempt that ends (but by completing) leaves a row, written just
+# before the write that ends it and fenced the same way; then the oldest past the cap go.
+ATTEMPTS = """SELECT number, worker_id, started_at, ended_at, outcome, error, traceback
+    FROM attempts WHERE job_id = ? ORDER BY number"""
+
+
+def log_sql(fence: str, outcome: str = "?", error: str = "?") -> str:
+    """The write of the ending attempt of the running job *fence* picks: bound ended_at, then *outcome*,
+    *error* and traceback (each bound unless given as SQL), then the fence's values."""
+    return f"""INSERT INTO attempts (job_id, number, worker_id, started_at, ended_at, outcome, error, traceback)
+    SELECT id, coalesce((SELECT max(number) FROM attempts WHERE job_id = jobs.id), 0) + 1,
+    worker_id, worker_started_at, ?, {outcome}, {error}, {"?" if outcome == "?" else "NULL"} FROM jobs WHERE {fence}"""
+
+
+LOG_ENDED = log_sql(HELD)
+LOG_RELEASED = log_sql(
+    HELD,
+    outcome="CASE cancel_requested WHEN 1 THEN 'cancelled' ELSE 'released' END",
+    error=f"CASE cancel_requested WHEN 1 THEN '{CANCELLED}' END",
+)
+TRIM_ATTEMPTS = f"""DELETE FROM attempts WHERE job_id = ?1
+    AND number <= (SELECT max(number) FROM attempts WHERE job_id = ?1) - {ATTEMPTS_KEPT}"""
+
+
+def log_steps(logs: Sequence[tuple[str, tuple[Any, ...]]], sql: str = LOG_ENDED) -> list[Step]:
+    """The history writes of *logs*, each a job id and the bindings of *sql* for it; then the trims."""
+    if not logs:
+        return []
+    ids = list(dict.fromkeys(job_id for job_id, _ in logs))
+    return [(sql, [values for _, values in logs], "many"), (TRIM_ATTEMPTS, [(job_id,) for job_id in ids], "many")]
+
+
 # Both return the job and the token that held it (?3, ?4: the bound token), so that each
 # lease of an executemany is told apart from another lease naming the same job.
 RELEASE = f"""UPDATE jobs SET status = 'pending', attempt_count = attempt_count - 1, worker_id = NULL,
@@ -244,99 +289,21 @@ CANCEL_JOB = f"""UPDATE jobs SET
     cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END,
     updated_at = :now
 WHERE id = :id AND (status = 'pending' OR (status = 'running' AND cancel_requested = 0))"""
-RETRY_JOB = """UPDATE jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
+# A job whose unique key another live job holds is not retried (lifecycle.retry_by_hand).
+RETRY_JOB = f"""UPDATE jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
     progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
     worker_expires_at = NULL, completed_at = NULL, cancel_requested = 0, scheduled_for = ?, updated_at = ?
-WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING id"""
-PURGE = """DELETE FROM jobs WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_finished_idx
-    WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?)) AND completed_at < ?
-    ORDER BY completed_at, id LIMIT ?)"""
+WHERE id = ? AND status IN ('failed', 'cancelled') AND NOT EXISTS (
+    SELECT 1 FROM jobs AS live INDEXED BY jobs_unique_idx WHERE live.job_name = jobs.job_name
+    AND live.unique_key = jobs.unique_key AND live.{LIVE_KEY.replace(" status", " live.status")})
+RETURNING id"""
+PURGED = """SELECT id FROM jobs INDEXED BY jobs_finished_idx
+    WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?1)) AND completed_at < ?2
+    ORDER BY completed_at, id LIMIT ?3"""
+PURGE_ATTEMPTS = f"DELETE FROM attempts WHERE job_id IN ({PURGED})"  # first, in the same transaction
+PURGE = f"DELETE FROM jobs WHERE id IN ({PURGED})"
 HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD} RETURNING id, cancel_requested"
 PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
-# A lock expiry that is not a time as jobkit writes it (a row another tool wrote) counts
-# as run out: text such as 'never' would otherwise sort after every time, for good.
-LOCK_RAN_OUT = f"(worker_expires_at <= ? OR worker_expires_at NOT GLOB '{TIME_GLOB}')"
-EXPIRED = f"""SELECT id, attempt_count, max_attempts, cancel_requested FROM jobs INDEXED BY jobs_status_expires_idx
-    WHERE status = 'running' AND {LOCK_RAN_OUT}"""
-# Each reset is fenced by what EXPIRED read before the transaction (still expired, the
-# same attempt, the same cancel request): a job that changed in between is left for the
-# next round rather than reset on stale facts.
-STILL_EXPIRED = f"""id = ? AND status = 'running' AND {LOCK_RAN_OUT}
-    AND attempt_count = ? AND cancel_requested = ?"""
-RESET_CANCELLED = f"""UPDATE jobs SET status = 'cancelled', error = ?, traceback = NULL,
-    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
-RESET_FAILED = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = NULL,
-    worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
-RESET_PENDING = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = NULL, scheduled_for = ?,
-    worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL,
-    updated_at = ? WHERE {STILL_EXPIRED} RETURNING id"""
-
-# What a reaper watches: every running job's lease as it stands (the raw texts: a row
-# another tool wrote must not keep the others from being read).
-LEASES = """SELECT id, worker_id, worker_expires_at, updated_at, attempt_count, max_attempts, cancel_requested
-    FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"""
-# The same three resets, fenced instead by the lease the reaper watched go unrenewed:
-# the holder's token and the expiry it last wrote, exactly as read, and the same attempt.
-UNRENEWED = """id = ? AND status = 'running' AND worker_id = ? AND worker_expires_at IS ?
-    AND attempt_count = ? AND cancel_requested = ?"""
-EXPIRED_RESETS = (RESET_CANCELLED, RESET_FAILED, RESET_PENDING)
-UNRENEWED_RESETS = tuple(sql.replace(STILL_EXPIRED, UNRENEWED) for sql in EXPIRED_RESETS)
-
-Found = tuple[str, int, int, int, tuple[Any, ...]]
-"""A running job a reaper decided to reset: id, attempts, max attempts, cancel asked, and its write's fence."""
-
-
-def _time_or_none(value: object) -> datetime | None:
-    """A stored time, or None when it is not one jobkit wrote (a row another tool wrote)."""
-    try:
-        return dt(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def lease_marks(rows: Sequence[Any]) -> list[tuple[LeaseMark, tuple[Any, ...]]]:
-    """Each LEASES row as its mark, with the raw values a reset of it is fenced by and decided on."""
-    return [
-        (LeaseMark(job_id, token, _time_or_none(expires), _time_or_none(updated)), (expires, *rest))
-        for job_id, token, expires, updated, *rest in rows
-    ]
-
-
-def check_marks(marks: Sequence[LeaseMark]) -> None:
-    """Refuse marks with naive times (ValueError), as every write refuses them."""
-    for mark in marks:
-        for value in (mark.expires_at, mark.updated_at):
-            if value is not None:
-                ts(value)
-
-
-def unrenewed(rows: Sequence[Any], marks: Sequence[LeaseMark]) -> list[Found]:
-    """The running jobs (LEASES *rows*) still held as *marks* saw them, fenced by the token, raw expiry and attempt."""
-    seen = {(m.job_id, m.token, m.expires_at) for m in marks}
-    return [
-        (mark.job_id, attempts, max_attempts, cancelling, (mark.job_id, mark.token, raw, attempts, cancelling))
-        for mark, (raw, attempts, max_attempts, cancelling) in lease_marks(rows)
-        if (mark.job_id, mark.token, mark.expires_at) in seen
-    ]
-
-
-def resets(found: Sequence[Found], at: str, statements: Sequence[str]) -> tuple[list[Step], dict[str, list[str]]]:
-    """The resets of *found* jobs, as lifecycle.expire decides them, and the ids of each kind.
-
-    Cancelled when asked to, failed when the attempts are spent, else pending again;
-    *statements* are the three UPDATEs (EXPIRED_RESETS or UNRENEWED_RESETS), each
-    fenced by the job's fence, so a job that changed since it was read is left alone.
-    """
-    kinds: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
-        kind: (sql, []) for kind, sql in zip(("cancelled", "failed", "retried"), statements, strict=True)
-    }
-    for _, attempts, max_attempts, cancelling, fence in found:
-        kind = "cancelled" if cancelling else "failed" if attempts >= max_attempts else "retried"
-        error = CANCELLED_WHILE_LOST if cancelling else worker_lost(attempts, max_attempts)
-        kinds[kind][1].append((error, at, at, *fence))
-    steps: list[Step] = [(sql, values, "many") for sql, values in kinds.values() if values]
-    return steps, {kind: [values[3] for values in rows] for kind, (_, rows) in kinds.items()}
 
 
 def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
@@ -349,34 +316,44 @@ def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
             return FAIL, (error, tb, ts(at), ts(at), job_id, token)
         case Cancel(job_id=job_id, token=token, reason=reason, at=at):
             return CANCEL, (reason, ts(at), ts(at), job_id, token)
+        case Postpone(job_id=job_id, token=token, at=at, run_at=run_at):
+            return POSTPONE, (ts(run_at), ts(at), job_id, token)
     raise TypeError(f"not a transition: {t!r}")  # pragma: no cover
 
 
-def writes_of(transitions: Sequence[Transition]) -> list[tuple[str, str, tuple[Any, ...]]]:
-    """Each transition as (job id, statement, values); TypeError for anything else."""
-    writes = []
+Write = tuple[str, str, tuple[Any, ...], "tuple[Any, ...] | None"]
+"""One transition to write: its job id, statement and values, and the bindings of its LOG_ENDED (None: no entry)."""
+
+
+def writes_of(transitions: Sequence[Transition]) -> list[Write]:
+    """Each transition as a :data:`Write`; TypeError for anything else."""
+    writes: list[Write] = []
     for t in transitions:
         sql, values = transition_sql(t)  # first: it names what is not a transition
-        writes.append((t.job_id, sql, values))
+        ending = lifecycle.ending_of(t)
+        log = None if ending is None else (ts(t.at), *ending, t.job_id, t.token)
+        writes.append((t.job_id, sql, values, log))
     return writes
 
 
 WritePlan = list[tuple[Step, list[str]]]
 
 
-def write_plan(writes: Sequence[tuple[str, str, tuple[Any, ...]]]) -> WritePlan:
-    """*writes* (from :func:`writes_of`) as transaction steps, each with the job ids it writes.
+def write_plan(writes: Sequence[Write]) -> WritePlan:
+    """*writes* (from :func:`writes_of`) as transaction steps, each with the job ids it ends (none for history).
 
     Each batch of :func:`jobkit.stores.writes.runs` is one executemany (one prepared
-    statement, one call into SQLite), any other span one statement. Built before the
-    transaction, so that inside it only the statements run.
+    statement, one call into SQLite), any other span one statement, each after the
+    history writes of its attempts. Built before the transaction, so that inside it
+    only the statements run.
     """
     plan: WritePlan = []
-    for start, end, batch in fenced_writes.runs([(job_id, sql) for job_id, sql, _ in writes]):
+    for start, end, batch in fenced_writes.runs([(job_id, sql) for job_id, sql, _, _ in writes]):
         run = writes[start:end]
-        ids = [job_id for job_id, _, _ in run]
+        ids = [job_id for job_id, _, _, _ in run]
+        plan.extend((step, []) for step in log_steps([(job_id, log) for job_id, _, _, log in run if log is not None]))
         sql = run[0][1]
-        plan.append(((sql, [values for _, _, values in run], "many") if batch else ((sql, run[0][2], "rows")), ids))
+        plan.append(((sql, [values for _, _, values, _ in run], "many") if batch else ((sql, run[0][2], "rows")), ids))
     return plan
 
 

@@ -25,11 +25,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import apsw
+
+from jobkit import lifecycle
 from jobkit.errors import StoreError
-from jobkit.model import Backlog, JobRecord, JobStatus, Schedule, Summary
-from jobkit.stores.refusals import chosen_queues
+from jobkit.model import Attempt, Backlog, JobRecord, JobStatus, Schedule, Summary
+from jobkit.stores.refusals import check_ids, chosen_queues
 from jobkit.stores.sqlite import queries
-from jobkit.stores.sqlite.codec import UnreadableRow, dt, records_of, schedule_of, ts
+from jobkit.stores.sqlite.codec import UnreadableRow, dt, record_of, records_of, schedule_of, ts
+from jobkit.stores.sqlite.errors import store_error
+from jobkit.stores.sqlite.schema import SELECT
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
@@ -179,3 +184,36 @@ def claim_step(
         return None
     bindings = queries.claim_bindings(due, caps, limit, {**probe, "token": token, "until": ts(lock_until)})
     return queries.claim_sql(len(due), count), bindings, "rows"
+
+
+def attempts(conn: apsw.Connection, path: str, job_id: str) -> list[Attempt]:
+    """The timeline of a job: its history rows and its record, read in one snapshot; empty for an unknown id."""
+    try:
+        with conn:  # a transaction of reads: the history and the record as of one moment
+            history = list(conn.execute(queries.ATTEMPTS, (job_id,)))
+            rows = list(conn.execute(f"SELECT {SELECT} FROM jobs WHERE id = ?", (job_id,)))
+    except apsw.Error as exc:
+        raise store_error(path, exc, writing=False) from exc
+    if not rows:
+        return []
+    recorded = [
+        Attempt(number, worker, _time(started), dt(ended), outcome, error, tb)
+        for number, worker, started, ended, outcome, error, tb in history
+    ]
+    return lifecycle.timeline(record_of(rows[0]), recorded)
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else dt(value)
+
+
+def add_unique(jobs: Sequence[JobRecord], rows: Sequence[Any], keys: str, conn: apsw.Connection) -> list[Any]:
+    """In the add's transaction: refuse a taken id, insert *rows* (skipping a job whose key is held), read the holders.
+
+    The insert's ON CONFLICT names the unique index and so passes over a taken id too,
+    which must fail the add as a plain insert would: it is looked for first.
+    """
+    taken = [row[0] for row in conn.execute(queries.TAKEN, (json.dumps([job.id for job in jobs]),))]
+    check_ids(jobs, taken)
+    conn.executemany(queries.INSERT_UNIQUE, rows)
+    return list(conn.execute(queries.HOLDERS, (keys,)))

@@ -6,7 +6,7 @@ SCHEMA is what the first migration step builds on a blank file (see :mod:`.migra
 from __future__ import annotations
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 JOBS_TABLE = """
 CREATE TABLE jobs (
@@ -76,6 +76,27 @@ CREATE TABLE queues (
 DROP INDEX jobs_status_scheduled_idx;
 CREATE INDEX jobs_pending_idx ON jobs (queue, priority DESC, scheduled_for, id) WHERE status = 'pending';
 """
+# Version 3: unique jobs and attempt history. While a job is pending or running, the
+# partial unique index holds its name and unique key, so that no other process makes a
+# second job with them (an INSERT that would is skipped by its ON CONFLICT). The attempts
+# table holds each job's ended attempts but a completion (which the job's row tells),
+# the newest ATTEMPTS_KEPT of them; a purge deletes them with their job.
+UNIQUE_AND_ATTEMPTS_V3 = """
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX jobs_unique_idx ON jobs (job_name, unique_key)
+    WHERE unique_key IS NOT NULL AND (status = 'pending' OR status = 'running');
+CREATE TABLE attempts (
+    job_id     TEXT NOT NULL,
+    number     INTEGER NOT NULL CHECK (number >= 1),
+    worker_id  TEXT,
+    started_at TEXT,
+    ended_at   TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    error      TEXT,
+    traceback  TEXT,
+    PRIMARY KEY (job_id, number)
+) WITHOUT ROWID;
+"""
 SCHEMA = f"""
 -- jobkit schema, version 1 (migrations.py's steps bring it up to date). Timestamps are UTC
 -- text, ISO 8601 with microseconds and a trailing Z ('2026-11-29T23:11:19.123456Z'): they sort as they compare.
@@ -110,8 +131,11 @@ COLUMNS = (
     "completed_at",
     "cancel_requested",
     "queue",
+    "unique_key",
 )
 SELECT = ", ".join(COLUMNS)
+
+ATTEMPT_COLUMNS = ("number", "worker_id", "started_at", "ended_at", "outcome", "error", "traceback")
 
 SCHEDULE_COLUMNS = (
     "id",

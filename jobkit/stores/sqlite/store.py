@@ -13,6 +13,7 @@ How it stays safe (see RELIABILITY.md):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -28,6 +29,7 @@ import apsw
 from jobkit import lifecycle
 from jobkit.errors import JobkitError, StoreError, ValidationError
 from jobkit.model import (
+    Attempt,
     Backlog,
     JobRecord,
     JobStatus,
@@ -35,49 +37,27 @@ from jobkit.model import (
     LeaseMark,
     QueueInfo,
     ResetReport,
-    Retry,
     Schedule,
     Summary,
     Transition,
     check_queue,
     utc_now,
 )
-from jobkit.stores.refusals import chosen_queue_names
-from jobkit.stores.sqlite import queries, reading
+from jobkit.stores.refusals import check_ids, chosen_queue_names
+from jobkit.stores.sqlite import queries, reading, resets
+from jobkit.stores.sqlite.busy import Patience
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.errors import store_error
 from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
 from jobkit.stores.sqlite.waker import SqliteWaker
-from jobkit.stores.writes import given_back
+from jobkit.stores.writes import given_back, held_by
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
 
 T = TypeVar("T")
-
-
-class _Patience:
-    """A busy handler: wait for another writer in short, jittered naps, up to a limit.
-
-    SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25 ms... between tries, so two
-    processes that take turns at the write lock (workers committing every millisecond)
-    lose most of their time asleep. Short naps hand the lock over promptly.
-    """
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self.since = 0.0
-
-    def __call__(self, tries: int) -> bool:
-        now = time.monotonic()
-        if tries == 0:
-            self.since = now
-        elif now - self.since >= self.limit:
-            return False
-        time.sleep(min(0.0001 * (tries + 1), 0.005) * (0.5 + random.random()))
-        return True
 
 
 Durability = Literal["full", "normal"]
@@ -145,7 +125,7 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: the store is closed", path=self.path)
             try:
                 conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
-                conn.set_busy_handler(_Patience(self.busy_timeout))
+                conn.set_busy_handler(Patience(self.busy_timeout))
                 # A plan that depends on a bound value (a claim's LIMIT :limit) would be
                 # prepared again for every new binding: 40-60 us a claim, for the same plan.
                 conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
@@ -224,16 +204,22 @@ class SqliteStore:
             raise store_error(self.path, exc, writing=False) from exc
 
     # -- jobs ---------------------------------------------------------------------
-    def add(self, jobs: Sequence[JobRecord]) -> None:
+    def add(self, jobs: Sequence[JobRecord]) -> list[str]:
         rows = [row_of(job) for job in jobs]
         if not rows:
-            return
+            return []
+        keys = [[job.job_name, job.unique_key] for job in jobs if job.unique_key is not None]
         try:
-            # One INSERT is a transaction of its own that takes the write lock as it starts,
-            # as BEGIN IMMEDIATE would, and saves two round trips.
-            self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
+            if not keys:
+                # One INSERT is a transaction of its own that takes the write lock as it starts,
+                # as BEGIN IMMEDIATE would, and saves two round trips.
+                self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
+                return [job.id for job in jobs]
+            check_ids(jobs)
+            holders = self._write(functools.partial(reading.add_unique, jobs, rows, json.dumps(keys)))
         except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
+        return held_by(jobs, {(name, key): job_id for name, key, job_id in holders})
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job, or None; :class:`UnreadableRow` (a StoreError) naming what another tool wrote in its row."""
@@ -294,7 +280,7 @@ class SqliteStore:
         if not transitions:
             return [], self.claim(limit=limit, now=now, token=token, lock_until=lock_until, names=names, queues=queues)
         plan = queries.write_plan(queries.writes_of(transitions))  # bad input is refused before the write lock
-        retried = [t.job_id for t in transitions if isinstance(t, Retry)]
+        retried = [t.job_id for t in transitions if lifecycle.pends_again(t)]
         claim = reading.claim_step(
             self._read, limit, now, token, lock_until, names=names, queues=queues, retried=retried
         )
@@ -308,8 +294,10 @@ class SqliteStore:
         if not leases:
             return []
         # A job asked to cancel is not given back: it ends cancelled (the two never both match).
-        given, cancelled = self._run(
+        logs = [(job_id, (at, job_id, token)) for job_id, token in dict.fromkeys((x.job_id, x.token) for x in leases)]
+        *_, given, cancelled = self._run(
             [
+                *queries.log_steps(logs, queries.LOG_RELEASED),
                 (queries.RELEASE, [(at, lease.job_id, lease.token) for lease in leases], "many"),
                 (queries.RELEASE_CANCELLED, [(at, at, lease.job_id, lease.token) for lease in leases], "many"),
             ]
@@ -321,17 +309,17 @@ class SqliteStore:
         at = ts(now)
         # A read first, outside the transaction: most rounds find nothing and need no write
         # lock; the rest are decided here, and each write is fenced by what was read.
-        found = [(i, a, m, c, (i, at, a, c)) for i, a, m, c in sorted(self._read(queries.EXPIRED, (at,)))]
-        return self._reset(*queries.resets(found, at, queries.EXPIRED_RESETS))
+        found = [(i, a, m, c, (i, at, a, c)) for i, a, m, c in sorted(self._read(resets.EXPIRED, (at,)))]
+        return self._reset(*resets.resets(found, at, resets.EXPIRED_RESETS))
 
     def leases(self) -> list[LeaseMark]:
-        return [mark for mark, _ in queries.lease_marks(self._read(queries.LEASES))]
+        return [mark for mark, _ in resets.lease_marks(self._read(resets.LEASES))]
 
     def reset_unrenewed(self, marks: Sequence[LeaseMark], *, now: datetime) -> ResetReport:
         at = ts(now)
-        queries.check_marks(marks)  # naive times are refused before anything is read or written
-        found = queries.unrenewed(self._read(queries.LEASES), marks) if marks else []
-        return self._reset(*queries.resets(found, at, queries.UNRENEWED_RESETS))
+        resets.check_marks(marks)  # naive times are refused before anything is read or written
+        found = resets.unrenewed(self._read(resets.LEASES), marks) if marks else []
+        return self._reset(*resets.resets(found, at, resets.UNRENEWED_RESETS))
 
     def _reset(self, steps: Sequence[Step], chosen: Mapping[str, list[str]]) -> ResetReport:
         """Run the fenced resets *steps*; of the ids *chosen* for each kind, those they reset."""
@@ -369,7 +357,12 @@ class SqliteStore:
         if limit <= 0 or chosen == "[]":
             return 0
 
-        (deleted,) = self._run([(queries.PURGE, (chosen, cutoff, limit), "count")])
+        _, deleted = self._run(
+            [
+                (queries.PURGE_ATTEMPTS, (chosen, cutoff, limit), "count"),
+                (queries.PURGE, (chosen, cutoff, limit), "count"),
+            ]
+        )
         return int(deleted)
 
     def summary(self, *, since: datetime) -> Summary:
@@ -444,6 +437,13 @@ class SqliteStore:
 
     def pause(self, queue: str, paused: bool, *, now: datetime) -> None:
         self._run([(queries.PAUSE, (check_queue(queue), int(bool(paused)), ts(now)), "count")], single=True)
+
+    def holders(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        rows = self._read(queries.HOLDERS, (json.dumps([list(key) for key in keys]),)) if keys else []
+        return {(name, key): job_id for name, key, job_id in rows}
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        return reading.attempts(self._connection(), self.path, job_id)
 
     def waker(self) -> SqliteWaker:
         return SqliteWaker(self._connection, f"{self.path}-wal")
