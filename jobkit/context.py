@@ -7,13 +7,16 @@ import math
 import time
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from jobkit.codec import storable_text
 from jobkit.model import Clock, utc_now
 
 if TYPE_CHECKING:
+    from jobkit.spec import JobSpec
     from jobkit.store import Store
+
+R = TypeVar("R")
 
 logger = logging.getLogger("jobkit.job")
 
@@ -63,9 +66,11 @@ class Context:
     - ``cancelled``: true once cancellation was asked or the timeout passed; a long
       handler should check it and stop (raise :class:`jobkit.Cancelled`)
     - ``now()``: the time, from the clock the job runs under
+    - ``after``: the ids of the jobs this one runs after (``later(..., after=...)``), and
+      ``results(spec)``: the typed results of those of them that are *spec*'s jobs
     """
 
-    __slots__ = ("_cancel", "_clock", "_deadline", "_log", "_sink", "attempt", "job_id", "job_name", "store")
+    __slots__ = ("_cancel", "_clock", "_deadline", "_log", "_sink", "after", "attempt", "job_id", "job_name", "store")
 
     def __init__(
         self,
@@ -78,8 +83,10 @@ class Context:
         cancel: Signal | None = None,
         timeout: float | None = None,
         clock: Clock = utc_now,
+        after: tuple[str, ...] = (),
     ) -> None:
         self.job_id = job_id
+        self.after = after
         self.job_name = job_name
         self.attempt = attempt
         self.store = store
@@ -125,6 +132,17 @@ class Context:
     def now(self) -> datetime:
         """The current time from the clock this job runs under."""
         return self._clock()
+
+    def results(self, spec: JobSpec[Any, R]) -> list[R]:
+        """The typed results of the jobs this one runs after that are *spec*'s jobs, in the order ``after`` names them.
+
+        They have all completed (a job runs only once every job it runs after has). A
+        :class:`jobkit.ValidationError` when a result no longer fits *spec*'s result type.
+        """
+        if self.store is None:
+            raise RuntimeError("ctx.results needs a job run from a store (a worker, or now() with a store)")
+        parents = [self.store.get(job_id) for job_id in dict.fromkeys(self.after)]
+        return [spec.result_of(job).unwrap() for job in parents if job is not None and job.job_name == spec.name]
 
     def __repr__(self) -> str:
         return f"Context(job_id={self.job_id!r}, job_name={self.job_name!r}, attempt={self.attempt})"

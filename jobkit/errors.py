@@ -5,13 +5,15 @@ catch without knowing jobkit, and keeps the offending value::
 
     JobkitError
     ├── ValidationError (ValueError)        params or a result that do not fit their type
-    │   └── PayloadTooLarge                 an encoded payload over the size cap
+    │   ├── PayloadTooLarge                 an encoded payload over the size cap
+    │   └── UnknownDependency               after=[...] names a job that does not exist
     ├── DuplicateJobError (ValueError)      a second spec under a taken name
     ├── UnknownJobError (LookupError)       a job name that leads to no spec
     ├── JobNotFound (LookupError)           no job has the given id
     ├── JobStateError (RuntimeError)        an operation the job's status does not allow
     ├── JobFailed (RuntimeError)            JobResult.unwrap() on a failed job
     ├── Cancelled                           raised by a handler that stops on request
+    ├── Snooze                              raised by a handler to run again later, spending no attempt
     ├── ScheduleError (ValueError)          a cron expression or schedule that cannot work
     ├── UnknownScheduleError (LookupError)  no schedule has the given name
     └── StoreError (RuntimeError)           the database cannot be used
@@ -45,6 +47,10 @@ class ValidationError(JobkitError, ValueError):
         super().__init__(message)
         self.errors = list(errors)
         self.value = value
+
+
+class UnknownDependency(ValidationError):
+    """``later(..., after=[...])`` named a job that does not exist; nothing was written."""
 
 
 class PayloadTooLarge(ValidationError):

@@ -42,10 +42,11 @@ from jobkit.model import (
     QueueInfo,
     Retry,
     Transition,
+    parent_ended,
     worker_lost,
 )
 
-PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+PENDING, RUNNING, COMPLETED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 """The statuses a job can be retried by hand from."""
 Expiry = Literal["retried", "failed", "cancelled"]
@@ -58,9 +59,14 @@ def claim_order(job: JobRecord) -> tuple[int, datetime, str]:
     return (-job.priority, job.scheduled_for, job.id)
 
 
+def is_ready(job: JobRecord) -> bool:
+    """Whether *job* is pending and waits for no job it runs after: a claim may take it once due."""
+    return job.status is PENDING and job.waiting_for == 0
+
+
 def is_due(job: JobRecord, now: datetime) -> bool:
     """Whether a claim at *now* may take *job*."""
-    return job.status is PENDING and job.scheduled_for <= now
+    return job.status is PENDING and job.waiting_for == 0 and job.scheduled_for <= now
 
 
 def claimable(
@@ -106,7 +112,7 @@ def next_due(
     A paused queue's jobs are due for no one.
     """
     return min(
-        (job.scheduled_for for job in jobs if job.status is PENDING and _served(job, names, queues, paused)),
+        (job.scheduled_for for job in jobs if is_ready(job) and _served(job, names, queues, paused)),
         default=None,
     )
 
@@ -274,11 +280,13 @@ def cancel(job: JobRecord, *, now: datetime) -> JobRecord:
     return job
 
 
-def retry_by_hand(job: JobRecord, *, now: datetime, key_held: bool = False) -> JobRecord | None:
+def retry_by_hand(job: JobRecord, *, now: datetime, key_held: bool = False, waiting_for: int = 0) -> JobRecord | None:
     """A failed or cancelled job sent back to pending with fresh attempts; None for any other.
 
     None too when its unique key is *key_held* by another job, pending or running: two
     live jobs never share a key, so that job does the work and this one stays as it is.
+    It waits again for those of the jobs it runs after that have not completed
+    (*waiting_for*, :func:`unfinished_parents`): retry them too.
     """
     if job.status not in RETRYABLE or key_held:
         return None
@@ -298,7 +306,36 @@ def retry_by_hand(job: JobRecord, *, now: datetime, key_held: bool = False) -> J
         cancel_requested=False,
         scheduled_for=now,
         updated_at=now,
+        waiting_for=waiting_for,
     )
+
+
+# -- dependencies ---------------------------------------------------------------------------
+def unfinished_parents(job: JobRecord, statuses: Mapping[str, JobStatus]) -> int:
+    """How many of the jobs *job* runs after have not completed, by their *statuses* (a job gone counts as done)."""
+    return sum(1 for parent in dict.fromkeys(job.depends_on) if statuses.get(parent, COMPLETED) is not COMPLETED)
+
+
+def added_after(job: JobRecord, statuses: Mapping[str, JobStatus]) -> JobRecord:
+    """*job* as added, given its parents' *statuses*: waiting for the unfinished ones, or cancelled at once
+    (naming the first) when one of them has already failed or been cancelled."""
+    if not job.depends_on or job.status is not PENDING:
+        return job
+    for parent in job.depends_on:
+        if statuses[parent] in RETRYABLE:
+            return _ended(job, JobStatus.CANCELLED, parent_ended(parent, statuses[parent]), job.updated_at)
+    return attrs.evolve(job, waiting_for=unfinished_parents(job, statuses))
+
+
+def after_parent_ended(child: JobRecord, parent: JobRecord) -> JobRecord:
+    """A job waiting for *parent*, once it ended: one fewer to wait for when it completed; cancelled,
+    naming it, when it failed or was cancelled (its own dependents follow, in turn). Any other job as it is."""
+    if child.status is not PENDING or child.waiting_for == 0:
+        return child
+    if parent.status is COMPLETED:
+        return attrs.evolve(child, waiting_for=child.waiting_for - 1)
+    at = parent.completed_at or parent.updated_at
+    return _ended(child, JobStatus.CANCELLED, parent_ended(parent.id, parent.status), at)
 
 
 # -- unique keys ------------------------------------------------------------------------
@@ -325,7 +362,7 @@ def deduplicated(jobs: Iterable[JobRecord], held: Mapping[Key, str]) -> tuple[li
     written: list[JobRecord] = []
     ids: list[str] = []
     for job in jobs:
-        key = key_of(job)
+        key = key_of(job) if job.status in LIVE else None  # a finished record holds no key, nor is kept out by one
         holder = taken.get(key) if key is not None else None
         if holder is None:
             written.append(job)
@@ -333,6 +370,19 @@ def deduplicated(jobs: Iterable[JobRecord], held: Mapping[Key, str]) -> tuple[li
                 taken[key] = job.id
         ids.append(holder or job.id)
     return written, ids
+
+
+def added(
+    jobs: Iterable[JobRecord], held: Mapping[Key, str], statuses: Mapping[str, JobStatus]
+) -> tuple[list[JobRecord], list[str]]:
+    """What an add of *jobs* writes, and the id each is known by: :func:`deduplicated` by the keys *held*, then
+    each job written as its parents' *statuses* make it (:func:`added_after`).
+
+    Deduplicated first: while a job holds the key, a call with it writes nothing, even one
+    whose parent has already failed (and would have been added cancelled).
+    """
+    written, ids = deduplicated(jobs, held)
+    return [added_after(job, statuses) for job in written], ids
 
 
 # -- attempt history ------------------------------------------------------------------------

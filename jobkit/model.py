@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, TypeVar
 
@@ -52,6 +52,10 @@ def _utc_required(value: datetime) -> datetime:
     if value is None or value.tzinfo is None or value.tzinfo is timezone.utc:
         return value
     return value.astimezone(timezone.utc)
+
+
+def _ids(ids: Iterable[str]) -> tuple[str, ...]:
+    return ids if type(ids) is tuple else tuple(ids)
 
 
 def require_aware(*times: datetime | None) -> None:
@@ -107,7 +111,9 @@ class JobRecord:
     ``params`` and ``result`` are the stored JSON text: ``spec.result_of(record)`` gives
     the typed result (:func:`json.loads` the data). ``worker_id`` is the fencing token
     of the current attempt: fresh for every claim, and required by every write for that
-    attempt.
+    attempt. ``depends_on`` are the jobs it runs after (``later(..., after=...)``) and
+    ``waiting_for`` how many of them have not completed yet: a pending job waiting for
+    any is not claimed.
     """
 
     id: str
@@ -133,6 +139,8 @@ class JobRecord:
     cancel_requested: bool = False
     queue: str = DEFAULT_QUEUE
     unique_key: str | None = None
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_ids)
+    waiting_for: int = 0
 
 
 LIVE = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
@@ -350,7 +358,8 @@ class Summary:
     """What a queue is doing, for people: see ``python -m jobkit status``.
 
     ``oldest_pending`` is the earliest time a pending job became (or becomes) due: how
-    long the queue has kept someone waiting, not when a delayed job was enqueued.
+    long the queue has kept someone waiting, not when a delayed job was enqueued. A job
+    waiting for the jobs it runs after is not counted: the queue is not keeping it.
     """
 
     counts: dict[JobStatus, int]
@@ -363,6 +372,8 @@ class Summary:
 @attrs.frozen
 class Backlog:
     """Pending jobs split at one moment: those due (a claim may take them now) and those scheduled for later.
+
+    Jobs waiting for the jobs they run after are in neither.
 
     ``oldest_due`` is the due job that has waited longest (the earliest ``scheduled_for``,
     then the smallest id); ``next_scheduled`` the job that comes due first, likewise.
@@ -414,6 +425,13 @@ class JobResult(Generic[T]):
 
 
 CANCELLED_WHILE_LOST = "cancelled (its worker was lost before it could stop)"
+
+
+def parent_ended(parent_id: str, status: JobStatus) -> str:
+    """The error of a job cancelled because a job it runs after ended *status* (failed or cancelled)."""
+    return f"cancelled: job {parent_id}, which it runs after, ended {status.value}"
+
+
 CANCELLED = "cancelled"
 
 

@@ -85,6 +85,8 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, JobStatus):
         return value.value
+    if isinstance(value, tuple):
+        return list(value)
     return value
 
 

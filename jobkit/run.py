@@ -34,18 +34,14 @@ from jobkit.errors import JobNotFound, JobStateError, StoreError, UnknownJobErro
 from jobkit.events import Event, EventKind
 from jobkit.lease import Held, LeaseKeeper
 from jobkit.model import (
-    Cancel,
     Clock,
     Complete,
-    Fail,
     Failed,
     JobRecord,
     JobResult,
     JobStatus,
     Lease,
     Outcome,
-    Postpone,
-    Retry,
     Snoozed,
     Stopped,
     Succeeded,
@@ -59,7 +55,9 @@ from jobkit.stages import (
     attempt_async,
     check_enqueue_options,
     decide,
+    dependencies_of,
     event_of,
+    log_outcome,
     new_record,
     result_of,
     storable,
@@ -113,6 +111,7 @@ def context(held: Held, spec: JobSpec[Any, Any], keeper: LeaseKeeper | None, clo
         cancel=held.cancel,
         timeout=spec.timeout,
         clock=clock,
+        after=job.depends_on,
     )
 
 
@@ -178,33 +177,10 @@ def recorded(held: Held, transition: Transition, applied: bool, clock: Clock, *,
         if hooks:
             hooks.emit(Event("lease_lost", job.id, job.job_name, clock(), job.attempt_count))
         return False
-    _log(held, transition)
+    log_outcome(held.job, held.took, transition)
     if hooks:
         hooks.emit(event_of(job, transition, held.took))
     return True
-
-
-def _log(held: Held, transition: Transition) -> None:
-    job = held.job
-    match transition:
-        case Complete():
-            if logger.isEnabledFor(logging.INFO):
-                logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, held.took or 0.0)
-        case Retry(error=error, run_at=run_at):
-            logger.warning(
-                "job %s %s: attempt %d failed: %s; retry at %s",
-                job.id,
-                job.job_name,
-                job.attempt_count,
-                error,
-                run_at.isoformat(timespec="seconds"),
-            )
-        case Fail(error=error):
-            logger.error("job %s %s: failed after %d attempts: %s", job.id, job.job_name, job.attempt_count, error)
-        case Cancel(reason=reason):
-            logger.info("job %s %s: cancelled (%s)", job.id, job.job_name, reason)
-        case Postpone(run_at=run_at):
-            logger.info("job %s %s: snoozed until %s", job.id, job.job_name, run_at.isoformat(timespec="seconds"))
 
 
 # -- one job, here and now ---------------------------------------------------------------------
@@ -389,7 +365,8 @@ def execute(
 ) -> JobResult[Any]:
     """Run one given queued job in this process, as a worker would, and record its outcome.
 
-    Raises :class:`JobNotFound` for an unknown id, :class:`JobStateError` when the job is not pending, and
+    Raises :class:`JobNotFound` for an unknown id, :class:`JobStateError` when the job is not pending
+    (or waits for jobs it runs after), and
     :class:`UnknownJobError` when its name leads to no spec in *registry*; in each case
     nothing changes.
     """
@@ -402,6 +379,12 @@ def execute(
     if job.status is not JobStatus.PENDING:
         raise JobStateError(
             f"job {job_id} is {job.status.value}, not pending; only a pending job can be executed",
+            job_id=job_id,
+            status=job.status.value,
+        )
+    if job.waiting_for:
+        raise JobStateError(
+            f"job {job_id} waits for {job.waiting_for} of the jobs it runs after to complete; it cannot run yet",
             job_id=job_id,
             status=job.status.value,
         )
@@ -426,6 +409,7 @@ def enqueue(
     priority: int = 0,
     queue: str | None = None,
     unique_keys: Sequence[str | None] | None = None,
+    after: Sequence[str] | None = None,
     clock: Clock | None = None,
     indexed: bool | None = None,
     connection: object | None = None,
@@ -438,7 +422,9 @@ def enqueue(
     the caller commits. The ``enqueued`` events are told at this call, not at the commit.
     *unique_keys* (one a params, None for none) or, for a unique spec, each params'
     canonical JSON keys each job: one whose key a pending or running job of its name
-    holds is not made, and its id is that job's (told as ``deduplicated``).
+    holds is not made, and its id is that job's (told as ``deduplicated``). With *after*,
+    each job runs only once every job named there has completed, and is cancelled when
+    one of them fails or is cancelled.
     """
     if connection is not None and not isinstance(store, TransactionalStore):
         raise TypeError(
@@ -455,6 +441,7 @@ def enqueue(
         correlation_id=correlation_id,
         queue=queue,
     )
+    parents = dependencies_of(after)
     many = len(params_list) != 1 if indexed is None else indexed
     keys = unique_keys_of(unique_keys, len(params_list), many)
     encoded = [validate(spec, p, what=f"params[{i}]" if many else "params")[1] for i, p in enumerate(params_list)]
@@ -479,6 +466,7 @@ def enqueue(
             priority=priority,
             queue=queue,
             unique_key=key,
+            depends_on=parents,
         )
         for text, key in zip(encoded, keys, strict=True)
     ]

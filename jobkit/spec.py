@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
 import math
 import typing
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 
@@ -20,6 +18,7 @@ from jobkit.errors import DuplicateJobError, JobNotFound, ScheduleError, Validat
 from jobkit.events import EventKind, Hooks, Listener
 from jobkit.model import DEFAULT_QUEUE, JobRecord, JobResult, check_queue, utc_now
 from jobkit.stages import validate
+from jobkit.threads import in_thread
 
 if TYPE_CHECKING:
     from jobkit.context import Context
@@ -58,25 +57,6 @@ def _storable_name(_: object, attribute: attrs.Attribute[Any], value: str) -> No
     # Every row of this job carries the name as it is, so one no store can hold is refused here.
     if isinstance(value, str):
         codec.check_text(value, what="job name")
-
-
-def in_thread(method: Callable[Concatenate[S, A], T]) -> Callable[Concatenate[S, A], Coroutine[Any, Any, T]]:
-    """*method* for asyncio code: the very sync call (parameters, result, errors), run in a worker thread.
-
-    All of it runs there (``asyncio.to_thread``, which carries the contextvars): checking
-    params is CPU work as large as they are, and the options' checks, the store's clock
-    (PostgreSQL's) and the write may all wait. Being the sync call, it refuses a bad call
-    before it writes anything, with the same error. The signature is derived, not copied,
-    so it takes every parameter the sync form takes, now and as the sync form grows.
-    """
-
-    @functools.wraps(method)
-    async def call(self: S, /, *args: A.args, **kwargs: A.kwargs) -> T:
-        return await asyncio.to_thread(method, self, *args, **kwargs)
-
-    call.__name__, call.__qualname__ = f"{method.__name__}_async", f"{method.__qualname__}_async"
-    call.__doc__ = f":meth:`{method.__name__}` for asyncio code, run in a worker thread: it never blocks the loop."
-    return call
 
 
 @attrs.frozen
@@ -119,6 +99,7 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
         queue: str | None = None,
         unique_key: str | None = None,
+        after: Sequence[str] | None = None,
         connection: object | None = None,
     ) -> str:
         """Enqueue for a worker; return the new job's id.
@@ -126,7 +107,8 @@ class JobSpec(Generic[P, R]):
         *queue* overrides the spec's queue (``jobs.job(queue=...)``, "default" unless given).
         With *unique_key* (or for a ``jobs.job(unique=True)`` spec, the params' canonical
         JSON), while a job of this name holding that key is pending or running, nothing is
-        written and that job's id is returned.
+        written and that job's id is returned. With *after* (job ids), the job runs only
+        once each of them has completed; when one fails or is cancelled, it is cancelled.
         *connection* is the caller's own open database connection (a psycopg 3 one, for
         a :class:`PostgresStore`): the job is added inside the caller's transaction and
         exists, and wakes workers, only if and when the caller commits; a rollback
@@ -144,6 +126,7 @@ class JobSpec(Generic[P, R]):
             priority=priority,
             queue=queue,
             unique_keys=None if unique_key is None else [unique_key],
+            after=after,
             connection=connection,
         )[0]
 
@@ -159,6 +142,7 @@ class JobSpec(Generic[P, R]):
         priority: int = 0,
         queue: str | None = None,
         unique_keys: Sequence[str | None] | None = None,
+        after: Sequence[str] | None = None,
         connection: object | None = None,
     ) -> list[str]:
         """Enqueue many jobs in one transaction, all or nothing; return their ids in order.
@@ -177,6 +161,7 @@ class JobSpec(Generic[P, R]):
             priority=priority,
             queue=queue,
             unique_keys=unique_keys,
+            after=after,
             indexed=True,
             connection=connection,
         )

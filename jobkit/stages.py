@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import math
 import sys
 import traceback
@@ -46,6 +47,8 @@ from jobkit.model import (
     check_unique_key,
     seconds,
 )
+
+run_logger = logging.getLogger("jobkit.run")  # the runner's: what a worker says of each job
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -106,8 +109,9 @@ def new_record(
     priority: int = 0,
     queue: str | None = None,
     unique_key: str | None = None,
+    depends_on: tuple[str, ...] = (),
 ) -> JobRecord:
-    """The pending row for one job: in *queue*, else the spec's; holding *unique_key* when given."""
+    """The pending row for one job: in *queue*, else the spec's; holding *unique_key*, after *depends_on*."""
     return JobRecord(
         id=job_id,
         job_name=spec.name,
@@ -121,6 +125,7 @@ def new_record(
         correlation_id=correlation_id,
         queue=queue or spec.queue,
         unique_key=unique_key,
+        depends_on=depends_on,
     )
 
 
@@ -167,6 +172,18 @@ def check_enqueue_options(
         codec.check_text(correlation_id, what="correlation_id")
     if queue is not None:
         check_queue(queue)
+
+
+def dependencies_of(after: Any) -> tuple[str, ...]:
+    """The ids a job runs after (``later(..., after=[...])``), once each, in order; a ValidationError naming after."""
+    if after is None:
+        return ()
+    if isinstance(after, (str, bytes)) or not isinstance(after, Sequence):
+        raise ValidationError(f"after must be a list of job ids, not {after!r}", value=after)
+    for job_id in after:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValidationError(f"after must hold job ids (non-empty str), not {job_id!r}", value=after)
+    return tuple(dict.fromkeys(after))
 
 
 def unique_keys_of(given: Sequence[str | None] | None, count: int, many: bool) -> list[str | None]:
@@ -394,6 +411,29 @@ def result_of(
         completed_at=job.completed_at,
         traceback=job.traceback,
     )
+
+
+def log_outcome(job: JobRecord, took: float | None, transition: Transition) -> None:
+    """The worker's line for what became of *job*'s attempt (logger ``jobkit.run``)."""
+    match transition:
+        case Complete():
+            if run_logger.isEnabledFor(logging.INFO):
+                run_logger.info("job %s %s: completed in %.3fs", job.id, job.job_name, took or 0.0)
+        case Retry(error=error, run_at=run_at):
+            run_logger.warning(
+                "job %s %s: attempt %d failed: %s; retry at %s",
+                job.id,
+                job.job_name,
+                job.attempt_count,
+                error,
+                run_at.isoformat(timespec="seconds"),
+            )
+        case Fail(error=error):
+            run_logger.error("job %s %s: failed after %d attempts: %s", job.id, job.job_name, job.attempt_count, error)
+        case Cancel(reason=reason):
+            run_logger.info("job %s %s: cancelled (%s)", job.id, job.job_name, reason)
+        case Postpone(run_at=run_at):
+            run_logger.info("job %s %s: snoozed until %s", job.id, job.job_name, run_at.isoformat(timespec="seconds"))
 
 
 def event_of(job: JobRecord, transition: Transition, duration: float | None) -> Event:

@@ -196,10 +196,22 @@ def test_snooze_and_attempts_examples_run_as_written(tmp_path: Path) -> None:
     assert "attempts" in shown and "snoozed" in shown
 
 
+def test_pipeline_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.py").write_text(named("pipeline.py"))
+    (tmp_path / "run_pipeline.py").write_text(named("run_pipeline.py"))
+    said = run(tmp_path, "run_pipeline.py").splitlines()
+    assert said == expected(named("run_pipeline.py")) == ["pages: 44 characters"]
+    listed = json.loads(run(tmp_path, "-m", "jobkit", "list", "jobs.sqlite", "--json"))
+    assert sorted(job["status"] for job in listed) == ["completed"] * 5
+    [final] = [job for job in listed if job["job_name"] == "pipeline.report"]
+    assert len(final["depends_on"]) == 2 and final["waiting_for"] == 0
+
+
 def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
     run_here += [named(script) for script in ORDERS]
     run_here += [named("app.py"), named("queues.py"), named("unique.py"), named("waiting.py"), named("snoozed.py")]
+    run_here += [named("pipeline.py"), named("run_pipeline.py")]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 

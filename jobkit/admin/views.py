@@ -202,6 +202,8 @@ def jobs_table(records: Sequence[JobRecord], now: datetime) -> Table:
     for job in records:
         if job.status is JobStatus.RUNNING:
             detail = f"{job.progress}% {job.progress_message or ''}".rstrip()
+        elif job.status is JobStatus.PENDING and job.waiting_for:
+            detail = f"waits for {job.waiting_for} of the {len(job.depends_on)} jobs it runs after"
         else:
             detail = first_line(job.error, 80)
         ended = format_relative(job.completed_at, now) if job.completed_at else ""

@@ -37,7 +37,9 @@ from jobkit.store import Cursor
 from jobkit.stores.memory_table import MemoryWaker, Table
 from jobkit.stores.refusals import (
     check_ids,
+    check_parents,
     check_records,
+    check_times,
     check_transition_times,
     chosen_names,
     chosen_queue_names,
@@ -65,13 +67,22 @@ class MemoryStore:
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> list[str]:
-        check_records(jobs)
-        with self._lock:
+        check_times(jobs)
+        with self._lock:  # refused in the order the SQL stores refuse: ids, parents, then each row
             check_ids(jobs, [job.id for job in jobs if job.id in self._jobs])
-            written, held_by = lifecycle.deduplicated(jobs, self._jobs.held_keys)
+            statuses = self._parents(jobs)
+            check_records(jobs)
+            written, ids = lifecycle.added(jobs, self._jobs.held_keys, statuses)
             for job in written:
                 self._jobs[job.id] = job
-            return held_by
+                self._jobs.depend(job)
+            return ids
+
+    def _parents(self, jobs: Sequence[JobRecord]) -> dict[str, JobStatus]:
+        """The statuses of the jobs *jobs* run after; a ValidationError naming one that does not exist."""
+        parents = {parent for job in jobs for parent in job.depends_on}
+        check_parents(parents, [p for p in parents if p in self._jobs])
+        return {parent: self._jobs[parent].status for parent in parents}
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -100,7 +111,7 @@ class MemoryStore:
         require_aware(now, lock_until)
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None or job.status is not PENDING:
+            if job is None or not lifecycle.is_ready(job):
                 return None
             return self._take(job, now=now, token=token, lock_until=lock_until)
 
@@ -238,7 +249,9 @@ class MemoryStore:
                 job = self._jobs.get(job_id)
                 key = lifecycle.key_of(job) if job is not None else None
                 held = key is not None and self._jobs.held_keys.get(key, job_id) != job_id
-                again = lifecycle.retry_by_hand(job, now=now, key_held=held) if job is not None else None
+                statuses = {p: self._jobs[p].status for p in job.depends_on if p in self._jobs} if job else {}
+                waiting = lifecycle.unfinished_parents(job, statuses) if job is not None else 0
+                again = lifecycle.retry_by_hand(job, now=now, key_held=held, waiting_for=waiting) if job else None
                 if again is not None:
                     self._jobs[job_id] = again
                     sent.append(job_id)
@@ -270,7 +283,7 @@ class MemoryStore:
         by_name: dict[str, dict[JobStatus, int]] = {}
         for job in jobs:
             by_name.setdefault(job.job_name, dict.fromkeys(JobStatus, 0))[job.status] += 1
-        pending = [j.scheduled_for for j in jobs if j.status is PENDING]
+        pending = [j.scheduled_for for j in jobs if lifecycle.is_ready(j)]
         return Summary(
             counts=self.counts(),
             by_name=dict(sorted(by_name.items())),
@@ -286,7 +299,7 @@ class MemoryStore:
     def backlog(self, *, now: datetime) -> Backlog:
         require_aware(now)
         with self._lock:
-            pending = [j for j in self._jobs.values() if j.status is PENDING]
+            pending = [j for j in self._jobs.values() if lifecycle.is_ready(j)]
         due = [j for j in pending if lifecycle.is_due(j, now)]
         later = [j for j in pending if not lifecycle.is_due(j, now)]
         first = operator.attrgetter("scheduled_for", "id")

@@ -1,4 +1,4 @@
-"""MemoryStore's table: the jobs by id, the unique keys they hold, and the waker that sleeps on its writes."""
+"""MemoryStore's table: the jobs by id, the unique keys they hold, who waits on whom, and the waker on its writes."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import threading
 import time
 
 from jobkit import lifecycle
-from jobkit.model import JobRecord
+from jobkit.model import LIVE, JobRecord
 
 
 class Table(dict[str, JobRecord]):
     """The jobs by id, counting writes and waking the store's wakers on each.
 
-    Every write happens under the store's lock, which is *changed*'s lock.
+    Every write happens under the store's lock, which is *changed*'s lock. A write that
+    ends a job settles the jobs that run after it (:func:`lifecycle.after_parent_ended`),
+    and theirs in turn, as the SQL stores' triggers do.
     """
 
     def __init__(self, changed: threading.Condition) -> None:
@@ -20,17 +22,47 @@ class Table(dict[str, JobRecord]):
         self.version = 0
         self.changed = changed
         self.held_keys: dict[lifecycle.Key, str] = {}  # each unique key held, and the id of the job holding it
+        self.dependents: dict[str, list[str]] = {}  # each job that others run after, and those others
 
     def __setitem__(self, job_id: str, job: JobRecord) -> None:
+        old = self._put(job_id, job)
+        if old is not None and old.status in LIVE and job.status.finished and job_id in self.dependents:
+            self._settle(job)
+        self.touch()
+
+    def _put(self, job_id: str, job: JobRecord) -> JobRecord | None:
+        old = self.get(job_id)
         self._drop_key(job_id)
         super().__setitem__(job_id, job)
         if lifecycle.holds_key(job):
             self.held_keys[lifecycle.key_of(job)] = job_id  # type: ignore[index]  # holds_key: it has one
-        self.touch()
+        return old
+
+    def _settle(self, parent: JobRecord) -> None:
+        ended = [parent]
+        while ended:
+            done = ended.pop()
+            for child_id in self.dependents.get(done.id, ()):
+                child = self.get(child_id)
+                after = lifecycle.after_parent_ended(child, done) if child is not None else None
+                if after is not None and after is not child:
+                    self._put(child_id, after)
+                    if after.status.finished:
+                        ended.append(after)
+
+    def depend(self, job: JobRecord) -> None:
+        """Note that *job* runs after the jobs it names."""
+        for parent in dict.fromkeys(job.depends_on):
+            self.dependents.setdefault(parent, []).append(job.id)
 
     def __delitem__(self, job_id: str) -> None:
         self._drop_key(job_id)
-        super().__delitem__(job_id)
+        job = super().pop(job_id)
+        self.dependents.pop(job_id, None)
+        for parent in dict.fromkeys(job.depends_on):  # a job purged waits on no one: its id may come back
+            waiting = self.dependents.get(parent)
+            if waiting is not None and job_id in waiting:
+                waiting.remove(job_id)
         self.touch()
 
     def _drop_key(self, job_id: str) -> None:

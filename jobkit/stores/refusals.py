@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from jobkit.errors import JobkitError
+from jobkit.errors import JobkitError, UnknownDependency
 from jobkit.model import JobRecord, JobStatus, Postpone, Retry, Transition, check_queue, require_aware
 
 INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
@@ -67,6 +67,15 @@ def check_ids(jobs: Sequence[JobRecord], taken: Collection[str] = ()) -> None:
     ids = [job.id for job in jobs]
     if len(set(ids)) != len(ids) or not set(ids).isdisjoint(taken):
         raise JobkitError(f"cannot add jobs: a job id is already taken among {ids}")
+
+
+def check_parents(parents: Collection[str], found: Collection[str]) -> None:
+    """Refuse an add naming, in ``after``, a job that does not exist (ValidationError), before anything is written."""
+    missing = sorted(set(parents) - set(found))
+    if missing:
+        raise UnknownDependency(
+            f"after names no job with the id {', '.join(map(repr, missing))}; nothing was written", value=missing
+        )
 
 
 def _chosen(values: Collection[str] | None, what: str, of: str) -> list[str] | None:

@@ -66,3 +66,14 @@ def held_by(jobs: Sequence[JobRecord], holders: Mapping[lifecycle.Key, str]) -> 
     after the add (read in its transaction); a job that holds no key is itself.
     """
     return [holders.get(lifecycle.key_of(job), job.id) if lifecycle.holds_key(job) else job.id for job in jobs]  # type: ignore[arg-type]
+
+
+def dependencies(records: Sequence[JobRecord], ids: Sequence[str]) -> list[tuple[str, str]]:
+    """The (parent, child) pairs an add writes: each job it wrote (*ids*, from :func:`held_by`, is its own)
+    runs after each job it names, once."""
+    return [
+        (parent, job.id)
+        for job, job_id in zip(records, ids, strict=True)
+        if job_id == job.id
+        for parent in dict.fromkeys(job.depends_on)
+    ]

@@ -19,7 +19,7 @@ import jobkit
 from jobkit.admin import main
 from jobkit.admin.commands import SHOWN
 from jobkit.model import JobRecord, utc_now
-from jobkit.present import job_json
+from jobkit.present import attempt_json, job_json
 from tests import admin_jobs
 from tests.admin.support import (
     ADD,
@@ -149,8 +149,11 @@ def test_show_json_is_the_whole_record(queue: tuple[Path, Queue]) -> None:
             data = ok_json("show", db, job_id)
             record = store.get(job_id)
             assert record is not None
+            attempts = data.pop("attempts")
             assert data == job_json(record)
+            assert attempts == [attempt_json(a) for a in store.attempts(job_id)]
     completed = ok_json("show", db, q.completed)
+    assert [a["outcome"] for a in completed["attempts"]] == ["completed"]
     assert completed["result"] == 3
     assert completed["params"] == {"a": 1, "b": 2}
     assert when(completed["completed_at"]) >= when(completed["created_at"])

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from jobkit import lifecycle
 from jobkit.model import (
+    LIVE,
     Attempt,
     Backlog,
     JobRecord,
@@ -24,11 +25,24 @@ from jobkit.model import (
 )
 
 
+class Settling(dict[str, JobRecord]):
+    """Jobs by id; a write that ends a job settles the jobs that run after it, and theirs in turn."""
+
+    def __setitem__(self, job_id: str, job: JobRecord) -> None:
+        old = self.get(job_id)
+        super().__setitem__(job_id, job)
+        if old is not None and old.status in LIVE and job.status.finished:
+            for child in [j for j in self.values() if job_id in j.depends_on]:
+                after = lifecycle.after_parent_ended(child, job)
+                if after is not child:
+                    self[child.id] = after
+
+
 class Reference:
     """The jobs table as the lifecycle says it must be."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, JobRecord] = {}
+        self.jobs: dict[str, JobRecord] = Settling()
         self.paused: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
         self.history: dict[str, list[Attempt]] = {}  # each job's ended attempts but a completion
 
@@ -51,7 +65,8 @@ class Reference:
         return job if lifecycle.holds(job, lease) else None
 
     def add(self, records: Sequence[JobRecord]) -> list[str]:
-        written, ids = lifecycle.deduplicated(records, self._held_keys())
+        statuses = {job.id: job.status for job in self.jobs.values()}
+        written, ids = lifecycle.added(records, self._held_keys(), statuses)
         for job in written:
             self.jobs[job.id] = job
         return ids
@@ -88,7 +103,7 @@ class Reference:
 
     def claim_job(self, job_id: str, *, now: datetime, token: str, lock_until: datetime) -> JobRecord | None:
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobStatus.PENDING:
+        if job is None or not lifecycle.is_ready(job):
             return None
         self.jobs[job_id] = taken = lifecycle.claim(job, token=token, now=now, lock_until=lock_until)
         return taken
@@ -183,7 +198,9 @@ class Reference:
             job = self.jobs.get(job_id)
             key = lifecycle.key_of(job) if job is not None else None
             held = key is not None and self._held_keys().get(key, job_id) != job_id
-            again = lifecycle.retry_by_hand(job, now=now, key_held=held) if job is not None else None
+            statuses = {j.id: j.status for j in self.jobs.values()}
+            waiting = lifecycle.unfinished_parents(job, statuses) if job is not None else 0
+            again = lifecycle.retry_by_hand(job, now=now, key_held=held, waiting_for=waiting) if job else None
             if again is not None:
                 self.jobs[job_id] = again
                 sent.append(job_id)
@@ -205,7 +222,7 @@ class Reference:
 
     def backlog(self, *, now: datetime) -> Backlog:
         pending = sorted(
-            (j for j in self.jobs.values() if j.status is JobStatus.PENDING), key=lambda j: (j.scheduled_for, j.id)
+            (j for j in self.jobs.values() if lifecycle.is_ready(j)), key=lambda j: (j.scheduled_for, j.id)
         )
         due = [j for j in pending if lifecycle.is_due(j, now)]
         later = [j for j in pending if not lifecycle.is_due(j, now)]

@@ -74,6 +74,8 @@ new_jobs = st.fixed_dictionaries(
         "cancel_requested": st.booleans(),
         "queue": st.sampled_from(QUEUES),
         "unique_key": st.sampled_from(UNIQUE_KEYS),
+        # Most jobs run after none; some after one or two others (often unknown: the add is refused).
+        "depends_on": st.sampled_from(((),) * 4 + ((IDS[0],), (IDS[1], IDS[2]), (IDS[3],), (IDS[0], IDS[0]))),
     }
 )
 # One add in about seven carries a record that breaks a constraint: both stores must refuse the whole batch.
@@ -158,6 +160,7 @@ class StoresAgree(SideBySide):
             cancel_requested=fields["cancel_requested"],
             queue=fields["queue"],
             unique_key=fields["unique_key"],
+            depends_on=fields["depends_on"],
         )
         match defect:
             case "empty name":

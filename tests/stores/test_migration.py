@@ -53,7 +53,7 @@ V1_JOBS = [
     job(5, "cancelled", error="cancelled", priority=-1, completed_at=LATER),
 ]
 
-COLUMNS = ", ".join(c for c in schema.COLUMNS if c not in ("queue", "unique_key"))  # version 1's
+COLUMNS = ", ".join(c for c in schema.COLUMNS if c not in ("queue", "unique_key", "depends_on", "waiting_for"))  # v1
 SCHEDULE = ("s1", "nightly", NAME, "0 3 * * *", '{"w":9}', "UTC", 1, None, LATER, "0193c0de", 1, T, T)
 
 
@@ -185,7 +185,10 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
         assert len(store.list_jobs(name=NAME)) == 4
 
     after = schema_of(path)
-    queue = " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0), unique_key TEXT,"
+    queue = (
+        " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0), unique_key TEXT, depends_on TEXT,"
+        " waiting_for INTEGER NOT NULL DEFAULT 0 CHECK (waiting_for >= 0),"
+    )
     assert after["jobs"] == table.replace(" note TEXT,", f" note TEXT,{queue}")  # its CHECKs are left alone
     assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
     assert pragma(path, "integrity_check") == "ok"

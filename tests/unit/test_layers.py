@@ -12,7 +12,7 @@ PACKAGE = Path(jobkit.__file__).parent
 
 # Bottom to top. A module may import (at module level) only from its own layer or below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("jobkit.errors", "jobkit.model", "jobkit.options"),
+    ("jobkit.errors", "jobkit.model", "jobkit.options", "jobkit.threads"),
     ("jobkit.lifecycle", "jobkit.codec", "jobkit.backoff", "jobkit.cron", "jobkit.events", "jobkit.context"),
     ("jobkit.stages",),
     ("jobkit.store",),

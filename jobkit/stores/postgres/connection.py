@@ -13,13 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
 
 from jobkit.errors import StoreError
 from jobkit.stores.postgres.errors import reason, store_error, where
+
+T = TypeVar("T")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear error within this, not a hang
@@ -200,6 +202,16 @@ class Server:
                 for text, params in statements:
                     cursors.append(conn.cursor().execute(self.sql(text), params))
             return [cur.fetchall() if cur.description is not None else [cur.rowcount] for cur in cursors]
+
+    def transaction(self, work: Callable[[Callable[[str, Any], list[Any]]], T]) -> T:
+        """*work* given a way to run statements one by one in one transaction of a pooled connection."""
+        with self._conn() as conn, conn.transaction():
+
+            def execute(text: str, params: Any) -> list[Any]:
+                cur = conn.execute(self.sql(text), params)
+                return cur.fetchall() if cur.description is not None else []
+
+            return work(execute)
 
     def copy(self, text: str, rows: Iterable[Sequence[Any]], then: tuple[str, Any]) -> None:
         """COPY *rows* in with *text*, then run *then*, in one transaction of a pooled connection."""

@@ -8,6 +8,7 @@ plan however many jobs it holds.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -41,6 +42,7 @@ TYPES = {
     "priority": "bigint",
     "cancel_requested": "boolean",
     **{name: "timestamptz" for name in COLUMNS if name.endswith(("_for", "_at"))},
+    "waiting_for": "bigint",  # not a time, for all its name
 }
 SCHEDULE_COLUMNS = tuple(field.name for field in attrs.fields(Schedule))
 SCHEDULE_SELECT = ", ".join(SCHEDULE_COLUMNS)
@@ -65,10 +67,16 @@ _FIELDS = operator.attrgetter(*COLUMNS)
 _STATUS = COLUMNS.index("status")
 
 
+_DEPENDS = COLUMNS.index("depends_on")
+
+
 def row_of(job: JobRecord) -> tuple[Any, ...]:
-    """The record's values in :data:`COLUMNS` order, its status as text (psycopg would write an enum's name)."""
-    values: tuple[Any, ...] = _FIELDS(job)
-    return (*values[:_STATUS], values[_STATUS].value, *values[_STATUS + 1 :])
+    """The record's values in :data:`COLUMNS` order: its status as text (psycopg would write an enum's name),
+    the jobs it runs after as JSON text (NULL for none)."""
+    values: list[Any] = list(_FIELDS(job))
+    values[_STATUS] = values[_STATUS].value
+    values[_DEPENDS] = json.dumps(job.depends_on) if job.depends_on else None
+    return tuple(values)
 
 
 STATUS = {status.value: status for status in JobStatus}
@@ -77,6 +85,7 @@ STATUS = {status.value: status for status in JobStatus}
 def record_of(row: Sequence[Any]) -> JobRecord:
     values = dict(zip(COLUMNS, row, strict=True))
     values["status"] = STATUS[values["status"]]
+    values["depends_on"] = json.loads(values["depends_on"]) if values["depends_on"] is not None else ()
     return JobRecord(**values)
 
 
@@ -105,6 +114,11 @@ INSERT_UNIQUE = f"""WITH added AS (INSERT INTO {{s}}.jobs ({SELECT}) SELECT * FR
     ON CONFLICT (job_name, unique_key) WHERE {LIVE_KEY} DO NOTHING RETURNING 1)
 SELECT pg_notify(%s, '') FROM (SELECT 1 FROM added LIMIT 1) AS one"""
 TAKEN = "SELECT id FROM {s}.jobs WHERE id = ANY(%s::text[])"  # looked for first: ON CONFLICT would skip them
+# The jobs a new job runs after, marked as having dependents and locked until the add
+# commits: none of them can end unseen between this read and the dependent's insert.
+PARENTS = "UPDATE {s}.jobs SET has_dependents = true WHERE id = ANY(%s::text[]) RETURNING id, status"
+DEPEND = """INSERT INTO {s}.job_deps (parent_id, child_id)
+    SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"""
 HOLDERS = f"""SELECT j.job_name, j.unique_key, j.id FROM {{s}}.jobs AS j
     JOIN unnest(%s::text[], %s::text[]) AS k(job_name, unique_key)
     ON j.job_name = k.job_name AND j.unique_key = k.unique_key
@@ -145,23 +159,25 @@ PAUSED = "(SELECT name FROM {s}.queues WHERE paused)"  # the queues no claim tak
 # queue), or the queues given with the most each may give; each queue's head is read on
 # its own and the first %(limit)s of those heads taken; a paused queue is passed over.
 PENDING_QUEUES = """RECURSIVE seen(name) AS (
-    (SELECT queue FROM {s}.jobs WHERE status = 'pending' ORDER BY queue LIMIT 1)
+    (SELECT queue FROM {s}.jobs WHERE status = 'pending' AND waiting_for = 0 ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT queue FROM {s}.jobs WHERE status = 'pending' AND queue > seen.name ORDER BY queue LIMIT 1)
+    SELECT (SELECT queue FROM {s}.jobs WHERE status = 'pending' AND waiting_for = 0 AND queue > seen.name
+        ORDER BY queue LIMIT 1)
     FROM seen WHERE seen.name IS NOT NULL),
 chosen(name, most) AS (SELECT name, %(limit)s::bigint FROM seen WHERE name IS NOT NULL)"""
 GIVEN_QUEUES = "chosen(name, most) AS (SELECT * FROM unnest(%(queues)s::text[], %(caps)s::bigint[]))"
 CLAIM = f"""WITH {{chosen}}, picked AS (
     SELECT p.id FROM chosen CROSS JOIN LATERAL (
         SELECT id, priority, scheduled_for FROM {{s}}.jobs
-        WHERE status = 'pending' AND queue = chosen.name AND scheduled_for <= %(now)s {{names}}
+        WHERE status = 'pending' AND waiting_for = 0 AND queue = chosen.name AND scheduled_for <= %(now)s {{names}}
         ORDER BY priority DESC, scheduled_for, id LIMIT least(chosen.most, %(limit)s) FOR UPDATE SKIP LOCKED) AS p
     WHERE chosen.name NOT IN {PAUSED}
     ORDER BY p.priority DESC, p.scheduled_for, p.id LIMIT %(limit)s),
 claimed AS ({_TAKE} FROM picked WHERE j.id = picked.id RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
 {_ANNOUNCED}"""
 CLAIM_ONE = f"""WITH claimed AS (
-{_TAKE} WHERE j.id = %(id)s AND j.status = 'pending' RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
+{_TAKE} WHERE j.id = %(id)s AND j.status = 'pending' AND j.waiting_for = 0
+RETURNING {", ".join(f"j.{c}" for c in COLUMNS)})
 {_ANNOUNCED}"""
 NAMES = "AND job_name = ANY(%(names)s::text[])"
 
@@ -354,7 +370,8 @@ CANCELLING = "SELECT id FROM {s}.jobs WHERE status = 'running' AND cancel_reques
 RETRY_JOBS = f"""UPDATE {{s}}.jobs AS j SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
     progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
     worker_expires_at = NULL, completed_at = NULL, cancel_requested = false, scheduled_for = %(now)s,
-    updated_at = %(now)s
+    updated_at = %(now)s, waiting_for = (SELECT count(*) FROM {{s}}.job_deps AS d JOIN {{s}}.jobs AS p
+        ON p.id = d.parent_id WHERE d.child_id = j.id AND p.status <> 'completed')
 WHERE j.id = ANY(%(ids)s::text[]) AND j.status IN ('failed', 'cancelled')
     AND (j.unique_key IS NULL OR (j.id IN (
         SELECT DISTINCT ON (f.job_name, f.unique_key) f.id FROM {{s}}.jobs AS f
@@ -374,9 +391,9 @@ TIMELINE = f"""SELECT {", ".join(f"j.{c}" for c in COLUMNS)}, a.number, a.worker
     FROM {{s}}.jobs AS j LEFT JOIN {{s}}.attempts AS a ON a.job_id = j.id WHERE j.id = %s ORDER BY a.number"""
 COUNTS = "SELECT status, count(*) FROM {s}.jobs GROUP BY status"
 BY_NAME = "SELECT job_name, status, count(*) FROM {s}.jobs GROUP BY job_name, status"
-NEXT_DUE = f"""SELECT min(scheduled_for) FROM {{s}}.jobs WHERE status = 'pending' {{names}} {{among}}
-    AND queue NOT IN {PAUSED}"""
-OLDEST_PENDING = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending'"
+NEXT_DUE = f"""SELECT min(scheduled_for) FROM {{s}}.jobs WHERE status = 'pending' AND waiting_for = 0
+    {{names}} {{among}} AND queue NOT IN {PAUSED}"""
+OLDEST_PENDING = "SELECT min(scheduled_for) FROM {s}.jobs WHERE status = 'pending' AND waiting_for = 0"
 # Every queue that has jobs or a pause row, with its jobs by status (NULL for a queue with none).
 QUEUES = """SELECT j.name, coalesce(q.paused, false), j.status, j.n
     FROM (SELECT queue AS name, status, count(*) AS n FROM {s}.jobs GROUP BY queue, status) AS j
@@ -390,11 +407,11 @@ SELECT pg_notify(%(channel)s, '') FROM paused"""
 RUNNING_JOBS = f"{RUNNING} ORDER BY id"
 FAILED_SINCE = "SELECT count(*) FROM {s}.jobs WHERE status = 'failed' AND completed_at >= %s"
 BACKLOG = """SELECT count(*), count(*) FILTER (WHERE scheduled_for <= %(now)s)
-    FROM {s}.jobs WHERE status = 'pending'"""
-OLDEST_DUE = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for <= %(now)s
-    ORDER BY scheduled_for, id LIMIT 1"""
-NEXT_SCHEDULED = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND scheduled_for > %(now)s
-    ORDER BY scheduled_for, id LIMIT 1"""
+    FROM {s}.jobs WHERE status = 'pending' AND waiting_for = 0"""
+OLDEST_DUE = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND waiting_for = 0
+    AND scheduled_for <= %(now)s ORDER BY scheduled_for, id LIMIT 1"""
+NEXT_SCHEDULED = f"""SELECT {SELECT} FROM {{s}}.jobs WHERE status = 'pending' AND waiting_for = 0
+    AND scheduled_for > %(now)s ORDER BY scheduled_for, id LIMIT 1"""
 
 
 def next_due_sql(names: Sequence[str] | None, among: Sequence[str] | None) -> str:

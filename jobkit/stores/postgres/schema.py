@@ -105,6 +105,12 @@ CREATE INDEX jobs_pending_idx ON {s}.jobs (queue, priority DESC, scheduled_for, 
 # same key at once leave one job (an INSERT that would make a second is skipped by its
 # ON CONFLICT). The attempts table holds each job's ended attempts but a completion (which
 # the job's row tells), the newest ATTEMPTS_KEPT; they go with their job (ON DELETE CASCADE).
+# Dependencies: a job names the jobs it runs after (depends_on, JSON text) and counts those
+# not completed (waiting_for); job_deps leads from each to its dependents, and a parent is
+# marked (has_dependents, set as a dependent is added, under the parent's row lock) so that
+# only its end fires the trigger that settles them (lifecycle.after_parent_ended), which
+# fires again for the dependents it cancels. The pending index holds only jobs that wait
+# for nothing.
 UNIQUE_AND_ATTEMPTS = """
 ALTER TABLE {s}.jobs ADD COLUMN unique_key text;
 CREATE UNIQUE INDEX jobs_unique_idx ON {s}.jobs (job_name, unique_key)
@@ -120,8 +126,40 @@ CREATE TABLE {s}.attempts (
     traceback  text,
     PRIMARY KEY (job_id, number)
 );
+ALTER TABLE {s}.jobs ADD COLUMN depends_on text;
+ALTER TABLE {s}.jobs ADD COLUMN waiting_for bigint NOT NULL DEFAULT 0 CHECK (waiting_for >= 0);
+ALTER TABLE {s}.jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
+CREATE TABLE {s}.job_deps (
+    parent_id text NOT NULL REFERENCES {s}.jobs (id) ON DELETE CASCADE,
+    child_id  text NOT NULL REFERENCES {s}.jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (parent_id, child_id)
+);
+CREATE INDEX job_deps_child_idx ON {s}.job_deps (child_id);
+DROP INDEX {s}.jobs_pending_idx;
+CREATE INDEX jobs_pending_idx ON {s}.jobs (queue, priority DESC, scheduled_for, id)
+    WHERE status = 'pending' AND waiting_for = 0;
+CREATE FUNCTION {s}.settle_dependents() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'completed' THEN
+        UPDATE {s}.jobs SET waiting_for = waiting_for - 1
+        WHERE id IN (SELECT child_id FROM {s}.job_deps WHERE parent_id = NEW.id)
+            AND status = 'pending' AND waiting_for > 0;
+    ELSE
+        UPDATE {s}.jobs SET status = 'cancelled',
+            error = 'cancelled: job ' || NEW.id || ', which it runs after, ended ' || NEW.status,
+            completed_at = coalesce(NEW.completed_at, NEW.updated_at),
+            updated_at = coalesce(NEW.completed_at, NEW.updated_at)
+        WHERE id IN (SELECT child_id FROM {s}.job_deps WHERE parent_id = NEW.id)
+            AND status = 'pending' AND waiting_for > 0;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_settle_dependents AFTER UPDATE OF status ON {s}.jobs FOR EACH ROW
+    WHEN (NEW.has_dependents AND NEW.status IN ('completed', 'failed', 'cancelled')
+        AND OLD.status IN ('pending', 'running'))
+    EXECUTE FUNCTION {s}.settle_dependents();
 """
-TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues", "attempts"})
+TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues", "attempts", "job_deps"})
 """Every table a jobkit schema may hold: any other table means the schema is someone else's."""
 
 
@@ -136,7 +174,7 @@ class Step(NamedTuple):
 STEPS = (
     Step(1, "the jobs, cron_jobs and meta tables", META + JOBS + CRON),
     Step(2, "queues", QUEUES),
-    Step(3, "unique keys and attempt history", UNIQUE_AND_ATTEMPTS),
+    Step(3, "unique keys, attempt history and dependencies", UNIQUE_AND_ATTEMPTS),
 )
 
 

@@ -15,7 +15,7 @@ How it stays safe and fast (see RELIABILITY.md and docs/ARCHITECTURE.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, StoreError, ValidationError
+from jobkit.errors import JobkitError, UnknownDependency, ValidationError
 from jobkit.model import (
     Attempt,
     Backlog,
@@ -40,20 +40,20 @@ from jobkit.model import (
     check_queue,
     require_aware,
 )
+from jobkit.stores.postgres import adding
 from jobkit.stores.postgres import queries as q
 from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
 from jobkit.stores.postgres.migrations import migrate
 from jobkit.stores.postgres.waker import PostgresWaker
 from jobkit.stores.refusals import (
-    check_ids,
     check_times,
     check_transition_times,
     chosen_names,
     chosen_queue_names,
     chosen_queues,
 )
-from jobkit.stores.writes import given_back, held_by
+from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:
     from jobkit.store import Cursor
@@ -107,16 +107,14 @@ class PostgresStore:
         if not jobs:
             return []
         try:
-            holders = q.holders(jobs)
-            if holders is None and len(jobs) >= q.COPY_FROM:
+            if adding.checked(jobs):
+                return self._db.transaction(lambda execute: adding.add_checked(execute, jobs, self.channel))
+            if len(jobs) >= q.COPY_FROM:
                 self._db.copy(q.COPY, map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
-            elif holders is None:
-                self._db.write([q.insert(jobs, self.channel)])
             else:
-                check_ids(jobs, [row[0] for row in self._db.read(q.TAKEN, ([job.id for job in jobs],))])
-                return _deduplicated(
-                    jobs, lambda batch: self._db.write([q.insert(batch, self.channel), *_holders(batch)])
-                )
+                self._db.write([q.insert(jobs, self.channel)])
+        except UnknownDependency:
+            raise
         except ValidationError as exc:  # a row the table refuses (a CHECK), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
         return [job.id for job in jobs]
@@ -134,24 +132,18 @@ class PostgresStore:
         if not jobs:
             return []
 
-        def run(batch: Sequence[JobRecord]) -> list[list[Any]]:
-            found = []
+        def execute(text: str, params: Any) -> list[Any]:
             with connection.cursor() as cur:
-                for text, params in [q.insert(batch, self.channel), *_holders(batch)]:
-                    cur.execute(self._db.sql(text), params)
-                    found.append(cur.fetchall() if cur.description is not None else [])
-            return found
+                cur.execute(self._db.sql(text), params)
+                return cur.fetchall() if cur.description is not None else []
 
         try:
-            if q.holders(jobs) is not None:
-                with connection.cursor() as cur:
-                    taken = cur.execute(self._db.sql(q.TAKEN), ([job.id for job in jobs],)).fetchall()
-                check_ids(jobs, [row[0] for row in taken])
-                return _deduplicated(jobs, run)
+            if adding.checked(jobs):
+                return adding.add_checked(execute, jobs, self.channel)
             if len(jobs) >= q.COPY_FROM:
                 copy_rows(connection, self._db.sql(q.COPY), map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
             else:
-                run(jobs)
+                execute(*q.insert(jobs, self.channel))
         except psycopg.Error as exc:
             raise store_error(self.place, exc) from exc
         return [job.id for job in jobs]
@@ -454,29 +446,6 @@ class PostgresStore:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the times of a claim that takes nothing
-_TRIES = 5
-
-
-def _holders(jobs: Sequence[JobRecord]) -> list[tuple[str, Any]]:
-    holders = q.holders(jobs)
-    return [] if holders is None else [holders]
-
-
-def _deduplicated(jobs: Sequence[JobRecord], run: Callable[[Sequence[JobRecord]], list[list[Any]]]) -> list[str]:
-    """Add *jobs* (some with unique keys) by *run* (the insert, then the read of who holds each key); their ids.
-
-    In READ COMMITTED the read comes after the insert: a job skipped because another
-    session's job held its key may find that job already ended (a fast worker), and no
-    one holding the key. Those are added again, a few times at most.
-    """
-    found: dict[lifecycle.Key, str] = {}
-    batch = list(jobs)
-    for _ in range(_TRIES):
-        found.update({(name, key): job_id for name, key, job_id in run(batch)[-1]})
-        batch = [job for job in batch if lifecycle.holds_key(job) and lifecycle.key_of(job) not in found]
-        if not batch:
-            return held_by(jobs, found)
-    raise StoreError(f"the unique keys of {len(batch)} jobs kept changing hands while they were added")
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> list[list[str]]:

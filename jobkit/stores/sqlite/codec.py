@@ -12,6 +12,7 @@ raises :class:`UnreadableRow`, naming the column and the value, for that row alo
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -111,9 +112,15 @@ def _record(row: Sequence[Any]) -> JobRecord:
         cancel_requested,
         queue,
         unique_key,
+        depends_on,
+        waiting_for,
     ) = row
     if not (
-        type(max_attempts) is int and type(attempt_count) is int and type(priority) is int and type(progress) is int
+        type(max_attempts) is int
+        and type(attempt_count) is int
+        and type(priority) is int
+        and type(progress) is int
+        and type(waiting_for) is int
     ):
         raise TypeError("a count that is not an integer")
     if type(params) is not str or type(job_name) is not str or type(queue) is not str:
@@ -142,6 +149,8 @@ def _record(row: Sequence[Any]) -> JobRecord:
         cancel_requested=bool(cancel_requested),
         queue=queue,
         unique_key=unique_key,
+        depends_on=json.loads(depends_on) if depends_on is not None else (),
+        waiting_for=waiting_for,
     )
 
 
@@ -170,6 +179,8 @@ def row_of(job: JobRecord) -> tuple[Any, ...]:
         int(job.cancel_requested),
         job.queue,
         job.unique_key,
+        json.dumps(job.depends_on) if job.depends_on else None,
+        job.waiting_for,
     )
 
 
@@ -267,6 +278,7 @@ _JOB_CHECKS: dict[str, Check] = {
     "completed_at": _TIME_OR_NULL,
     "cancel_requested": _FLAG,
     "queue": _TEXT,
+    "waiting_for": _INTEGER,
 }
 _SCHEDULE_CHECKS: dict[str, Check] = {
     "id": _TEXT,

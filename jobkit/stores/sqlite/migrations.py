@@ -137,7 +137,7 @@ def add_queues(conn: apsw.Connection) -> bool:
 
 
 def add_unique_and_attempts(conn: apsw.Connection) -> bool:
-    """Version 3: a unique key for jobs (none for those there) with its index, and the attempts table."""
+    """Version 3: unique keys with their index, the attempts table, and dependencies (none for the jobs there)."""
     conn.execute(UNIQUE_AND_ATTEMPTS_V3)
     return True
 
@@ -146,7 +146,7 @@ STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
     Step(2, "queues", add_queues),
-    Step(3, "unique keys and attempt history", add_unique_and_attempts),
+    Step(3, "unique keys, attempt history and dependencies", add_unique_and_attempts),
 )
 
 

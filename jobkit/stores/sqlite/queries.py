@@ -55,10 +55,11 @@ FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?
 
 INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
 LIVE_KEY = "unique_key IS NOT NULL AND (status = 'pending' OR status = 'running')"  # jobs_unique_idx's rows
-# Jobs with unique keys: a job whose key a pending or running job of its name holds is
-# skipped by the index, and HOLDERS then reads which job holds each key given.
-INSERT_UNIQUE = f"{INSERT} ON CONFLICT (job_name, unique_key) WHERE {LIVE_KEY} DO NOTHING"
+# Jobs with unique keys: HOLDERS reads, under the write lock, which job holds each key given
+# (lifecycle.added then leaves out those it holds; jobs_unique_idx would refuse them anyway).
 TAKEN = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+PARENTS = "SELECT id, status FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+DEPEND = "INSERT OR IGNORE INTO job_deps (parent_id, child_id) VALUES (?, ?)"
 HOLDERS = f"""SELECT j.job_name, j.unique_key, j.id FROM json_each(?) AS k
     JOIN jobs AS j INDEXED BY jobs_unique_idx
     ON j.job_name = json_extract(k.value, '$[0]') AND j.unique_key = json_extract(k.value, '$[1]')
@@ -75,7 +76,7 @@ PAUSED = "(SELECT name FROM queues WHERE paused = 1)"  # the queues no claim tak
 # pause itself, so a pause committed after the worker chose its queues still holds.
 CLAIM_ARM = (
     """SELECT * FROM (SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
-    WHERE status = 'pending' AND queue = :q{i} AND scheduled_for <= :now {{names}}
+    WHERE status = 'pending' AND waiting_for = 0 AND queue = :q{i} AND scheduled_for <= :now {{names}}
     AND :q{i} NOT IN """
     + PAUSED
     + """
@@ -93,9 +94,10 @@ RETURNING {SELECT}
 # outcomes, those of the jobs being retried; less the paused; for a claim alone, only
 # those with a job due, so that an idle worker's claim does not take the write lock.
 SEEN = """WITH RECURSIVE seen(name) AS (
-    SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'
+    SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending' AND waiting_for = 0
     UNION ALL
-    SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending' AND queue > seen.name)
+    SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_pending_idx
+        WHERE status = 'pending' AND waiting_for = 0 AND queue > seen.name)
     FROM seen WHERE seen.name IS NOT NULL)"""
 CANDIDATES = {
     "pending": "SELECT name FROM seen",
@@ -110,7 +112,7 @@ SELECT name FROM candidates WHERE name IS NOT NULL AND name NOT IN """
 ORDER BY name"""
 )
 DUE_IN_QUEUE = """AND EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_pending_idx
-    WHERE status = 'pending' AND queue = candidates.name AND scheduled_for <= :now {names})"""
+    WHERE status = 'pending' AND waiting_for = 0 AND queue = candidates.name AND scheduled_for <= :now {names})"""
 
 
 def queues_to_claim_sql(candidates: str, due: bool, count: int | None) -> str:
@@ -122,17 +124,22 @@ def queues_to_claim_sql(candidates: str, due: bool, count: int | None) -> str:
 MOST_ARMS = 200  # SQLite allows 500 arms to a compound SELECT; past this, one arm over them all
 CLAIM_WIDE = (
     """SELECT id, priority, scheduled_for FROM jobs INDEXED BY jobs_pending_idx
-    WHERE status = 'pending' AND queue IN (SELECT value FROM json_each(:due)) AND scheduled_for <= :now {names}
+    WHERE status = 'pending' AND waiting_for = 0 AND queue IN (SELECT value FROM json_each(:due))
+    AND scheduled_for <= :now {names}
     AND queue NOT IN """
     + PAUSED
 )
 
 # Queue reads name the pending index: with a job-name filter the planner would rather use
 # the name index, and scan every job of that name ever run.
-PENDING = "jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'"
+# The jobs a claim may take once due: pending and waiting for no job they run after (the
+# pending index holds these alone); a listing finds the waiting ones through their own index.
+PENDING = "jobs INDEXED BY jobs_pending_idx WHERE status = 'pending' AND waiting_for = 0"
+WAITING = "jobs INDEXED BY jobs_waiting_idx WHERE status = 'pending' AND waiting_for > 0"
 NOT_PAUSED = f"AND queue NOT IN {PAUSED}"
 BY_STATUS = (
     (PENDING, {JobStatus.PENDING}),
+    (WAITING, {JobStatus.PENDING}),
     ("jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {JobStatus.RUNNING}),
     ("jobs WHERE completed_at IS NOT NULL", FINISHED),
 )
@@ -225,7 +232,7 @@ CLAIM_ONE = f"""
 UPDATE jobs SET status = 'running', worker_id = :token, worker_started_at = :now,
     worker_expires_at = :until, attempt_count = attempt_count + 1,
     progress = 0, progress_message = NULL, updated_at = :now
-WHERE id = :id AND status = 'pending'
+WHERE id = :id AND status = 'pending' AND waiting_for = 0
 RETURNING {SELECT}
 """
 
@@ -292,7 +299,9 @@ WHERE id = :id AND (status = 'pending' OR (status = 'running' AND cancel_request
 # A job whose unique key another live job holds is not retried (lifecycle.retry_by_hand).
 RETRY_JOB = f"""UPDATE jobs SET status = 'pending', attempt_count = 0, result = NULL, progress = 0,
     progress_message = NULL, error = NULL, traceback = NULL, worker_id = NULL, worker_started_at = NULL,
-    worker_expires_at = NULL, completed_at = NULL, cancel_requested = 0, scheduled_for = ?, updated_at = ?
+    worker_expires_at = NULL, completed_at = NULL, cancel_requested = 0, scheduled_for = ?, updated_at = ?,
+    waiting_for = (SELECT count(*) FROM job_deps AS d JOIN jobs AS p ON p.id = d.parent_id
+        WHERE d.child_id = jobs.id AND p.status <> 'completed')
 WHERE id = ? AND status IN ('failed', 'cancelled') AND NOT EXISTS (
     SELECT 1 FROM jobs AS live INDEXED BY jobs_unique_idx WHERE live.job_name = jobs.job_name
     AND live.unique_key = jobs.unique_key AND live.{LIVE_KEY.replace(" status", " live.status")})
@@ -301,6 +310,7 @@ PURGED = """SELECT id FROM jobs INDEXED BY jobs_finished_idx
     WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?1)) AND completed_at < ?2
     ORDER BY completed_at, id LIMIT ?3"""
 PURGE_ATTEMPTS = f"DELETE FROM attempts WHERE job_id IN ({PURGED})"  # first, in the same transaction
+PURGE_DEPENDENCIES = f"DELETE FROM job_deps WHERE parent_id IN ({PURGED}) OR child_id IN ({PURGED})"
 PURGE = f"DELETE FROM jobs WHERE id IN ({PURGED})"
 HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD} RETURNING id, cancel_requested"
 PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
@@ -410,11 +420,12 @@ def listing(
             bindings[column] = value
     if after is not None:
         where.append("(created_at, id) < (:after_created, :after_id)")
-    if filters.get("job_name") is None:
+    if filters.get("job_name") is None and status is not JobStatus.PENDING:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit", bindings
     # The name index holds finished jobs only; pending and running ones of that
-    # name are found through the (small) indexes of their own status.
+    # name are found through the (small) indexes of their own status, as are pending
+    # jobs of any name (two indexes: the ready ones, and those waiting for others).
     conditions = " AND ".join(where)
     parts = [
         f"SELECT {SELECT} FROM {source} AND {conditions}"

@@ -30,11 +30,12 @@ import apsw
 from jobkit import lifecycle
 from jobkit.errors import StoreError
 from jobkit.model import Attempt, Backlog, JobRecord, JobStatus, Schedule, Summary
-from jobkit.stores.refusals import check_ids, chosen_queues
+from jobkit.stores.refusals import check_ids, check_parents, chosen_queues
 from jobkit.stores.sqlite import queries
-from jobkit.stores.sqlite.codec import UnreadableRow, dt, record_of, records_of, schedule_of, ts
+from jobkit.stores.sqlite.codec import UnreadableRow, dt, record_of, records_of, row_of, schedule_of, ts
 from jobkit.stores.sqlite.errors import store_error
 from jobkit.stores.sqlite.schema import SELECT
+from jobkit.stores.writes import dependencies
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
@@ -127,7 +128,7 @@ def page(path: str, read: Read, listing: Listing, limit: int, after: Cursor | No
 def counts(read: Read) -> dict[JobStatus, int]:
     """How many jobs are in each status: one query per partial index, each counting from its index alone."""
     found = dict.fromkeys(JobStatus, 0)
-    (pending,) = read("SELECT count(*) FROM jobs INDEXED BY jobs_pending_idx WHERE status = 'pending'", {})
+    (pending,) = read(f"SELECT (SELECT count(*) FROM {queries.PENDING}) + (SELECT count(*) FROM {queries.WAITING})", {})
     (running,) = read("SELECT count(*) FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running'", {})
     found[JobStatus.PENDING], found[JobStatus.RUNNING] = pending[0], running[0]
     for status, n in read("SELECT status, count(*) FROM jobs WHERE completed_at IS NOT NULL GROUP BY status", {}):
@@ -207,13 +208,20 @@ def _time(value: str | None) -> datetime | None:
     return None if value is None else dt(value)
 
 
-def add_unique(jobs: Sequence[JobRecord], rows: Sequence[Any], keys: str, conn: apsw.Connection) -> list[Any]:
-    """In the add's transaction: refuse a taken id, insert *rows* (skipping a job whose key is held), read the holders.
+def adding(jobs: Sequence[JobRecord], keys: str | None, conn: apsw.Connection) -> list[str]:
+    """In the add's transaction, for jobs with unique keys or jobs they run after: the add; the id of each.
 
-    The insert's ON CONFLICT names the unique index and so passes over a taken id too,
-    which must fail the add as a plain insert would: it is looked for first.
+    A taken id is refused first, then a job named in ``after`` that does not exist. Then
+    :func:`lifecycle.added` decides, from who holds the keys and the parents' statuses
+    read here under the write lock, what is written; no other writer can come between.
     """
     taken = [row[0] for row in conn.execute(queries.TAKEN, (json.dumps([job.id for job in jobs]),))]
     check_ids(jobs, taken)
-    conn.executemany(queries.INSERT_UNIQUE, rows)
-    return list(conn.execute(queries.HOLDERS, (keys,)))
+    parents = sorted({parent for job in jobs for parent in job.depends_on})
+    statuses = {job_id: JobStatus(status) for job_id, status in conn.execute(queries.PARENTS, (json.dumps(parents),))}
+    check_parents(parents, statuses)
+    holders = conn.execute(queries.HOLDERS, (keys,)) if keys is not None else ()
+    written, ids = lifecycle.added(jobs, {(name, key): job_id for name, key, job_id in holders}, statuses)
+    conn.executemany(queries.INSERT, [row_of(job) for job in written])
+    conn.executemany(queries.DEPEND, dependencies(written, [job.id for job in written]))
+    return ids

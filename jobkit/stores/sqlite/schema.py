@@ -76,11 +76,15 @@ CREATE TABLE queues (
 DROP INDEX jobs_status_scheduled_idx;
 CREATE INDEX jobs_pending_idx ON jobs (queue, priority DESC, scheduled_for, id) WHERE status = 'pending';
 """
-# Version 3: unique jobs and attempt history. While a job is pending or running, the
+# Version 3: unique jobs, attempt history and dependencies. While a job is pending or running, the
 # partial unique index holds its name and unique key, so that no other process makes a
 # second job with them (an INSERT that would is skipped by its ON CONFLICT). The attempts
 # table holds each job's ended attempts but a completion (which the job's row tells),
-# the newest ATTEMPTS_KEPT of them; a purge deletes them with their job.
+# the newest ATTEMPTS_KEPT of them; a purge deletes them with their job. A job that runs
+# after others names them (depends_on, JSON) and counts those not completed (waiting_for);
+# job_deps leads from each to the jobs waiting on it, and two triggers settle those as it
+# ends (lifecycle.after_parent_ended: one fewer to wait for, or cancelled, recursively).
+# The pending index holds only jobs that wait for nothing, so a claim never sees the others.
 UNIQUE_AND_ATTEMPTS_V3 = """
 ALTER TABLE jobs ADD COLUMN unique_key TEXT;
 CREATE UNIQUE INDEX jobs_unique_idx ON jobs (job_name, unique_key)
@@ -96,6 +100,34 @@ CREATE TABLE attempts (
     traceback  TEXT,
     PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN depends_on TEXT;
+ALTER TABLE jobs ADD COLUMN waiting_for INTEGER NOT NULL DEFAULT 0 CHECK (waiting_for >= 0);
+CREATE TABLE job_deps (
+    parent_id TEXT NOT NULL,
+    child_id  TEXT NOT NULL,
+    PRIMARY KEY (parent_id, child_id)
+) WITHOUT ROWID;
+DROP INDEX jobs_pending_idx;
+CREATE INDEX jobs_pending_idx ON jobs (queue, priority DESC, scheduled_for, id)
+    WHERE status = 'pending' AND waiting_for = 0;
+CREATE INDEX jobs_waiting_idx ON jobs (id) WHERE status = 'pending' AND waiting_for > 0;
+CREATE TRIGGER jobs_parent_completed AFTER UPDATE OF status ON jobs
+WHEN NEW.status = 'completed' AND (OLD.status = 'pending' OR OLD.status = 'running')
+    AND EXISTS (SELECT 1 FROM job_deps WHERE parent_id = NEW.id)
+BEGIN
+    UPDATE jobs SET waiting_for = waiting_for - 1
+    WHERE id IN (SELECT child_id FROM job_deps WHERE parent_id = NEW.id) AND status = 'pending' AND waiting_for > 0;
+END;
+CREATE TRIGGER jobs_parent_ended AFTER UPDATE OF status ON jobs
+WHEN (NEW.status = 'failed' OR NEW.status = 'cancelled') AND (OLD.status = 'pending' OR OLD.status = 'running')
+    AND EXISTS (SELECT 1 FROM job_deps WHERE parent_id = NEW.id)
+BEGIN
+    UPDATE jobs SET status = 'cancelled',
+        error = 'cancelled: job ' || NEW.id || ', which it runs after, ended ' || NEW.status,
+        completed_at = coalesce(NEW.completed_at, NEW.updated_at),
+        updated_at = coalesce(NEW.completed_at, NEW.updated_at)
+    WHERE id IN (SELECT child_id FROM job_deps WHERE parent_id = NEW.id) AND status = 'pending' AND waiting_for > 0;
+END;
 """
 SCHEMA = f"""
 -- jobkit schema, version 1 (migrations.py's steps bring it up to date). Timestamps are UTC
@@ -132,6 +164,8 @@ COLUMNS = (
     "cancel_requested",
     "queue",
     "unique_key",
+    "depends_on",
+    "waiting_for",
 )
 SELECT = ", ".join(COLUMNS)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import apsw
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, StoreError, ValidationError
+from jobkit.errors import JobkitError, StoreError, UnknownDependency, ValidationError
 from jobkit.model import (
     Attempt,
     Backlog,
@@ -52,7 +52,7 @@ from jobkit.stores.sqlite.migrations import check_file, create_file, migrate
 from jobkit.stores.sqlite.queries import Step
 from jobkit.stores.sqlite.schema import SCHEDULE_SELECT, SELECT
 from jobkit.stores.sqlite.waker import SqliteWaker
-from jobkit.stores.writes import given_back, held_by
+from jobkit.stores.writes import given_back
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
     from jobkit.store import Cursor
@@ -130,6 +130,9 @@ class SqliteStore:
                 # prepared again for every new binding: 40-60 us a claim, for the same plan.
                 conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
                 conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+                # A job cancelled because a job it runs after failed cancels its own dependents
+                # in turn: the trigger that does it fires from its own update.
+                conn.execute("PRAGMA recursive_triggers = ON")
             except apsw.Error as exc:
                 raise store_error(self.path, exc, writing=False) from exc
             self._local.conn = conn
@@ -210,16 +213,17 @@ class SqliteStore:
             return []
         keys = [[job.job_name, job.unique_key] for job in jobs if job.unique_key is not None]
         try:
-            if not keys:
+            if not keys and not any(job.depends_on for job in jobs):
                 # One INSERT is a transaction of its own that takes the write lock as it starts,
                 # as BEGIN IMMEDIATE would, and saves two round trips.
                 self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
                 return [job.id for job in jobs]
             check_ids(jobs)
-            holders = self._write(functools.partial(reading.add_unique, jobs, rows, json.dumps(keys)))
+            return self._write(functools.partial(reading.adding, jobs, json.dumps(keys) if keys else None))
+        except UnknownDependency:
+            raise
         except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
-        return held_by(jobs, {(name, key): job_id for name, key, job_id in holders})
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job, or None; :class:`UnreadableRow` (a StoreError) naming what another tool wrote in its row."""
@@ -357,9 +361,10 @@ class SqliteStore:
         if limit <= 0 or chosen == "[]":
             return 0
 
-        _, deleted = self._run(
+        *_, deleted = self._run(
             [
                 (queries.PURGE_ATTEMPTS, (chosen, cutoff, limit), "count"),
+                (queries.PURGE_DEPENDENCIES, (chosen, cutoff, limit), "count"),
                 (queries.PURGE, (chosen, cutoff, limit), "count"),
             ]
         )
