@@ -53,6 +53,11 @@ def _backoff(_: object, attribute: attrs.Attribute[Any], value: Backoff) -> None
         )
 
 
+def _flag(name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def _storable_name(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
     # Every row of this job carries the name as it is, so one no store can hold is refused here.
     if isinstance(value, str):
@@ -75,7 +80,7 @@ class JobSpec(Generic[P, R]):
     retry_backoff: Backoff = attrs.field(default=2.0, validator=_backoff)
     max_payload_bytes: int = attrs.field(default=DEFAULT_MAX_PAYLOAD_BYTES, validator=_positive)
     queue: str = attrs.field(default=DEFAULT_QUEUE, validator=lambda _, a, v: check_queue(v, what=a.name))
-    unique: bool = False
+    unique: bool = attrs.field(default=False, validator=lambda _, a, v: _flag(a.name, v))
     hooks: Hooks = attrs.field(factory=Hooks, eq=False, repr=False)
     is_async: bool = attrs.field(init=False)
 

@@ -7,6 +7,7 @@ condition every :data:`POLL` seconds until a deadline. conftest.py holds the fix
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -341,3 +342,19 @@ class Load:
         left = self.store.list_jobs(limit=10**6)
         assert all(job.status is COMPLETED for job in left)
         assert deleted + len(left) == self.total, "a job vanished without being purged after it finished"
+
+
+def collect(results: Any, procs: list[Any], timeout: float = 120) -> dict[int, Any]:
+    """What each child process put on *results* as ``(pid, report)``, as it arrives; fail as soon as one dies,
+    or after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    reports: dict[int, Any] = {}
+    while len(reports) < len(procs):
+        try:
+            pid, report = results.get(timeout=0.1)
+            reports[pid] = report
+        except queue.Empty:
+            died = [f"{p.name}: exit {p.exitcode}" for p in procs if p.exitcode not in (None, 0)]
+            assert not died, f"a child process died: {died}"
+            assert time.monotonic() < deadline, f"timed out after {timeout:g}s; {len(reports)} of {len(procs)} done"
+    return reports

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 
 import jobkit
+from tests.support import collect
 
 pytestmark = pytest.mark.slow
 
@@ -62,21 +61,6 @@ def tick_at_each_instant(target: str, options: dict[str, Any], barrier: Any, res
             barrier.wait(STEP_TIMEOUT)
             enqueued.append(jobkit.tick(store, registry(), now=now, limit=2).cron_enqueued)
     results.put((os.getpid(), enqueued))
-
-
-def collect(results: Any, procs: list[Any], timeout: float = 120) -> dict[int, list[int]]:
-    """Each process's counts, as they arrive; fail as soon as one dies, or after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    reports: dict[int, list[int]] = {}
-    while len(reports) < len(procs):
-        try:
-            pid, counts = results.get(timeout=0.1)
-            reports[pid] = counts
-        except queue.Empty:
-            died = [f"{p.name}: exit {p.exitcode}" for p in procs if p.exitcode not in (None, 0)]
-            assert not died, f"a ticking process died: {died}"
-            assert time.monotonic() < deadline, f"timed out after {timeout:g}s; {len(reports)} of {len(procs)} done"
-    return reports
 
 
 def stamp(name: str, fire_time: datetime) -> str:

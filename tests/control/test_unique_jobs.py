@@ -12,8 +12,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import queue
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +36,7 @@ from tests.support import (
     Background,
     Gate,
     burst,
+    collect,
     status_is,
     wait_until,
 )
@@ -380,21 +379,6 @@ def enqueue_racing(target: str, options: dict[str, Any], barrier: Any, results: 
     results.put((os.getpid(), ids))
 
 
-def collect(results: Any, procs: list[Any]) -> dict[int, list[str]]:
-    """Each process's ids as they arrive; fail as soon as one dies, or after RACE_TIMEOUT."""
-    deadline = time.monotonic() + RACE_TIMEOUT
-    reports: dict[int, list[str]] = {}
-    while len(reports) < len(procs):
-        try:
-            pid, ids = results.get(timeout=0.1)
-            reports[pid] = ids
-        except queue.Empty:
-            died = [f"{p.name}: exit {p.exitcode}" for p in procs if p.exitcode not in (None, 0)]
-            assert not died, f"an enqueuing process died: {died}"
-            assert time.monotonic() < deadline, f"timed out; {len(reports)} of {len(procs)} processes reported"
-    return reports
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_processes_adding_one_key_at_the_same_instant_leave_one_job_and_all_get_its_id(
@@ -417,7 +401,7 @@ def test_processes_adding_one_key_at_the_same_instant_leave_one_job_and_all_get_
     try:
         for proc in procs:
             proc.start()
-        reports = collect(results, procs)
+        reports = collect(results, procs, RACE_TIMEOUT)
         for proc in procs:
             proc.join(RACE_TIMEOUT)
             assert proc.exitcode == 0, f"{proc.name} (pid {proc.pid}) exited with {proc.exitcode}"
