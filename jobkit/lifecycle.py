@@ -66,7 +66,7 @@ def is_ready(job: JobRecord) -> bool:
 
 def is_due(job: JobRecord, now: datetime) -> bool:
     """Whether a claim at *now* may take *job*."""
-    return job.status is PENDING and job.waiting_for == 0 and job.scheduled_for <= now
+    return is_ready(job) and job.scheduled_for <= now
 
 
 def claimable(
