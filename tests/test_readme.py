@@ -164,6 +164,27 @@ def test_async_producer_example_runs_as_written(tmp_path: Path) -> None:
     ]
 
 
+# Drives the README's dashboard.py: the mounted dashboard answers under its prefix, read-only.
+DASHBOARD_CLIENT = """
+from starlette.testclient import TestClient
+
+from dashboard import app, store
+
+with TestClient(app) as client:
+    page = client.get("/admin/jobs/")
+    health = client.get("/admin/jobs/healthz").json()
+    refused = client.post("/admin/jobs/queues/default/pause")
+print(page.status_code, 'href="/admin/jobs/jobs"' in page.text, health["ok"], health["read_only"], refused.status_code)
+store.close()
+"""
+
+
+def test_dashboard_example_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "dashboard.py").write_text(named("dashboard.py"))
+    (tmp_path / "client.py").write_text(DASHBOARD_CLIENT)
+    assert run(tmp_path, "client.py").splitlines() == ["200 True True True 403"]
+
+
 def test_queues_example_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "tasks.py").write_text(named("tasks.py"))
     (tmp_path / "queues.py").write_text(named("queues.py"))
@@ -211,7 +232,7 @@ def test_every_python_block_is_run_by_a_test() -> None:
     run_here = [named("tasks.py"), named("enqueue.py"), reader(), notebook(), results(), named("nightly.py"), manage()]
     run_here += [named(script) for script in ORDERS]
     run_here += [named("app.py"), named("queues.py"), named("unique.py"), named("waiting.py"), named("snoozed.py")]
-    run_here += [named("pipeline.py"), named("run_pipeline.py")]
+    run_here += [named("pipeline.py"), named("run_pipeline.py"), named("dashboard.py")]
     assert sorted(BLOCKS) == sorted(run_here), "a python block of the README that no test here runs"
 
 

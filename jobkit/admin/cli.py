@@ -40,6 +40,7 @@ from jobkit.admin.commands import (
     cmd_show,
     cmd_status,
     cmd_watch,
+    cmd_web,
 )
 from jobkit.control import parse_duration
 from jobkit.errors import JobkitError, JobNotFound, StoreError, UnknownScheduleError, ValidationError
@@ -234,6 +235,17 @@ def _parser() -> argparse.ArgumentParser:
     frames.add_argument("--once", action="store_true", help="draw one frame and exit")
     frames.add_argument("--iterations", type=_type(parse_count), metavar="N", help="draw N frames and exit")
 
+    web = add("web", cmd_web, 'the web dashboard (needs pip install "jobkit-queue[web]"), until Ctrl-C')
+    web.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    web.add_argument("--port", type=_type(parse_port), default=8787, help="the port (default 8787)")
+    web.add_argument("--read-only", action="store_true", help="show no controls; every action answers 403")
+    web.add_argument("--base-path", default="", metavar="PATH", help="serve under this prefix, as /jobs")
+    web.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        help="HTTP Basic credentials, needed to listen beyond loopback (default: $JOBKIT_WEB_AUTH)",
+    )
+
     add(
         "migrate",
         None,  # opens no store: main() runs it
@@ -263,8 +275,36 @@ def _check(args: argparse.Namespace) -> None:
             problem = f"unexpected {args.queue!r}: say 'pause NAME' or 'resume NAME'"
         elif args.action != "list" and args.queue is None:
             problem = f"'{args.action}' needs the NAME of a queue"
+    elif args.command == "web":
+        problem = web_problem(args)
     if problem is not None:
         raise CommandError(f"{args.command}: {problem}", USAGE)
+
+
+def web_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``web``'s options, if anything: credentials and address are checked before opening."""
+    try:
+        from jobkit.web.security import AUTH_ENV, check_bind, parse_auth  # the web extra, only for this command
+    except ImportError as exc:
+        return f'the dashboard needs its extra ({exc}): pip install "jobkit-queue[web]"'
+
+    given = args.auth or os.environ.get(AUTH_ENV) or None
+    try:
+        args.auth = parse_auth(given) if given else None
+        check_bind(args.host, args.auth)
+    except ValidationError as exc:
+        return str(exc)
+    if args.base_path and not args.base_path.startswith("/"):
+        return f"--base-path must start with /, not {args.base_path!r}"
+    return None
+
+
+def parse_port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"a port is 1 to 65535, not {text}")
+    return port
 
 
 MOST_SCHEMA_BYTES = 63  # PostgreSQL cuts longer identifiers short

@@ -366,3 +366,20 @@ def _pages(store: Store, *, status: JobStatus | None = None, name: str | None = 
 def _print_json(data: Any, *, indent: int | None = 2) -> None:
     sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def cmd_web(store: Store, args: argparse.Namespace, console: Console) -> int:
+    """Serve the web dashboard of *store* until Ctrl-C."""
+    try:
+        from jobkit.web.serve import serve
+    except ImportError as exc:
+        raise StoreError(f'the dashboard needs its extra ({exc}): pip install "jobkit-queue[web]"') from None
+    return serve(
+        store,
+        host=args.host,
+        port=args.port,
+        read_only=args.read_only,
+        base_path=args.base_path,
+        auth=args.auth,
+        say=console.print,
+    )

@@ -20,7 +20,7 @@ from tests import admin_jobs
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TIMEOUT = 60  # seconds any one command may take
-SUBCOMMANDS = ("status", "list", "show", "retry", "cancel", "purge", "schedules", "queues", "watch", "migrate")
+SUBCOMMANDS = ("status", "list", "show", "retry", "cancel", "purge", "schedules", "queues", "watch", "web", "migrate")
 ADD, EXPLODE, REFUSE = admin_jobs.add.name, admin_jobs.explode.name, admin_jobs.refuse.name
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobkit.lease", "jobkit.run"),
     ("jobkit.spec",),
     ("jobkit.control", "jobkit.recurring", "jobkit.present"),
-    ("jobkit.worker", "jobkit.admin", "jobkit.__main__"),
+    ("jobkit.worker", "jobkit.admin", "jobkit.web", "jobkit.__main__"),
 )
 
 

@@ -1,0 +1,126 @@
+"""What the overview shows, read at most once a second however many people look, and pushed to them.
+
+One :class:`Hub` per app holds the latest :class:`Snapshot` (counts, backlog, queues,
+running jobs, schedules are not in it: they change by hand). A page or an event stream
+asks for it; when it is older than :data:`FRESH` one thread reads the store again (every
+store call blocks) while the others are answered from the one before. So ten open
+browser tabs cost the database what one does, and on a queue of a million jobs a page
+answers from the snapshot instead of counting again.
+
+The reads are the store's own short read transactions, done before anything is rendered:
+the dashboard never holds a write transaction, nor a read one while it renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+
+import attrs
+from starlette.concurrency import run_in_threadpool
+
+from jobkit.model import Backlog, JobRecord, QueueInfo, Summary
+from jobkit.store import Store
+from jobkit.web.tally import Tally
+
+FRESH = 1.0  # seconds a snapshot is shown before it is read again
+TICK = 1.0  # seconds between two pushes of an event stream
+FAILED_WINDOW = timedelta(hours=1)  # "failed in the last hour", as the status command says
+
+
+@attrs.frozen
+class Snapshot:
+    """The queue at one moment of the store's clock."""
+
+    at: datetime
+    summary: Summary
+    backlog: Backlog
+    queues: list[QueueInfo]
+
+
+def read_snapshot(store: Store, tally: Tally) -> Snapshot:
+    """Read everything the overview shows, each part in the store's own read transaction."""
+    now = store.now()
+    tally.look(store)
+    return Snapshot(
+        at=now,
+        summary=store.summary(since=now - FAILED_WINDOW),
+        backlog=store.backlog(now=now),
+        queues=store.queues(),
+    )
+
+
+class Hub:
+    """The latest snapshot, shared by every request of one app (and by every event loop: tests start several).
+
+    A stale snapshot is still answered at once while one fresh read runs in a background
+    thread (so on a queue of a million jobs a page never waits for the counting); with
+    none at all (at the start, or after an action) the caller waits for the read.
+    """
+
+    def __init__(self, store: Store, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.tally = tally
+        self._clock = clock
+        self._reading = threading.Lock()  # one read at a time
+        self._latest: tuple[float, Snapshot] | None = None
+        self._generation = 0  # bumped by forget(): a read begun before it is not kept
+
+    async def snapshot(self) -> Snapshot:
+        """The latest snapshot; one older than :data:`FRESH` is read again (in the background, if there is one)."""
+        latest = self._latest
+        if latest is not None and self._clock() - latest[0] < FRESH:
+            return latest[1]
+        if latest is not None:
+            if not self._reading.locked():
+                threading.Thread(target=self._read, name="jobkit-web-snapshot", daemon=True).start()
+            return latest[1]
+        return await run_in_threadpool(self._read)
+
+    def _read(self) -> Snapshot:
+        with self._reading:
+            latest, generation = self._latest, self._generation
+            if latest is not None and self._clock() - latest[0] < FRESH:
+                return latest[1]  # read by someone else while this one waited
+            snapshot = read_snapshot(self.store, self.tally)
+            if generation == self._generation:
+                self._latest = (self._clock(), snapshot)
+            return snapshot
+
+    def forget(self) -> None:
+        """Drop the snapshot: an action changed the queue, and the page it redirects to shows that."""
+        self._generation += 1
+        self._latest = None
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        return await run_in_threadpool(self.store.get, job_id)
+
+
+def sse_event(name: str, html: str) -> str:
+    """One server-sent event carrying an HTML fragment: each of its lines a ``data:`` line."""
+    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {name}\n{lines}\n"
+
+
+async def events(
+    produce: Callable[[], Awaitable[list[tuple[str, str]]]],
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[str]:
+    """Server-sent events from *produce* (a coroutine function giving ``[(name, html), ...]``) every :data:`TICK`.
+
+    An event is sent when its fragment differs from what was sent last; the stream ends
+    when the browser goes away.
+    """
+    sent: dict[str, str] = {}
+    yield ": jobkit live\n\n"  # a comment: the browser sees the stream open at once
+    while True:
+        if await disconnected():
+            return
+        for name, html in await produce():
+            if sent.get(name) != html:
+                sent[name] = html
+                yield sse_event(name, html)
+        await asyncio.sleep(TICK)

@@ -1,0 +1,156 @@
+"""The dashboard's pages (GET): overview, jobs, one job, schedules, queues; the live stream; the probe.
+
+Each handler reads what it shows first (the store's short read transactions, in a thread),
+then renders: no transaction is open while a template runs. A bad filter or cursor in a
+URL is a 400 page naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from jobkit.errors import ValidationError
+from jobkit.model import JobRecord
+from jobkit.present import holders, is_overdue, lease_hint
+from jobkit.web.filters import JobFilter, format_cursor, parse_cursor
+from jobkit.web.live import Snapshot, events
+from jobkit.web.state import Dashboard, dashboard_of, root_of
+from jobkit.web.views import actions_for, chart, status_order
+
+PAGE_SIZE = 50  # jobs on one page of the jobs list
+
+
+async def overview(request: Request) -> Response:
+    dashboard = dashboard_of(request)
+    snapshot = await dashboard.hub.snapshot()
+    return dashboard.render(request, "overview.html", page="overview", **_overview_values(dashboard, snapshot))
+
+
+def _overview_values(dashboard: Dashboard, snapshot: Snapshot) -> dict[str, Any]:
+    now = snapshot.at
+    found = holders(snapshot.summary.running)
+    return {
+        "snapshot": snapshot,
+        "now": now,
+        "statuses": status_order(),
+        "chart": chart(dashboard.tally.bars(now)),
+        "holders": [(holder, is_overdue(holder, now), lease_hint(holder, now)) for holder in found],
+    }
+
+
+async def jobs(request: Request) -> Response:
+    dashboard = dashboard_of(request)
+    try:
+        chosen = JobFilter.parse(request.query_params)
+        after = parse_cursor(request.query_params.get("after"))
+    except ValidationError as exc:
+        return _bad_request(dashboard, request, exc)
+    arguments = chosen.store_arguments()
+
+    def read() -> tuple[list[JobRecord], Any]:
+        found = dashboard.store.list_jobs(**arguments, limit=PAGE_SIZE + 1, after=after)
+        return found, dashboard.store.now()
+
+    try:
+        found, now = await run_in_threadpool(read)
+    except ValidationError as exc:  # what only the store checks (a text filter it cannot search, say)
+        return _bad_request(dashboard, request, exc)
+    page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+    following = format_cursor(page[-1].created_at, page[-1].id) if more else None
+    return dashboard.render(
+        request,
+        "jobs.html",
+        page="jobs",
+        jobs=page,
+        now=now,
+        chosen=chosen,
+        statuses=status_order(),
+        next_url=chosen.url(f"{root_of(request)}/jobs", after=following) if following else None,
+        first_url=chosen.url(f"{root_of(request)}/jobs") if after else None,
+        here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+    )
+
+
+async def job(request: Request) -> Response:
+    dashboard = dashboard_of(request)
+    job_id = request.path_params["job_id"]
+
+    def read() -> tuple[JobRecord | None, Any, Any, list[JobRecord | None]]:
+        store = dashboard.store
+        record = store.get(job_id)
+        if record is None:
+            return None, None, [], []
+        return record, store.now(), store.attempts(job_id), [store.get(parent) for parent in record.depends_on]
+
+    record, now, attempts, parents = await run_in_threadpool(read)
+    if record is None:
+        return dashboard.render(request, "missing.html", status_code=404, page="jobs", job_id=job_id)
+    return dashboard.render(
+        request,
+        "job.html",
+        page="jobs",
+        job=record,
+        now=now,
+        attempts=attempts,
+        parents=list(zip(record.depends_on, parents, strict=True)),
+        actions=actions_for(record),
+    )
+
+
+async def schedules(request: Request) -> Response:
+    dashboard = dashboard_of(request)
+
+    def read() -> tuple[Any, Any]:
+        return dashboard.store.list_schedules(), dashboard.store.now()
+
+    entries, now = await run_in_threadpool(read)
+    return dashboard.render(request, "schedules.html", page="schedules", schedules=entries, now=now)
+
+
+async def queues(request: Request) -> Response:
+    dashboard = dashboard_of(request)
+    snapshot = await dashboard.hub.snapshot()
+    return dashboard.render(
+        request, "queues.html", page="queues", queues=snapshot.queues, statuses=status_order(), now=snapshot.at
+    )
+
+
+async def live(request: Request) -> Response:
+    """Server-sent events: the overview's counts and running jobs, and with ``?job=ID`` that job's state."""
+    dashboard = dashboard_of(request)
+    job_id = request.query_params.get("job")
+
+    async def produce() -> list[tuple[str, str]]:
+        snapshot = await dashboard.hub.snapshot()
+        values = _overview_values(dashboard, snapshot)
+        sent = [
+            ("counts", dashboard.fragment(request, "_counts.html", **values)),
+            ("running", dashboard.fragment(request, "_running.html", **values)),
+            ("queues", dashboard.fragment(request, "_queue_counts.html", **values)),
+        ]
+        if job_id:
+            record = await dashboard.hub.job(job_id)
+            if record is not None:
+                sent.append(("job", dashboard.fragment(request, "_job_state.html", job=record, now=snapshot.at)))
+        return sent
+
+    return StreamingResponse(
+        events(produce, request.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    """For probes: whether the store answers, in JSON; no credentials needed."""
+    dashboard = dashboard_of(request)
+    ok, detail = await run_in_threadpool(dashboard.store.health)
+    return JSONResponse({"ok": ok, "store": detail, "read_only": dashboard.read_only}, status_code=200 if ok else 503)
+
+
+def _bad_request(dashboard: Dashboard, request: Request, error: ValidationError) -> Response:
+    return dashboard.render(request, "error.html", status_code=400, page="jobs", message=str(error))
