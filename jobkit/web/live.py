@@ -26,7 +26,9 @@ from jobkit.model import Backlog, JobRecord, QueueInfo, Summary
 from jobkit.store import Store
 from jobkit.web.tally import Tally
 
-FRESH = 1.0  # seconds a snapshot is shown before it is read again
+FRESH = 1.0  # seconds a snapshot is shown before it is read again, at least
+READ_SHARE = 3.0  # ... and at least this many times as long as it took to read: on a big queue the
+# counting (a scan of the table on SQLite) costs the database at most a third of one core
 TICK = 1.0  # seconds between two pushes of an event stream
 FAILED_WINDOW = timedelta(hours=1)  # "failed in the last hour", as the status command says
 
@@ -67,12 +69,13 @@ class Hub:
         self._clock = clock
         self._reading = threading.Lock()  # one read at a time
         self._latest: tuple[float, Snapshot] | None = None
+        self._fresh = FRESH  # how long the latest snapshot stays fresh
         self._generation = 0  # bumped by forget(): a read begun before it is not kept
 
     async def snapshot(self) -> Snapshot:
-        """The latest snapshot; one older than :data:`FRESH` is read again (in the background, if there is one)."""
+        """The latest snapshot; a stale one is read again (in the background, if there is one to answer with)."""
         latest = self._latest
-        if latest is not None and self._clock() - latest[0] < FRESH:
+        if latest is not None and self._clock() - latest[0] < self._fresh:
             return latest[1]
         if latest is not None:
             if not self._reading.locked():
@@ -83,11 +86,14 @@ class Hub:
     def _read(self) -> Snapshot:
         with self._reading:
             latest, generation = self._latest, self._generation
-            if latest is not None and self._clock() - latest[0] < FRESH:
+            if latest is not None and self._clock() - latest[0] < self._fresh:
                 return latest[1]  # read by someone else while this one waited
+            began = self._clock()
             snapshot = read_snapshot(self.store, self.tally)
+            done = self._clock()
+            self._fresh = max(FRESH, READ_SHARE * (done - began))
             if generation == self._generation:
-                self._latest = (self._clock(), snapshot)
+                self._latest = (done, snapshot)
             return snapshot
 
     def forget(self) -> None:

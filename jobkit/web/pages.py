@@ -71,7 +71,7 @@ async def jobs(request: Request) -> Response:
         statuses=status_order(),
         next_url=chosen.url(f"{root_of(request)}/jobs", after=following) if following else None,
         first_url=chosen.url(f"{root_of(request)}/jobs") if after else None,
-        here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+        here=chosen.url(request.url.path, **({"after": request.query_params["after"]} if after else {})),
     )
 
 
