@@ -36,7 +36,8 @@ from jobkit.model import (
 )
 
 Cursor = tuple[datetime, str]
-"""Where a page of :meth:`Store.list_jobs` ended: the ``(created_at, id)`` of its last job."""
+"""Where a page ended: the ``(created_at, id)`` of its last job for :meth:`Store.list_jobs`, the
+``(completed_at, id)`` for :meth:`Store.finished`."""
 
 
 class Waker(Protocol):
@@ -170,6 +171,16 @@ class Store(Protocol):
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
         """Delete up to *limit* finished jobs of *statuses* completed before *before*; return how many."""
 
+    def delete(self, job_ids: Sequence[str]) -> list[str]:
+        """Delete the finished jobs among *job_ids*, with their attempt history, in one transaction.
+
+        Pending and running jobs and unknown ids are left alone. What goes with each job is
+        what :meth:`purge` deletes with it (its attempts, and the ``job_deps`` rows that name
+        it: a job gone counts as done for a retry of a job that ran after it). Returns the
+        ids deleted, each once, in the order given; anything but a sequence of str is
+        refused with a ValidationError naming ``job_ids``.
+        """
+
     def summary(self, *, since: datetime) -> Summary:
         """Counts (overall and by job name), the oldest pending job, running jobs, failures since *since*."""
 
@@ -240,11 +251,29 @@ class Store(Protocol):
         queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
     ) -> list[JobRecord]:
         """Up to *limit* jobs matching every given filter, newest first (``created_at``, then ``id``).
 
         *after* continues a listing: only jobs that sort after that cursor (the
-        ``(created_at, id)`` of the previous page's last job) are returned.
+        ``(created_at, id)`` of the previous page's last job) are returned. *text* keeps
+        jobs whose params (their JSON text) or error contain it, ASCII letters matched
+        in either case; *created_from* and *created_until* keep jobs created at or after
+        the one and before the other. An empty *text*, or a cursor or time that is not a
+        timezone-aware datetime, is refused with a ValidationError naming it
+        (:mod:`jobkit.stores.filters` holds the rules).
+        """
+
+    def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
+        """Up to *limit* finished jobs (completed, failed, cancelled) that ended before *until*, in the order they did.
+
+        Ordered by ``(completed_at, id)``; *after* (a ``(completed_at, id)`` pair, that of
+        the previous page's last job) keeps only the jobs that sort after it, so that a
+        reader pages on through jobs as they finish. Read through an index, never the
+        whole table. A cursor or *until* that is not a timezone-aware datetime, or a
+        *limit* that is not an int of at least 0, is refused with a ValidationError naming it.
         """
 
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:

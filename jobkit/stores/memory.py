@@ -34,6 +34,7 @@ from jobkit.model import (
     utc_now,
 )
 from jobkit.store import Cursor
+from jobkit.stores import filters
 from jobkit.stores.memory_table import MemoryWaker, Table
 from jobkit.stores.refusals import (
     check_ids,
@@ -41,6 +42,7 @@ from jobkit.stores.refusals import (
     check_records,
     check_times,
     check_transition_times,
+    chosen_ids,
     chosen_names,
     chosen_queue_names,
     chosen_queues,
@@ -249,7 +251,7 @@ class MemoryStore:
                 job = self._jobs.get(job_id)
                 key = lifecycle.key_of(job) if job is not None else None
                 held = key is not None and self._jobs.held_keys.get(key, job_id) != job_id
-                statuses = {p: self._jobs[p].status for p in job.depends_on if p in self._jobs} if job else {}
+                statuses = {p: self._jobs[p].status for p in self._jobs.parents(job)} if job else {}
                 waiting = lifecycle.unfinished_parents(job, statuses) if job is not None else 0
                 again = lifecycle.retry_by_hand(job, now=now, key_held=held, waiting_for=waiting) if job else None
                 if again is not None:
@@ -272,9 +274,21 @@ class MemoryStore:
                 key=lambda j: (j.completed_at, j.id),
             )[: max(limit, 0)]
             for job in doomed:
-                del self._jobs[job.id]
-                self._history.pop(job.id, None)
+                self._drop(job.id)
             return len(doomed)
+
+    def delete(self, job_ids: Sequence[str]) -> list[str]:
+        chosen = chosen_ids(job_ids)
+        with self._lock:
+            doomed = [job_id for job_id in chosen if job_id in self._jobs and self._jobs[job_id].status.finished]
+            for job_id in doomed:
+                self._drop(job_id)
+            return doomed
+
+    def _drop(self, job_id: str) -> None:
+        """Delete a job with its history; the table forgets who it ran after and who ran after it."""
+        del self._jobs[job_id]
+        self._history.pop(job_id, None)
 
     def summary(self, *, since: datetime) -> Summary:
         require_aware(since)
@@ -396,21 +410,31 @@ class MemoryStore:
         queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
     ) -> list[JobRecord]:
-        if after is not None:
-            require_aware(after[0])
+        chosen = filters.listing(
+            status=status,
+            name=name,
+            correlation_id=correlation_id,
+            queue=queue,
+            text=text,
+            created_from=created_from,
+            created_until=created_until,
+            after=after,
+        )
         with self._lock:
-            found = [
-                job
-                for job in self._jobs.values()
-                if (status is None or job.status is status)
-                and (name is None or job.job_name == name)
-                and (correlation_id is None or job.correlation_id == correlation_id)
-                and (queue is None or job.queue == queue)
-                and (after is None or (job.created_at, job.id) < after)
-            ]
+            found = [job for job in self._jobs.values() if chosen.keeps(job)]
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
+
+    def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
+        filters.check_finished(after, until, limit)
+        with self._lock:
+            found = [job for job in self._jobs.values() if filters.finished_after(job, after, until)]
+        found.sort(key=lambda j: (j.completed_at, j.id))
+        return found[:limit]
 
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         chosen, among = chosen_names(names), chosen_queue_names(queues)

@@ -50,6 +50,11 @@ class Table(dict[str, JobRecord]):
                     if after.status.finished:
                         ended.append(after)
 
+    def parents(self, job: JobRecord) -> list[str]:
+        """The jobs *job* still runs after: those it named that are still here, as the jobs they were
+        (a job deleted since counts as done, even when a new job takes its id), as job_deps holds them."""
+        return [p for p in dict.fromkeys(job.depends_on) if job.id in self.dependents.get(p, ())]
+
     def depend(self, job: JobRecord) -> None:
         """Note that *job* runs after the jobs it names."""
         for parent in dict.fromkeys(job.depends_on):

@@ -3,14 +3,16 @@
 The CHECK constraints of SqliteStore's jobs table (:data:`INVARIANTS`, which MemoryStore
 applies by hand), naive times, and the claim filters that are not what they claim to be
 (a bare ``str`` where a collection of names belongs; a queue map with a bad name or
-number).
+number); the filters, cursors and ids of the reads and deletes (each a ValidationError
+naming the argument).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 
-from jobkit.errors import JobkitError, UnknownDependency
+from jobkit.errors import JobkitError, UnknownDependency, ValidationError
 from jobkit.model import JobRecord, JobStatus, Postpone, Retry, Transition, check_queue, require_aware
 
 INVARIANTS: tuple[tuple[str, Callable[[JobRecord], bool]], ...] = (
@@ -110,3 +112,71 @@ def chosen_queues(queues: Mapping[str, int] | None) -> dict[str, int] | None:
             raise ValueError(f"queue {name!r}: the most jobs to take must be an int of at least 0, not {most!r}")
         chosen[name] = most
     return chosen
+
+
+# -- reading and deleting: the arguments of list_jobs, finished and delete -------------
+def check_time(what: str, value: object, *, required: bool = False) -> None:
+    """Refuse a *what* that is not a timezone-aware datetime (None too if *required*): a ValidationError naming it."""
+    if value is not None or required:
+        _aware(what, value, value)
+
+
+def check_cursor(what: str, cursor: object) -> None:
+    """Refuse a cursor that is not a (timezone-aware datetime, id) pair (None passes), naming *what*."""
+    if cursor is None:
+        return
+    if not isinstance(cursor, tuple) or len(cursor) != 2 or not isinstance(cursor[1], str):
+        raise ValidationError(f"{what} must be a (datetime, job id) pair, not {cursor!r}", value=cursor)
+    _aware(what, cursor[0], cursor)
+
+
+def _aware(what: str, value: object, given: object) -> None:
+    """Refuse *value*, part of what was *given* as *what*, unless it is a timezone-aware datetime."""
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{what} must be a timezone-aware datetime, not {value!r}", value=given)
+    try:
+        require_aware(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}", value=given) from None
+
+
+def check_text(text: object) -> None:
+    """Refuse a text filter that no stored text could be searched for (None passes): a ValidationError naming it.
+
+    Empty (every job would match: give None for no text filter), not a str, or holding
+    U+0000 or a lone surrogate, which no store holds (:func:`jobkit.codec.storable_text`).
+    """
+    if text is None:
+        return
+    if not isinstance(text, str):
+        raise ValidationError(f"text must be a str, not {text!r}", value=text)
+    if not text:
+        raise ValidationError("text must not be empty: give None for no text filter", value=text)
+    if "\x00" in text or (not text.isascii() and _unencodable(text)):
+        raise ValidationError(f"text {text!r} holds U+0000 or a lone surrogate, which no job's text holds", value=text)
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_limit(limit: object) -> int:
+    """The most records a read may return: an int of at least 0, else a ValidationError naming ``limit``."""
+    if type(limit) is not int or limit < 0:
+        raise ValidationError(f"limit must be an int of at least 0, not {limit!r}", value=limit)
+    return limit
+
+
+def chosen_ids(job_ids: object) -> list[str]:
+    """The job ids a call acts on, each once, in the order given; a ValidationError naming ``job_ids`` for
+    anything but a sequence of str (a bare str is one id, not its letters)."""
+    if isinstance(job_ids, str) or not isinstance(job_ids, Sequence):
+        raise ValidationError(f"job_ids must be a sequence of job ids, not {job_ids!r}", value=job_ids)
+    odd = [job_id for job_id in job_ids if not isinstance(job_id, str)]
+    if odd:
+        raise ValidationError(f"job_ids must be str, not {odd[0]!r}", value=job_ids)
+    return list(dict.fromkeys(job_ids))

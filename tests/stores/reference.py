@@ -12,6 +12,7 @@ from datetime import datetime
 
 from jobkit import lifecycle
 from jobkit.model import (
+    FINISHED,
     LIVE,
     Attempt,
     Backlog,
@@ -26,23 +27,35 @@ from jobkit.model import (
 
 
 class Settling(dict[str, JobRecord]):
-    """Jobs by id; a write that ends a job settles the jobs that run after it, and theirs in turn."""
+    """Jobs by id; a write that ends a job settles the jobs that run after it, and theirs in turn.
+
+    *edges* are who runs after whom, (parent, child), as written when the child was added:
+    a job deleted takes its edges with it, so a new job given its id is no one's parent.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.edges: set[tuple[str, str]] = set()
 
     def __setitem__(self, job_id: str, job: JobRecord) -> None:
         old = self.get(job_id)
         super().__setitem__(job_id, job)
         if old is not None and old.status in LIVE and job.status.finished:
-            for child in [j for j in self.values() if job_id in j.depends_on]:
+            for child in [j for j in self.values() if (job_id, j.id) in self.edges]:
                 after = lifecycle.after_parent_ended(child, job)
                 if after is not child:
                     self[child.id] = after
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
 
 class Reference:
     """The jobs table as the lifecycle says it must be."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, JobRecord] = Settling()
+        self.jobs = Settling()
         self.paused: dict[str, bool] = {}  # every queue ever paused or resumed, and whether it is paused
         self.history: dict[str, list[Attempt]] = {}  # each job's ended attempts but a completion
 
@@ -69,7 +82,14 @@ class Reference:
         written, ids = lifecycle.added(records, self._held_keys(), statuses)
         for job in written:
             self.jobs[job.id] = job
+            self.jobs.edges |= {(parent, job.id) for parent in job.depends_on}
         return ids
+
+    def _drop(self, job_id: str) -> None:
+        """Delete a job, its history and who ran after whom through it."""
+        del self.jobs[job_id]
+        self.history.pop(job_id, None)
+        self.jobs.edges = {edge for edge in self.jobs.edges if job_id not in edge}
 
     def _put(self, records: Sequence[JobRecord]) -> None:
         for job in records:
@@ -198,7 +218,7 @@ class Reference:
             job = self.jobs.get(job_id)
             key = lifecycle.key_of(job) if job is not None else None
             held = key is not None and self._held_keys().get(key, job_id) != job_id
-            statuses = {j.id: j.status for j in self.jobs.values()}
+            statuses = {p: self.jobs[p].status for p in job.depends_on if (p, job_id) in self.jobs.edges} if job else {}
             waiting = lifecycle.unfinished_parents(job, statuses) if job is not None else 0
             again = lifecycle.retry_by_hand(job, now=now, key_held=held, waiting_for=waiting) if job else None
             if again is not None:
@@ -216,9 +236,61 @@ class Reference:
             key=lambda j: (j.completed_at, j.id),
         )[: max(limit, 0)]
         for job in doomed:
-            del self.jobs[job.id]
-            self.history.pop(job.id, None)
+            self._drop(job.id)
         return len(doomed)
+
+    def delete(self, job_ids: Sequence[str]) -> list[str]:
+        deleted = []
+        for job_id in dict.fromkeys(job_ids):
+            job = self.jobs.get(job_id)
+            if job is not None and job.status in FINISHED:
+                self._drop(job_id)
+                deleted.append(job_id)
+        return deleted
+
+    # -- reading ------------------------------------------------------------------
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
+    ) -> list[JobRecord]:
+        """Newest first; *text* in the params or the error, A-Z and a-z matching each other and nothing else."""
+
+        def holds(found: str | None) -> bool:
+            return text is not None and found is not None and _ascii_lower(text) in _ascii_lower(found)
+
+        kept = [
+            j
+            for j in self.jobs.values()
+            if (status is None or j.status == status)
+            and (name is None or j.job_name == name)
+            and (correlation_id is None or j.correlation_id == correlation_id)
+            and (queue is None or j.queue == queue)
+            and (after is None or (j.created_at, j.id) < after)
+            and (text is None or holds(j.params) or holds(j.error))
+            and (created_from is None or created_from <= j.created_at)
+            and (created_until is None or j.created_at < created_until)
+        ]
+        return sorted(kept, key=lambda j: (j.created_at, j.id), reverse=True)[: max(limit, 0)]
+
+    def finished(self, *, after: tuple[datetime, str] | None, until: datetime, limit: int) -> list[JobRecord]:
+        ended = [
+            j
+            for j in self.jobs.values()
+            if j.status in FINISHED
+            and j.completed_at is not None
+            and j.completed_at < until
+            and (after is None or (j.completed_at, j.id) > after)
+        ]
+        return sorted(ended, key=lambda j: (j.completed_at, j.id))[:limit]
 
     def backlog(self, *, now: datetime) -> Backlog:
         pending = sorted(

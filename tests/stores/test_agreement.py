@@ -64,7 +64,7 @@ new_jobs = st.fixed_dictionaries(
     {
         "id": st.sampled_from(IDS),
         "job_name": st.sampled_from(NAMES),
-        "params": st.sampled_from(("{}", '{"url": "a.png"}', '{"w": 3, "ü": [1, 2]}')),
+        "params": st.sampled_from(("{}", '{"url": "a.png"}', '{"w": 3, "ü": [1, 2]}', '{"Sale": "50%_OFF"}')),
         "delay": offsets,
         "age": st.integers(min_value=0, max_value=2),
         "priority": st.integers(min_value=-2, max_value=2),
@@ -430,19 +430,6 @@ class StoresAgree(SideBySide):
     @rule(names=name_filters, queues=st.sampled_from((None, ("emails",), ("default", "reports"), ())))
     def next_due(self, names: tuple[str, ...] | None, queues: tuple[str, ...] | None) -> None:
         self.both(lambda s: s.next_due(names, queues), lambda r: r.next_due(names, queues))
-
-    @rule(
-        status=st.none() | st.sampled_from(JobStatus),
-        name=st.none() | st.sampled_from(NAMES),
-        correlation_id=st.sampled_from(CORRELATIONS),
-        queue=st.none() | st.sampled_from(QUEUES),
-        limit=st.integers(min_value=-1, max_value=5),
-    )
-    def list_jobs(
-        self, status: JobStatus | None, name: str | None, correlation_id: str | None, queue: str | None, limit: int
-    ) -> None:
-        filters: dict[str, Any] = {"status": status, "name": name, "correlation_id": correlation_id, "queue": queue}
-        self.both(lambda s: s.list_jobs(**filters, limit=limit))
 
     @invariant()
     def jobs_follow_the_lifecycle(self) -> None:

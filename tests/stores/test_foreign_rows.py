@@ -8,7 +8,7 @@ does with one it cannot read:
 - a claim fails it, spending the attempt it counted, with an error naming the column
   and the value; the rest of the batch runs;
 - the reaper counts an unreadable lock expiry as run out;
-- ``list_jobs`` and ``summary`` leave it out (a warning names it) and show the others;
+- ``list_jobs``, ``finished`` and ``summary`` leave it out (a warning names it) and show the others;
   ``next_due`` passes over it; ``get`` raises a StoreError naming the column and value.
 """
 
@@ -158,6 +158,28 @@ def test_list_and_summary_show_the_others_and_name_the_row_they_leave_out(
     assert "job bad-running: scheduled_for 'later' cannot be read" in caplog.text
     with pytest.raises(jobkit.StoreError, match="job bad-listed: created_at '2999-01-01 00:00:00' cannot be read"):
         store.get("bad-listed")
+
+
+def test_finished_leaves_out_an_unreadable_row_and_fills_its_page_past_it(
+    db: Path, store: jobkit.SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    ended = [f"2000-01-01T00:00:0{n}.000000Z" for n in range(6)]
+    done = {"status": "completed", "result": "1", "progress": 100}
+    for n in (0, 2, 3, 5):
+        insert(db, f"good-{n}", completed_at=ended[n], **done)
+    insert(db, "bad-1", completed_at=ended[1], priority="high", **done)  # between good-0 and good-2
+    insert(db, "bad-4", completed_at=ended[4], created_at="yesterday", **done)
+    caplog.set_level(logging.WARNING, logger="jobkit")
+    until = T0.replace(year=2001)
+
+    first = store.finished(after=None, until=until, limit=2)
+    assert [job.id for job in first] == ["good-0", "good-2"]  # the page is full, bad-1 left out
+    last = first[-1]
+    assert last.completed_at is not None
+    rest = store.finished(after=(last.completed_at, last.id), until=until, limit=10)
+    assert [job.id for job in rest] == ["good-3", "good-5"]
+    assert "job bad-1: priority 'high' cannot be read" in caplog.text
+    assert "job bad-4: created_at 'yesterday' cannot be read" in caplog.text
 
 
 def test_next_due_passes_over_a_time_it_cannot_read(db: Path, store: jobkit.SqliteStore) -> None:

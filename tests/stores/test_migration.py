@@ -2,7 +2,8 @@
 
 The first jobkit files (schema version 1 as first released) had IN lists in the jobs
 table's CHECKs and a name index over every job. Opening one gives it today's name index
-and CHECKs without copying the table, then the steps of later versions (2: queues):
+and CHECKs without copying the table, then the steps of later versions (2: queues; 3:
+unique keys, attempt history, dependencies; 4: the index of jobs by creation time):
 every row, and the user's own views, triggers and indexes, are kept. Without
 ``upgrade`` an older file is refused, untouched, naming the migrate command.
 """
@@ -103,7 +104,7 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 3
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 4
     assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
@@ -261,7 +262,7 @@ def test_without_upgrade_an_older_file_is_refused_untouched_naming_migrate(tmp_p
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = schema_of(path), contents(path)
-    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 3; run python -m jobkit migrate"):
+    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 4; run python -m jobkit migrate"):
         jobkit.SqliteStore(path, create=False, upgrade=False)
     assert (schema_of(path), contents(path)) == before
     with jobkit.SqliteStore(path, create=False) as store:  # upgrade=True, the default
@@ -283,7 +284,7 @@ def test_the_admin_command_does_not_change_an_older_file_and_says_to_migrate(tmp
     done = subprocess.run(
         [sys.executable, "-m", "jobkit", "migrate", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
-    assert done.returncode == 0 and "upgraded from version 1 to 3" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "upgraded from version 1 to 4" in done.stdout, done.stdout + done.stderr
 
 
 OPEN = """
@@ -314,3 +315,40 @@ def test_the_steps_run_in_order_up_to_this_version() -> None:
     assert versions == sorted(versions)
     assert migrations.STEPS[0].apply is migrations.build_schema
     assert [s.version for s in migrations.STEPS if s.needed is None][-1] == schema.SCHEMA_VERSION
+
+
+def make_v3(path: Path) -> None:
+    """A file as jobkit's schema version 3 left it (the steps up to 3), holding V1_JOBS."""
+    make_v1(path)
+    conn = apsw.Connection(str(path))
+    conn.execute("BEGIN IMMEDIATE")
+    for step in migrations.STEPS:
+        if step.version in (2, 3):
+            step.apply(conn)
+        elif step.needed is not None:
+            step.apply(conn)  # the first layout's CHECKs and name index, as version 1 has them today
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_a_version_3_file_gets_the_creation_index_with_every_row_kept(tmp_path: Path) -> None:
+    old = tmp_path / "v3.sqlite"
+    make_v3(old)
+    before = contents(old)
+    assert "jobs_created_idx" not in schema_of(old)
+    with pytest.raises(jobkit.StoreError, match=r"schema version 3, this jobkit needs 4; run python -m jobkit migrate"):
+        jobkit.SqliteStore(old, upgrade=False)
+    assert "jobs_created_idx" not in schema_of(old)
+
+    with jobkit.SqliteStore(old) as store:
+        listed = store.list_jobs(created_from=T0.replace(year=2025))
+        assert [j.id for j in listed] == sorted((str(j["id"]) for j in V1_JOBS), reverse=True)
+
+    assert pragma(old, "user_version") == 4
+    assert pragma(old, "integrity_check") == "ok"
+    assert contents(old) == before
+    assert schema_of(old)["jobs_created_idx"] == "CREATE INDEX jobs_created_idx ON jobs (created_at, id)"
+    fresh = tmp_path / "fresh.sqlite"
+    jobkit.SqliteStore(fresh).close()
+    assert schema_of(old) == schema_of(fresh)

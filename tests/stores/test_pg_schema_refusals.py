@@ -126,6 +126,24 @@ def test_an_older_schema_is_upgraded_on_open_or_refused_with_upgrade_false(
     assert "extra" in columns
 
 
+def test_a_version_3_schema_gets_the_creation_index_with_every_job_kept(pg_dsn: str, admin: Conn, name: str) -> None:
+    with jobkit.PostgresStore(pg_dsn, schema=name) as store:
+        store.add([make_job(f"j{n}", created_at=T0 + timedelta(seconds=n)) for n in range(5)])
+    schema = sql.Identifier(name)
+    admin.execute(sql.SQL("DROP INDEX {}.jobs_created_idx").format(schema))  # what version 3 had
+    admin.execute(sql.SQL("UPDATE {}.meta SET version = 3").format(schema))
+    with pytest.raises(jobkit.StoreError, match="version 3, this jobkit needs 4; run python -m jobkit migrate"):
+        jobkit.PostgresStore(pg_dsn, schema=name, upgrade=False)
+    with jobkit.PostgresStore(pg_dsn, schema=name) as store:
+        listed = store.list_jobs(created_from=T0 + timedelta(seconds=1), created_until=T0 + timedelta(seconds=4))
+        assert [j.id for j in listed] == ["j3", "j2", "j1"]
+    assert admin.execute(sql.SQL("SELECT version FROM {}.meta").format(schema)).fetchone() == (4,)
+    index = admin.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (name, "jobs_created_idx")
+    )
+    assert index.fetchone() == (f"CREATE INDEX jobs_created_idx ON {name}.jobs USING btree (created_at, id)",)
+
+
 # -- the table: built so that heartbeats and progress are HOT updates ---------------------
 def test_no_index_holds_the_columns_heartbeats_and_progress_write(pg_schema_store: jobkit.PostgresStore) -> None:
     with psycopg.connect(pg_schema_store.dsn, autocommit=True) as conn:

@@ -8,6 +8,7 @@ text. These tests record the statements a store runs and ask SQLite for their pl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:
     return [
         row[3]
         for sql, bindings in seen
-        if sql.lstrip().upper().startswith(("SELECT", "UPDATE"))
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))
         for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bindings)
     ]
 
@@ -55,7 +56,7 @@ def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:
     [
         (jobkit.JobStatus.PENDING, "jobs_pending_idx"),
         (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
-        (jobkit.JobStatus.COMPLETED, "jobs_finished_idx"),
+        (jobkit.JobStatus.COMPLETED, "jobs_created_idx"),  # most of the table: read newest first, no sort
         (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
         (jobkit.JobStatus.CANCELLED, "jobs_finished_idx"),
     ],
@@ -113,3 +114,53 @@ def test_a_worker_serving_more_names_than_sqlite_binds_still_claims(store: jobki
     assert len(names) > queries.BOUND_NAMES
     assert store.next_due(names) == T0
     assert [j.id for j in store.claim(limit=5, now=T0, token="t", lock_until=T0, names=names)] == [job.id]
+
+
+SORTED = "USE TEMP B-TREE FOR ORDER BY"
+LATER = (T0, "0193c0de-0000-7000-8000-000000000001")
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"after": LATER},
+        {"status": jobkit.JobStatus.COMPLETED},
+        {"status": jobkit.JobStatus.COMPLETED, "after": LATER},
+        {"created_from": T0},
+        {"created_until": T0, "after": LATER},
+        {"created_from": T0, "created_until": T0 + timedelta(hours=1)},
+        {"status": jobkit.JobStatus.COMPLETED, "created_from": T0, "created_until": T0 + timedelta(hours=1)},
+        {"text": "Resize"},
+        {"queue": "emails"},
+    ],
+    ids=lambda filters: ",".join(filters) or "none",
+)
+def test_a_listing_newest_first_reads_the_creation_index_and_sorts_nothing(
+    store: jobkit.SqliteStore, filters: dict[str, Any]
+) -> None:
+    lines = plans(store, lambda: store.list_jobs(limit=10, **filters))
+    assert any("jobs_created_idx" in line for line in lines), lines
+    assert SORTED not in lines, lines
+    assert not any(line == "SCAN jobs" for line in lines), lines
+
+
+def test_a_time_range_is_a_range_of_the_creation_index(store: jobkit.SqliteStore) -> None:
+    lines = plans(store, lambda: store.list_jobs(created_from=T0, created_until=T0 + timedelta(hours=1)))
+    assert lines == ["SEARCH jobs USING INDEX jobs_created_idx (created_at>? AND created_at<?)"]
+
+
+@pytest.mark.parametrize("after", [None, LATER])
+def test_finished_merges_three_ranges_of_the_finished_index(store: jobkit.SqliteStore, after: Any) -> None:
+    lines = plans(store, lambda: store.finished(after=after, until=T0, limit=10))
+    searches = [line for line in lines if line.startswith("SEARCH")]
+    assert len(searches) == 3 and all("jobs_finished_idx (status=?" in line for line in searches), lines
+    assert "MERGE (UNION ALL)" in lines, lines
+    assert SORTED not in lines and not any(line.startswith("SCAN") for line in lines), lines
+
+
+def test_delete_finds_its_jobs_by_id(store: jobkit.SqliteStore) -> None:
+    store.add([pending("shop:resize")])
+    lines = plans(store, lambda: store.delete(["0193c0de-0000-7000-8000-000000000001", "other"]))
+    assert any("jobs USING PRIMARY KEY (id=?)" in line for line in lines), lines
+    assert "SCAN jobs" not in lines, lines

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -383,6 +382,8 @@ RETURNING j.id"""
 PURGE = """DELETE FROM {s}.jobs WHERE id IN (
     SELECT id FROM {s}.jobs WHERE completed_at IS NOT NULL AND status = ANY(%s::text[]) AND completed_at < %s
     ORDER BY completed_at, id LIMIT %s)"""
+# Store.delete: the finished jobs among the ids given; their attempts and job_deps rows cascade.
+DELETE = "DELETE FROM {s}.jobs WHERE id = ANY(%s::text[]) AND completed_at IS NOT NULL RETURNING id"
 
 # -- reading -----------------------------------------------------------------------------
 # A job's record beside each of its history rows (or none), in one snapshot.
@@ -423,32 +424,6 @@ def backlog(counts: Sequence[int], oldest: Sequence[JobRecord], following: Seque
     """The backlog from what the backlog reads gave: the counts, and the first record of each kind."""
     pending, due = counts
     return Backlog.of(pending, due, oldest, following)
-
-
-def listing(
-    *,
-    status: JobStatus | None,
-    filters: Mapping[str, str | None],
-    limit: int,
-    after: tuple[datetime, str] | None,
-) -> tuple[str, dict[str, Any]]:
-    """One page of jobs, newest first, from the filters given (each bound)."""
-    where = []
-    bindings: dict[str, Any] = {"limit": max(limit, 0)}
-    if status is not None:
-        where.append("status = %(status)s")
-        bindings["status"] = JobStatus(status).value
-        if JobStatus(status).finished:
-            where.append("completed_at IS NOT NULL")  # lets the finished index serve
-    for column, value in filters.items():  # columns from the caller's fixed keys, values bound
-        if value is not None:
-            where.append(f"{column} = %({column})s")
-            bindings[column] = value
-    if after is not None:
-        where.append("(created_at, id) < (%(after_created)s, %(after_id)s)")
-        bindings["after_created"], bindings["after_id"] = after
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT {SELECT} FROM {{s}}.jobs {clause} ORDER BY created_at DESC, id DESC LIMIT %(limit)s", bindings
 
 
 # -- recurring jobs ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-VERSION = 3
+VERSION = 4
 MARK = "jobkit"  # meta.made_by: a schema whose meta says otherwise is not jobkit's
 
 JOBS = """
@@ -159,6 +159,13 @@ CREATE TRIGGER jobs_settle_dependents AFTER UPDATE OF status ON {s}.jobs FOR EAC
         AND OLD.status IN ('pending', 'running'))
     EXECUTE FUNCTION {s}.settle_dependents();
 """
+# Version 4: an index of every job by (created_at, id), the order listings read newest first,
+# so that a listing with no filter, or between two creation times, reads its page from the
+# index instead of sorting the table. Neither column ever changes, so it is written once, as
+# a job is added: claims, completions, heartbeats and progress stay as they were (HOT ones too).
+CREATED = """
+CREATE INDEX jobs_created_idx ON {s}.jobs (created_at, id);
+"""
 TABLES = frozenset({"jobs", "cron_jobs", "meta", "queues", "attempts", "job_deps"})
 """Every table a jobkit schema may hold: any other table means the schema is someone else's."""
 
@@ -175,6 +182,7 @@ STEPS = (
     Step(1, "the jobs, cron_jobs and meta tables", META + JOBS + CRON),
     Step(2, "queues", QUEUES),
     Step(3, "unique keys, attempt history and dependencies", UNIQUE_AND_ATTEMPTS),
+    Step(4, "an index of jobs by creation time", CREATED),
 )
 
 

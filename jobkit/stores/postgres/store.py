@@ -40,7 +40,8 @@ from jobkit.model import (
     check_queue,
     require_aware,
 )
-from jobkit.stores.postgres import adding
+from jobkit.stores import filters
+from jobkit.stores.postgres import adding, listing
 from jobkit.stores.postgres import queries as q
 from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
 from jobkit.stores.postgres.errors import store_error
@@ -49,6 +50,7 @@ from jobkit.stores.postgres.waker import PostgresWaker
 from jobkit.stores.refusals import (
     check_times,
     check_transition_times,
+    chosen_ids,
     chosen_names,
     chosen_queue_names,
     chosen_queues,
@@ -310,6 +312,14 @@ class PostgresStore:
         (rows,) = self._db.write([(q.PURGE, (chosen, before, limit))])
         return int(rows[0])
 
+    def delete(self, job_ids: Sequence[str]) -> list[str]:
+        chosen = chosen_ids(job_ids)
+        if not chosen:
+            return []
+        (rows,) = self._db.write([(q.DELETE, (chosen,))])
+        deleted = {row[0] for row in rows}
+        return [job_id for job_id in chosen if job_id in deleted]
+
     def summary(self, *, since: datetime) -> Summary:
         require_aware(since)
         by_name: dict[str, dict[JobStatus, int]] = {}
@@ -379,14 +389,29 @@ class PostgresStore:
         queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
     ) -> list[JobRecord]:
-        if after is not None:
-            require_aware(after[0])
+        chosen = filters.listing(
+            status=status,
+            name=name,
+            correlation_id=correlation_id,
+            queue=queue,
+            text=text,
+            created_from=created_from,
+            created_until=created_until,
+            after=after,
+        )
         if status is not None and not isinstance(status, JobStatus) and status not in q.STATUS:
             return []
-        filters = {"job_name": name, "correlation_id": correlation_id, "queue": queue}
-        text, params = q.listing(status=status, filters=filters, limit=limit, after=after)
-        return [q.record_of(row) for row in self._db.read(text, params)]
+        return [q.record_of(row) for row in self._db.read(*listing.listing(chosen, limit))]
+
+    def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
+        filters.check_finished(after, until, limit)
+        if limit == 0:
+            return []
+        return [q.record_of(row) for row in self._db.read(*listing.finished(until, limit, after))]
 
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         chosen, among = chosen_names(names), chosen_queue_names(queues)

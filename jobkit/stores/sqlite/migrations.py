@@ -28,6 +28,7 @@ from jobkit.errors import NotAJobkitDatabase, SchemaTooNew, StoreError
 from jobkit.stores.sqlite.header import FileRefused, Mark, marks
 from jobkit.stores.sqlite.schema import (
     APPLICATION_ID,
+    CREATED_V4,
     JOBS_INDEXES,
     JOBS_TABLE,
     QUEUES_V2,
@@ -142,11 +143,18 @@ def add_unique_and_attempts(conn: apsw.Connection) -> bool:
     return True
 
 
+def add_created_index(conn: apsw.Connection) -> bool:
+    """Version 4: the index of jobs by (created_at, id), which listings read newest first."""
+    conn.execute(CREATED_V4)
+    return True
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
     Step(2, "queues", add_queues),
     Step(3, "unique keys, attempt history and dependencies", add_unique_and_attempts),
+    Step(4, "an index of jobs by creation time", add_created_index),
 )
 
 

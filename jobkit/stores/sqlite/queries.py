@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from jobkit import lifecycle
@@ -29,11 +28,11 @@ from jobkit.model import (
 )
 from jobkit.stores import writes as fenced_writes
 from jobkit.stores.refusals import chosen_names
-from jobkit.stores.sqlite.codec import STATUS, TIME_GLOB, UnreadableRow, records_of, ts
+from jobkit.stores.sqlite.codec import TIME_GLOB, UnreadableRow, records_of, ts
 from jobkit.stores.sqlite.schema import COLUMNS, SCHEDULE_COLUMNS, SCHEDULE_SELECT, SELECT
 
 if TYPE_CHECKING:  # only in annotations: no import of the port at run time
-    from jobkit.store import Cursor
+    pass
 
 Step = tuple[str, Any, Literal["rows", "many", "count"]]
 """One statement of a write transaction: its SQL, its bindings (a list of them for
@@ -306,12 +305,6 @@ WHERE id = ? AND status IN ('failed', 'cancelled') AND NOT EXISTS (
     SELECT 1 FROM jobs AS live INDEXED BY jobs_unique_idx WHERE live.job_name = jobs.job_name
     AND live.unique_key = jobs.unique_key AND live.{LIVE_KEY.replace(" status", " live.status")})
 RETURNING id"""
-PURGED = """SELECT id FROM jobs INDEXED BY jobs_finished_idx
-    WHERE completed_at IS NOT NULL AND status IN (SELECT value FROM json_each(?1)) AND completed_at < ?2
-    ORDER BY completed_at, id LIMIT ?3"""
-PURGE_ATTEMPTS = f"DELETE FROM attempts WHERE job_id IN ({PURGED})"  # first, in the same transaction
-PURGE_DEPENDENCIES = f"DELETE FROM job_deps WHERE parent_id IN ({PURGED}) OR child_id IN ({PURGED})"
-PURGE = f"DELETE FROM jobs WHERE id IN ({PURGED})"
 HEARTBEAT = f"UPDATE jobs SET worker_expires_at = ?, updated_at = ? WHERE {HELD} RETURNING id, cancel_requested"
 PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE {HELD}"
 
@@ -377,59 +370,3 @@ def claimed(rows: list[Any]) -> tuple[list[JobRecord], list[UnreadableRow]]:
     records, unreadable = records_of(rows)
     records.sort(key=lambda j: (-j.priority, j.scheduled_for, j.id))
     return records, unreadable
-
-
-RawCursor = tuple[Any, str]
-"""Where a page of rows ended, as stored: the ``created_at`` and ``id`` of its last row, read or not."""
-
-
-def raw_cursor(row: Sequence[Any]) -> RawCursor:
-    return row[COLUMNS.index("created_at")], row[0]
-
-
-def listing(
-    *,
-    status: JobStatus | None,
-    filters: Mapping[str, str | None],
-    limit: int,
-    after: Cursor | RawCursor | None,
-) -> tuple[str, dict[str, Any]] | None:
-    """The SELECT of one page of jobs, newest first, with its bindings; None when no job can match.
-
-    *after* keeps the rows that sort after the cursor in that order: a row-value
-    comparison, ``(created_at, id) < (:after_created, :after_id)``.
-    """
-    where = []
-    bindings: dict[str, Any] = {"limit": max(limit, 0)}
-    if after is not None:  # first: a naive cursor is refused whatever the filters
-        created = after[0]
-        bindings["after_created"] = ts(created) if isinstance(created, datetime) else created
-        bindings["after_id"] = after[1]
-    if status is not None:
-        chosen = STATUS.get(status)
-        if chosen is None:  # a status no job can have
-            return None
-        # Written into the SQL (from the allow-list above), not bound: the planner
-        # picks a partial index by the status it sees in the text (QPSG hides bound values).
-        where.append(f"status = '{chosen.value}'")
-        if chosen.finished:  # always so for these (a CHECK), and it lets the finished index serve
-            where.append("completed_at IS NOT NULL")
-    for column, value in filters.items():  # columns from the caller's fixed keys, values bound
-        if value is not None:
-            where.append(f"{column} = :{column}")
-            bindings[column] = value
-    if after is not None:
-        where.append("(created_at, id) < (:after_created, :after_id)")
-    if filters.get("job_name") is None and status is not JobStatus.PENDING:
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return f"SELECT {SELECT} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit", bindings
-    # The name index holds finished jobs only; pending and running ones of that
-    # name are found through the (small) indexes of their own status, as are pending
-    # jobs of any name (two indexes: the ready ones, and those waiting for others).
-    conditions = " AND ".join(where)
-    parts = [
-        f"SELECT {SELECT} FROM {source} AND {conditions}"
-        for source, statuses in BY_STATUS
-        if status is None or status in statuses
-    ]
-    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY created_at DESC, id DESC LIMIT :limit", bindings

@@ -34,6 +34,7 @@ from jobkit.stores.refusals import check_ids, check_parents, chosen_queues
 from jobkit.stores.sqlite import queries
 from jobkit.stores.sqlite.codec import UnreadableRow, dt, record_of, records_of, row_of, schedule_of, ts
 from jobkit.stores.sqlite.errors import store_error
+from jobkit.stores.sqlite.listing import RawCursor, raw_cursor
 from jobkit.stores.sqlite.schema import SELECT
 from jobkit.stores.writes import dependencies
 
@@ -101,20 +102,29 @@ def earliest(read: Read, sql: str, bindings: Mapping[str, Any]) -> datetime | No
         return dt(first) if first is not None else None
 
 
-Listing = Callable[[int, "Cursor | queries.RawCursor | None"], "tuple[str, dict[str, Any]] | None"]
+PageQuery = Callable[[int, "Cursor | RawCursor | None"], "tuple[str, dict[str, Any]] | None"]
 
 
-def page(path: str, read: Read, listing: Listing, limit: int, after: Cursor | None) -> list[JobRecord]:
-    """Up to *limit* readable jobs from the query *listing* builds (for a limit and a cursor), in its order.
+def page(
+    path: str,
+    read: Read,
+    query_of: PageQuery,
+    limit: int,
+    after: Cursor | None,
+    *,
+    cursor_of: Callable[[Sequence[Any]], RawCursor] = raw_cursor,
+) -> list[JobRecord]:
+    """Up to *limit* readable jobs from the query *query_of* builds (for a limit and a cursor), in its order.
 
     Rows that cannot be read are left out and the page filled up past them, so that a
-    caller paging on with the last record's cursor misses nothing.
+    caller paging on with the last record's cursor misses nothing. *cursor_of* is where
+    a row leaves the listing (the columns it is ordered by, as stored).
     """
     found: list[JobRecord] = []
-    cursor: Cursor | queries.RawCursor | None = after
+    cursor: Cursor | RawCursor | None = after
     while True:
         want = limit - len(found)
-        query = listing(want, cursor)
+        query = query_of(want, cursor)
         if query is None:
             return found
         rows = read(*query)
@@ -122,7 +132,7 @@ def page(path: str, read: Read, listing: Listing, limit: int, after: Cursor | No
         found += records
         if len(records) == len(rows) or len(rows) < want:
             return found
-        cursor = queries.raw_cursor(rows[-1])
+        cursor = cursor_of(rows[-1])
 
 
 def counts(read: Read) -> dict[JobStatus, int]:

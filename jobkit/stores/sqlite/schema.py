@@ -6,7 +6,7 @@ SCHEMA is what the first migration step builds on a blank file (see :mod:`.migra
 from __future__ import annotations
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 JOBS_TABLE = """
 CREATE TABLE jobs (
@@ -128,6 +128,13 @@ BEGIN
         updated_at = coalesce(NEW.completed_at, NEW.updated_at)
     WHERE id IN (SELECT child_id FROM job_deps WHERE parent_id = NEW.id) AND status = 'pending' AND waiting_for > 0;
 END;
+"""
+# Version 4: an index of every job by (created_at, id), the order listings read newest first,
+# so that a listing with no filter, or of completed jobs, or between two creation times, reads
+# its page from the index instead of sorting the table. It is written once, as a job is added
+# (neither column ever changes): a claim or a completion writes no entry of it.
+CREATED_V4 = """
+CREATE INDEX jobs_created_idx ON jobs (created_at, id);
 """
 SCHEMA = f"""
 -- jobkit schema, version 1 (migrations.py's steps bring it up to date). Timestamps are UTC

@@ -43,8 +43,9 @@ from jobkit.model import (
     check_queue,
     utc_now,
 )
+from jobkit.stores import filters
 from jobkit.stores.refusals import check_ids, chosen_queue_names
-from jobkit.stores.sqlite import queries, reading, resets
+from jobkit.stores.sqlite import deleting, listing, queries, reading, resets
 from jobkit.stores.sqlite.busy import Patience
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.errors import store_error
@@ -356,19 +357,10 @@ class SqliteStore:
         return [job_id for job_id in unique if job_id in sent]
 
     def purge(self, *, statuses: Collection[JobStatus], before: datetime, limit: int) -> int:
-        chosen = json.dumps(sorted(JobStatus(s).value for s in statuses if JobStatus(s).finished))
-        cutoff = ts(before)
-        if limit <= 0 or chosen == "[]":
-            return 0
+        return len(deleting.purge(self._run, statuses, before, limit))
 
-        *_, deleted = self._run(
-            [
-                (queries.PURGE_ATTEMPTS, (chosen, cutoff, limit), "count"),
-                (queries.PURGE_DEPENDENCIES, (chosen, cutoff, limit), "count"),
-                (queries.PURGE, (chosen, cutoff, limit), "count"),
-            ]
-        )
-        return int(deleted)
+    def delete(self, job_ids: Sequence[str]) -> list[str]:
+        return deleting.delete(self._run, job_ids)
 
     def summary(self, *, since: datetime) -> Summary:
         return reading.summary(self.path, self._read, since=since)
@@ -420,13 +412,26 @@ class SqliteStore:
         queue: str | None = None,
         limit: int = 100,
         after: Cursor | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
     ) -> list[JobRecord]:
-        filters = {"job_name": name, "correlation_id": correlation_id, "queue": queue}
+        chosen = filters.listing(
+            status=status,
+            name=name,
+            correlation_id=correlation_id,
+            queue=queue,
+            text=text,
+            created_from=created_from,
+            created_until=created_until,
+            after=after,
+        )
+        return reading.page(self.path, self._read, functools.partial(listing.listing, chosen), limit, after)
 
-        def listing(want: int, cursor: Cursor | queries.RawCursor | None) -> tuple[str, dict[str, Any]] | None:
-            return queries.listing(status=status, filters=filters, limit=want, after=cursor)
-
-        return reading.page(self.path, self._read, listing, limit, after)
+    def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
+        filters.check_finished(after, until, limit)
+        page = functools.partial(listing.finished, until)
+        return reading.page(self.path, self._read, page, limit, after, cursor_of=listing.raw_finished_cursor)
 
     def next_due(self, names: Collection[str] | None = None, queues: Collection[str] | None = None) -> datetime | None:
         count, bindings = queries.queue_bindings(names)
