@@ -8,7 +8,19 @@ and drain the queue with ``python -m jobkit.worker jobs.sqlite``.
 from typing import TYPE_CHECKING, Any
 
 from jobkit.context import Context
-from jobkit.control import attempts, cancel, cancel_many, pause, purge, queues, resume, retry, wait, wait_async
+from jobkit.control import (
+    attempts,
+    cancel,
+    cancel_many,
+    pause,
+    purge,
+    purge_jobs,
+    queues,
+    resume,
+    retry,
+    wait,
+    wait_async,
+)
 from jobkit.errors import (
     Cancelled,
     DuplicateJobError,
@@ -123,6 +135,7 @@ __all__ = [
     "open_store",
     "pause",
     "purge",
+    "purge_jobs",
     "queues",
     "resume",
     "retry",

@@ -1,4 +1,4 @@
-"""Operating on jobs from any process: wait for a result, cancel, retry, purge old jobs."""
+"""Operating on jobs from any process: wait for a result, cancel, retry, purge old jobs or delete some by id."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from jobkit.model import FINISHED, Attempt, Clock, JobRecord, JobResult, JobStat
 from jobkit.options import BATCH
 from jobkit.stages import result_of
 from jobkit.store import Store, clock_of
+from jobkit.stores.refusals import chosen_ids
 
 if TYPE_CHECKING:
     from jobkit.spec import JobSpec
@@ -233,6 +234,26 @@ def purge(
         if deleted < batch:
             break
     return total
+
+
+def purge_jobs(store: Store, job_ids: Sequence[str], *, all_or_nothing: bool = False) -> list[str]:
+    """Delete finished jobs (completed, failed, cancelled) by id, with their attempt history; return the ids deleted.
+
+    Without *all_or_nothing*, pending and running jobs and unknown ids are left alone: the
+    ids returned (each once, in the order given) are those deleted. With it, every id is
+    looked up first: an unknown one raises :class:`JobNotFound` (naming every unknown id),
+    a job not finished :class:`JobStateError` (naming each), and nothing is deleted. A job
+    retried between that check and the delete is left alone, and out of the ids returned.
+    The delete itself is one transaction (:meth:`jobkit.store.Store.delete`).
+    """
+    if all_or_nothing:
+        records = _records(store, chosen_ids(job_ids))  # a bare id is refused before any look-up, as the store would
+        _refuse(
+            [job for job in records if not job.status.finished],
+            "{}; only finished jobs can be deleted (nothing was deleted)",
+        )
+        job_ids = [job.id for job in records]
+    return store.delete(job_ids)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -198,3 +198,52 @@ def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValidationError, match="bad duration") as caught:
         parse_duration(text)
     assert caught.value.value == text
+
+
+# -- purge_jobs: finished jobs by id ---------------------------------------------------
+def test_purge_jobs_deletes_the_finished_jobs_given_and_skips_the_rest(store: Store, aged: dict[str, str]) -> None:
+    given = [aged["failed 10m"], aged["pending 1y"], "no-such-job", aged["completed 3h"], aged["failed 10m"]]
+    assert jobkit.purge_jobs(store, given) == [aged["failed 10m"], aged["completed 3h"]]
+    assert [key for key in aged if key not in left(store, aged)] == ["completed 3h", "failed 10m"]
+    assert jobkit.purge_jobs(store, []) == []
+
+
+def test_purge_jobs_all_or_nothing_refuses_unknown_ids_naming_each_and_deletes_nothing(
+    store: Store, aged: dict[str, str]
+) -> None:
+    with pytest.raises(jobkit.JobNotFound) as caught:
+        jobkit.purge_jobs(store, [aged["completed 3h"], "gone-1", aged["running 1y"], "gone-2"], all_or_nothing=True)
+    assert caught.value.job_ids == ["gone-1", "gone-2"]
+    assert left(store, aged) == list(aged)
+
+
+def test_purge_jobs_all_or_nothing_refuses_unfinished_jobs_naming_each_and_deletes_nothing(
+    store: Store, aged: dict[str, str]
+) -> None:
+    given = [aged["completed 3h"], aged["pending 1y"], aged["running 1y"]]
+    with pytest.raises(jobkit.JobStateError, match="only finished jobs can be deleted") as caught:
+        jobkit.purge_jobs(store, given, all_or_nothing=True)
+    assert caught.value.jobs == {aged["pending 1y"]: "pending", aged["running 1y"]: "running"}
+    assert left(store, aged) == list(aged)
+
+
+def test_purge_jobs_all_or_nothing_deletes_them_all_with_their_history(store: Store, aged: dict[str, str]) -> None:
+    given = [aged["cancelled 3h"], aged["failed 3h"], aged["cancelled 3h"]]
+    assert jobkit.purge_jobs(store, given, all_or_nothing=True) == [aged["cancelled 3h"], aged["failed 3h"]]
+    assert "cancelled 3h" not in left(store, aged) and "failed 3h" not in left(store, aged)
+    assert store.attempts(aged["failed 3h"]) == []
+
+
+@pytest.mark.parametrize("all_or_nothing", [False, True])
+def test_purge_jobs_refuses_a_bare_id_and_deletes_nothing(
+    store: Store, aged: dict[str, str], all_or_nothing: bool
+) -> None:
+    with pytest.raises(ValidationError, match=r"^job_ids"):
+        jobkit.purge_jobs(store, aged["completed 3h"], all_or_nothing=all_or_nothing)
+    assert left(store, aged) == list(aged)
+
+
+def test_purge_jobs_is_exported() -> None:
+    from jobkit import control
+
+    assert jobkit.purge_jobs is control.purge_jobs and "purge_jobs" in jobkit.__all__
