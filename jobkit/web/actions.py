@@ -68,14 +68,20 @@ def _text(form: FormData, field: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _back(request: Request, form: FormData, notice: str) -> Response:
-    """303 to the page the form came from (``next``, if it is one of ours), telling what was done."""
+def way_back(request: Request, form: FormData) -> str:
+    """The page a form came from (its ``next``) if that is one of ours, else the dashboard's front page."""
     root = root_of(request)
-    target = _text(form, "next") or f"{root}/"
+    target = _text(form, "next") or ""
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith(f"{root}/"):  # never off the dashboard
-        target = f"{root}/"
-    joiner = "&" if parts.query else "?"
+    if parts.scheme or parts.netloc or not target.startswith(f"{root}/") or target.startswith("//"):
+        return f"{root}/"  # never off the dashboard
+    return target
+
+
+def _back(request: Request, form: FormData, notice: str) -> Response:
+    """303 to the page the form came from, telling what was done."""
+    target = way_back(request, form)
+    joiner = "&" if urlsplit(target).query else "?"
     return RedirectResponse(f"{target}{joiner}{urlencode({'notice': notice})}", status_code=303)
 
 
@@ -93,6 +99,9 @@ def act(store: Store, action: str, jobs: Sequence[JobRecord]) -> tuple[int, int]
         after = cancel_many(store, chosen)
         changed = sum(1 for job in after if job.status is JobStatus.CANCELLED or job.cancel_requested)
     return changed, len(jobs) - changed
+
+
+PARTICIPLES = {"retry": "retried", "cancel": "cancelled", "purge": "purged"}
 
 
 def said(action: str, changed: int, skipped: int) -> str:
@@ -124,7 +133,9 @@ async def one_job(request: Request, form: FormData) -> Response:
         if job is None:
             return f"job {job_id} is not there (purged?): nothing was done"
         changed, _ = act(store, action, [job])
-        return said(action, changed, 0) if changed else f"job {job_id} is {job.status.value}: it cannot be {action}d"
+        if changed:
+            return said(action, changed, 0)
+        return f"job {job_id} is {job.status.value}: it cannot be {PARTICIPLES[action]}"
 
     return _back(request, form, await run_in_threadpool(run))
 
@@ -185,7 +196,7 @@ async def matching_jobs(request: Request, form: FormData) -> Response:
             total=total,
             applies=applies,
             as_of=now.isoformat(),
-            next=_text(form, "next") or f"{root_of(request)}/jobs",
+            next=way_back(request, form),
         )
     before = parse_time("as_of", as_of)
 

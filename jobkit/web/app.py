@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -22,7 +23,7 @@ from jobkit.errors import ValidationError
 from jobkit.store import Store, open_store
 from jobkit.web import actions, pages
 from jobkit.web.metrics import metrics
-from jobkit.web.security import AUTH_ENV, SECRET_ENV, BasicAuth, new_secret, parse_auth
+from jobkit.web.security import AUTH_ENV, SECRET_ENV, BasicAuth, SecurityHeaders, new_secret, parse_auth
 from jobkit.web.state import STATIC, Dashboard
 
 
@@ -35,7 +36,8 @@ def routes() -> list[BaseRoute]:
         Route("/jobs/{job_id}", pages.job, name="job"),
         Route("/jobs/{job_id}/{action}", actions.guarded(actions.one_job), methods=["POST"]),
         Route("/schedules", pages.schedules, name="schedules"),
-        Route("/schedules/{name}/{action}", actions.guarded(actions.schedule_action), methods=["POST"]),
+        # A schedule's name may hold "/": the last segment is the action.
+        Route("/schedules/{name:path}/{action}", actions.guarded(actions.schedule_action), methods=["POST"]),
         Route("/queues", pages.queues, name="queues"),
         Route("/queues/{name}/{action}", actions.guarded(actions.queue_action), methods=["POST"]),
         Route("/live", pages.live),
@@ -82,7 +84,7 @@ def create_app(
             if dashboard.owns_store:
                 store.close()
 
-    app = Starlette(routes=routes(), lifespan=lifespan)
+    app = Starlette(routes=routes(), lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.dashboard = dashboard
     served: ASGIApp = app
     base = base_path.rstrip("/")
@@ -93,5 +95,5 @@ def create_app(
     credentials = auth if auth is not None else os.environ.get(AUTH_ENV) or None
     if credentials is not None:
         user, password = parse_auth(credentials) if isinstance(credentials, str) else credentials
-        served = BasicAuth(served, user, password)
+        served = BasicAuth(served, user, password, base_path=base)
     return served

@@ -23,16 +23,18 @@ CURSOR_SEPARATOR = "~"  # between the created_at and the id of a cursor: in neit
 
 def parse_time(field: str, text: str) -> datetime:
     """An ISO 8601 time from a form: ``2026-12-04T19:00`` (taken as UTC, as the page says) or with an offset."""
+    example = "2026-12-04T19:00 (UTC)"
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        example = "2026-12-04T19:00 (UTC)"
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: a time UTC cannot hold (year 1 west of Greenwich)
         raise ValidationError(f"{field} must be a time such as {example}, not {text!r}", value=text) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _time_text(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    """A time as the filter's form and URLs write it: UTC without an offset, to the microsecond it has."""
+    return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
 
 
 @attrs.frozen

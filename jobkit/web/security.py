@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobkit.errors import ValidationError
 
@@ -64,13 +64,14 @@ def token_matches(secret: bytes, offered: str | None) -> bool:
 class BasicAuth:
     """ASGI middleware: every request but :data:`OPEN_PATHS` needs the user and password."""
 
-    def __init__(self, app: ASGIApp, user: str, password: str, realm: str = "jobkit") -> None:
+    def __init__(self, app: ASGIApp, user: str, password: str, *, base_path: str = "", realm: str = "jobkit") -> None:
         self.app = app
         self.expected = f"{user}:{password}".encode()
+        self.open_paths = {f"{base_path}{path}" for path in OPEN_PATHS}  # the app's own base path in front
         self.realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._path(scope) in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or self._path(scope) in self.open_paths or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         await send(
@@ -100,3 +101,30 @@ class BasicAuth:
                     return False
                 return hmac.compare_digest(offered, self.expected)
         return False
+
+
+HEADERS = (
+    (b"x-frame-options", b"DENY"),  # no other site may frame a page with a Purge button on it
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware: every response of the dashboard refuses to be framed and to be sniffed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -28,7 +31,28 @@ def serve(
     mode = " (read-only)" if read_only else ""
     say(f"jobkit dashboard on http://{shown}:{port}{base_path.rstrip('/')}/{mode}; Ctrl-C stops it")
     # Open event streams never end by themselves: give them 2 s to go once asked to stop.
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
+    Server(config).run()
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM or Ctrl-C that stopped it is not raised again when it has.
+
+    uvicorn re-raises the signal after a graceful shutdown (so a bare process dies of it);
+    here the command goes on to close its store and exit 0, as the worker does.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
