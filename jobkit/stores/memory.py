@@ -73,8 +73,8 @@ class MemoryStore:
         with self._lock:  # refused in the order the SQL stores refuse: ids, parents, then each row
             check_ids(jobs, [job.id for job in jobs if job.id in self._jobs])
             statuses = self._parents(jobs)
-            check_records(jobs)
             written, ids = lifecycle.added(jobs, self._jobs.held_keys, statuses)
+            check_records(written)  # as the SQL stores' CHECKs do: a job whose key is held is not written
             for job in written:
                 self._jobs[job.id] = job
                 self._jobs.depend(job)

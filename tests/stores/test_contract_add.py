@@ -107,6 +107,18 @@ def test_add_refuses_a_record_that_breaks_an_invariant(store: Store, fields: dic
     assert snapshot(store) == []
 
 
+@pytest.mark.parametrize("fields", [{"max_attempts": 0}, {"progress": 101}], ids=["no attempts", "progress over 100"])
+def test_a_job_not_written_because_its_key_is_held_is_not_refused_for_its_row(
+    store: Store, fields: dict[str, Any]
+) -> None:
+    """As the SQL stores' CHECKs: only rows written are judged, and a job whose unique key is held is not written."""
+    store.add([make_job("holder", unique_key="k")])
+    assert store.add([make_job("good"), make_job("dup", unique_key="k", **fields)]) == ["good", "holder"]
+    assert sorted(job.id for job in snapshot(store)) == ["good", "holder"]
+    with pytest.raises(JobkitError):
+        store.add([make_job("other", unique_key="k2", **fields)])  # written, so refused
+
+
 @pytest.mark.parametrize("field", ["scheduled_for", "created_at", "updated_at"])
 def test_add_refuses_naive_times(store: Store, field: str) -> None:
     with pytest.raises(ValueError, match="naive"):
