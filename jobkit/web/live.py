@@ -27,6 +27,7 @@ from jobkit.store import Store
 from jobkit.web.tally import Tally
 
 FRESH = 1.0  # seconds a snapshot is shown before it is read again, at least
+QUICK = 0.1  # seconds: a store read this fast is waited for, so a page shows what is there now
 READ_SHARE = 3.0  # ... and at least this many times as long as it took to read: on a big queue the
 # counting (a scan of the table on SQLite) costs the database at most a third of one core
 TICK = 1.0  # seconds between two pushes of an event stream
@@ -58,9 +59,12 @@ def read_snapshot(store: Store, tally: Tally) -> Snapshot:
 class Hub:
     """The latest snapshot, shared by every request of one app (and by every event loop: tests start several).
 
-    A stale snapshot is still answered at once while one fresh read runs in a background
-    thread (so on a queue of a million jobs a page never waits for the counting); with
-    none at all (at the start, or after an action) the caller waits for the read.
+    When the last read was quick (under :data:`QUICK`) a stale snapshot is read again and
+    waited for, so a page shows what the store holds now. When it was slow (a queue of a
+    million jobs), the stale one is answered at once while one fresh read runs in a
+    background thread: a page never waits for the counting, and the live updates bring the
+    news a moment later. With no snapshot at all (at the start, or after an action) the
+    caller always waits.
     """
 
     def __init__(self, store: Store, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
@@ -70,6 +74,7 @@ class Hub:
         self._reading = threading.Lock()  # one read at a time
         self._latest: tuple[float, Snapshot] | None = None
         self._fresh = FRESH  # how long the latest snapshot stays fresh
+        self._quick = True  # whether the last read took under QUICK
         self._generation = 0  # bumped by forget(): a read begun before it is not kept
 
     async def snapshot(self) -> Snapshot:
@@ -77,7 +82,7 @@ class Hub:
         latest = self._latest
         if latest is not None and self._clock() - latest[0] < self._fresh:
             return latest[1]
-        if latest is not None:
+        if latest is not None and not self._quick:
             if not self._reading.locked():
                 threading.Thread(target=self._read, name="jobkit-web-snapshot", daemon=True).start()
             return latest[1]
@@ -92,6 +97,7 @@ class Hub:
             snapshot = read_snapshot(self.store, self.tally)
             done = self._clock()
             self._fresh = max(FRESH, READ_SHARE * (done - began))
+            self._quick = done - began < QUICK
             if generation == self._generation:
                 self._latest = (done, snapshot)
             return snapshot
