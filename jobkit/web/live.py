@@ -1,4 +1,4 @@
-"""What the overview shows, read at most once a second however many people look, and pushed to them.
+"""What the overview shows, read at most once a second however many people look.
 
 One :class:`Hub` per app holds the latest :class:`Snapshot` (counts, backlog, queues,
 running jobs, schedules are not in it: they change by hand). A page or an event stream
@@ -13,10 +13,9 @@ the dashboard never holds a write transaction, nor a read one while it renders.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import attrs
@@ -30,7 +29,6 @@ FRESH = 1.0  # seconds a snapshot is shown before it is read again, at least
 QUICK = 0.1  # seconds: a store read this fast is waited for, so a page shows what is there now
 READ_SHARE = 3.0  # ... and at least this many times as long as it took to read: on a big queue the
 # counting (a scan of the table on SQLite) costs the database at most a third of one core
-TICK = 1.0  # seconds between two pushes of an event stream
 FAILED_WINDOW = timedelta(hours=1)  # "failed in the last hour", as the status command says
 
 
@@ -103,36 +101,15 @@ class Hub:
             return snapshot
 
     def forget(self) -> None:
-        """Drop the snapshot: an action changed the queue, and the page it redirects to shows that."""
+        """Make the snapshot stale: an action changed the queue, and the page it redirects to is to show that.
+
+        On a quick store that page waits for the fresh read; on a slow one it shows the last
+        snapshot while the read runs, and the live updates bring the change a moment later
+        (an action does not make its user wait for a million jobs to be counted).
+        """
         self._generation += 1
-        self._latest = None
+        latest = self._latest
+        self._latest = None if latest is None or self._quick else (float("-inf"), latest[1])
 
     async def job(self, job_id: str) -> JobRecord | None:
         return await run_in_threadpool(self.store.get, job_id)
-
-
-def sse_event(name: str, html: str) -> str:
-    """One server-sent event carrying an HTML fragment: each of its lines a ``data:`` line."""
-    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-    return f"event: {name}\n{lines}\n"
-
-
-async def events(
-    produce: Callable[[], Awaitable[list[tuple[str, str]]]],
-    disconnected: Callable[[], Awaitable[bool]],
-) -> AsyncIterator[str]:
-    """Server-sent events from *produce* (a coroutine function giving ``[(name, html), ...]``) every :data:`TICK`.
-
-    An event is sent when its fragment differs from what was sent last; the stream ends
-    when the browser goes away.
-    """
-    sent: dict[str, str] = {}
-    yield ": jobkit live\n\n"  # a comment: the browser sees the stream open at once
-    while True:
-        if await disconnected():
-            return
-        for name, html in await produce():
-            if sent.get(name) != html:
-                sent[name] = html
-                yield sse_event(name, html)
-        await asyncio.sleep(TICK)

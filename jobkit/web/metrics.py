@@ -9,7 +9,7 @@ this module only says what the numbers are:
 - ``jobkit_running_leases``: workers (and ``now()`` calls) holding leases;
 - ``jobkit_jobs_enqueued_total{job_name,queue}``, ``jobkit_jobs_completed_total``,
   ``jobkit_jobs_failed_total``, ``jobkit_jobs_cancelled_total``: counted by
-  :class:`~jobkit.web.tally.Tally` since this dashboard started (and the hour before);
+  :class:`~jobkit.web.tally.Tally` since this dashboard started (finished ones from the hour before too);
 - ``jobkit_job_run_seconds{job_name}``: a histogram of completed jobs' run times
   (claim to completion of the attempt that completed).
 """

@@ -11,17 +11,18 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from jobkit.errors import ValidationError
 from jobkit.model import JobRecord
 from jobkit.present import holders, is_overdue, lease_hint
 from jobkit.web.filters import JobFilter, format_cursor, parse_cursor
-from jobkit.web.live import Snapshot, events
+from jobkit.web.live import Snapshot
 from jobkit.web.state import Dashboard, dashboard_of, root_of
 from jobkit.web.views import actions_for, chart, status_order
 
 PAGE_SIZE = 50  # jobs on one page of the jobs list
+RUNNING_SHOWN = 50  # running jobs the overview lists (the rest are counted, and a link lists them all)
 
 
 async def overview(request: Request) -> Response:
@@ -39,6 +40,8 @@ def _overview_values(dashboard: Dashboard, snapshot: Snapshot) -> dict[str, Any]
         "statuses": status_order(),
         "chart": chart(dashboard.tally.bars(now)),
         "holders": [(holder, is_overdue(holder, now), lease_hint(holder, now)) for holder in found],
+        "running": snapshot.summary.running[:RUNNING_SHOWN],
+        "running_more": max(0, len(snapshot.summary.running) - RUNNING_SHOWN),
     }
 
 
@@ -119,30 +122,35 @@ async def queues(request: Request) -> Response:
     )
 
 
-async def live(request: Request) -> Response:
-    """Server-sent events: the overview's counts and running jobs, and with ``?job=ID`` that job's state."""
+# -- live parts: htmx asks for them every second, and swaps them in place ----------------
+# Short requests rather than a held stream: a browser allows six connections to a host over
+# HTTP/1.1, and six tabs each holding a stream would leave none for loading a page.
+async def live_overview(request: Request) -> Response:
+    """The overview's body, as the overview page shows it."""
     dashboard = dashboard_of(request)
-    job_id = request.query_params.get("job")
+    snapshot = await dashboard.hub.snapshot()
+    return dashboard.render(request, "_overview_body.html", **_overview_values(dashboard, snapshot))
 
-    async def produce() -> list[tuple[str, str]]:
-        snapshot = await dashboard.hub.snapshot()
-        values = _overview_values(dashboard, snapshot)
-        sent = [
-            ("counts", dashboard.fragment(request, "_counts.html", **values)),
-            ("running", dashboard.fragment(request, "_running.html", **values)),
-            ("queues", dashboard.fragment(request, "_queue_counts.html", **values)),
-        ]
-        if job_id:
-            record = await dashboard.hub.job(job_id)
-            if record is not None:
-                sent.append(("job", dashboard.fragment(request, "_job_state.html", job=record, now=snapshot.at)))
-        return sent
 
-    return StreamingResponse(
-        events(produce, request.is_disconnected),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+async def live_queues(request: Request) -> Response:
+    """The queues page's table."""
+    dashboard = dashboard_of(request)
+    snapshot = await dashboard.hub.snapshot()
+    return dashboard.render(request, "_queues_table.html", queues=snapshot.queues, statuses=status_order())
+
+
+async def live_job(request: Request) -> Response:
+    """One job's state (status, progress, attempts, lease); it stops asking once the job has finished."""
+    dashboard = dashboard_of(request)
+    job_id = request.path_params["job_id"]
+
+    def read() -> tuple[JobRecord | None, Any]:
+        return dashboard.store.get(job_id), dashboard.store.now()
+
+    record, now = await run_in_threadpool(read)
+    if record is None:
+        return dashboard.render(request, "missing.html", status_code=404, page="jobs", job_id=job_id)
+    return dashboard.render(request, "_job_state.html", job=record, now=now)
 
 
 async def healthz(request: Request) -> Response:

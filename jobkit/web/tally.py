@@ -7,9 +7,10 @@ from :meth:`Store.finished`, paged on by ``(completed_at, id)``; new jobs from
 :data:`SETTLE` short of the store's now, so that a job stamped a moment ago whose
 transaction has not committed yet is still ahead of the cursor when it does.
 
-The first look reaches back :data:`WINDOW` (the charts' span), so a dashboard started on a
-busy queue shows the last hour at once; totals count from there, as a Prometheus counter
-counts from its process's start.
+The first look at finished jobs reaches back :data:`WINDOW` (the charts' span), a bounded
+number of pages a look, so a dashboard started on a busy queue fills in the last hour
+within a few looks; enqueued jobs count from the first look. Totals count from there, as a
+Prometheus counter counts from its process's start.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class Tally:
         """Count what finished and what was enqueued since the last look (one caller at a time)."""
         with self._lock:
             until = store.now() - self.settle
-            if self._created_from is None:
-                self._created_from = until - WINDOW
+            if self._created_from is None:  # enqueued jobs count from now: reading back an hour of
+                # them would page through every job made in it (a million, on a busy queue)
+                self._created_from = until
                 self._finished_after = (until - WINDOW, "")
             for _ in range(PAGES_PER_LOOK):
                 records = store.finished(after=self._finished_after, until=until, limit=PAGE)

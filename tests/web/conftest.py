@@ -11,14 +11,12 @@ waits for never comes.
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-import anyio
 import attrs
 import httpx2 as httpx
 import pytest
@@ -31,7 +29,7 @@ from jobkit.model import JobRecord, JobStatus, new_id
 from jobkit.store import Store
 from jobkit.web import create_app
 from jobkit.web.state import Dashboard
-from tests.support import T0, TIMEOUT, make_job
+from tests.support import T0, make_job
 
 PAYLOADS = (
     "<script>alert(1)</script>",
@@ -179,9 +177,15 @@ class Page(HTMLParser):
         return index
 
     def urls(self) -> list[str]:
-        """Every URL the page names: links, scripts, styles, form actions, event streams."""
+        """Every URL the page names: links, scripts, styles, form actions, the live parts htmx asks for.
+
+        ``data:`` URLs (the empty icon) name nothing on any server.
+        """
         return [
-            e.attrs[name] for e in self.elements for name in ("href", "src", "action", "sse-connect") if name in e.attrs
+            e.attrs[name]
+            for e in self.elements
+            for name in ("href", "src", "action", "hx-get")
+            if name in e.attrs and not e.attrs[name].startswith("data:")
         ]
 
     def listed(self) -> list[str]:
@@ -232,62 +236,32 @@ def assert_escaped(text: str, where: str) -> None:
 
 
 # -- the live stream ------------------------------------------------------------------------
-MOST_LINES = 2000  # lines read from one stream at most
-
-
 @attrs.frozen
 class Event:
+    """One live part of the dashboard, as htmx asks for it: its name and its HTML."""
+
     name: str
     data: str
 
 
-def read_events(client: TestClient, url: str, wanted: set[str]) -> list[Event]:
-    """The events of the stream at *url* until each of *wanted* has come (bounded in lines and in time)."""
-    found: list[Event] = []
-    name, data = "message", list[str]()
-    with client.stream("GET", url) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        watchdog = threading.Timer(TIMEOUT, response.close)  # a stream that never sends what we wait for
-        watchdog.start()
-        try:
-            for number, line in enumerate(_lines(response)):
-                assert number < MOST_LINES, f"no {wanted - {e.name for e in found}} in {MOST_LINES} lines"
-                if line == "":
-                    if data:
-                        found.append(Event(name, "\n".join(data)))
-                    name, data = "message", []
-                    if wanted <= {e.name for e in found}:
-                        break
-                elif line.startswith(":"):
-                    continue
-                else:
-                    field, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if field == "event":
-                        name = value
-                    elif field == "data":
-                        data.append(value)
-        except (httpx.StreamClosed, anyio.ClosedResourceError, anyio.EndOfStream):  # the watchdog closed it
-            pass
-        finally:
-            watchdog.cancel()
+def live_parts(client: TestClient, url: str, wanted: set[str]) -> list[Event]:
+    """The live parts a page at *url* (``PREFIX/live`` or ``PREFIX/live?job=ID``) asks for every second.
+
+    ``counts`` and ``running`` are in the overview's body (``/live/overview``), ``queues``
+    is the queues page's table (``/live/queues``), ``job`` one job's state (``/live/jobs/ID``).
+    """
+    prefix, _, rest = url.partition("/live")
+    job_id = rest.partition("job=")[2]
+    answers = {"overview": client.get(f"{prefix}/live/overview"), "queues": client.get(f"{prefix}/live/queues")}
+    if job_id:
+        answers["job"] = client.get(f"{prefix}/live/jobs/{job_id}")
+    for where, response in answers.items():
+        assert response.status_code == 200, f"{where}: {response.status_code}"
+        assert response.headers["content-type"].startswith("text/html")
+    found = [Event("counts", answers["overview"].text), Event("running", answers["overview"].text)]
+    found.append(Event("queues", answers["queues"].text))
+    if job_id:
+        found.append(Event("job", answers["job"].text))
     missing = wanted - {e.name for e in found}
-    assert not missing, f"the stream sent no {missing} within {TIMEOUT}s (got {[e.name for e in found]})"
+    assert not missing, f"no live part {missing}"
     return found
-
-
-def _lines(response: httpx.Response) -> Iterator[str]:
-    """Lines as server-sent events split them: at CR LF, LF or CR, and only there."""
-    pending = ""
-    for chunk in response.iter_text():
-        pending += chunk
-        while True:
-            cut = min((i for i in (pending.find("\r"), pending.find("\n")) if i >= 0), default=-1)
-            if cut < 0 or (pending[cut] == "\r" and cut == len(pending) - 1):
-                break  # no line end yet, or a CR that may be followed by its LF
-            line, rest = pending[:cut], pending[cut + 1 :]
-            if pending[cut] == "\r" and rest.startswith("\n"):
-                rest = rest[1:]
-            yield line
-            pending = rest

@@ -1,4 +1,4 @@
-"""``GET /live``: server-sent events carrying the overview's fragments, and with ``?job=ID`` that job's state."""
+"""The live parts htmx asks for every second: the overview's body, the queues table, one job's state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 
 from jobkit.model import JobStatus
 from jobkit.store import Store
-from tests.web.conftest import Page, at, dashboard, put, read_events
+from tests.web.conftest import Page, at, dashboard, live_parts, put
 
 OVERVIEW = {"counts", "running", "queues"}
 
@@ -30,12 +30,9 @@ def test_live_streams_the_counts_the_running_jobs_and_the_queues(store: Store, c
     put(store, JobStatus.FAILED, at(5), queue="emails")
     running = put(store, JobStatus.RUNNING, at(6), progress=40, progress_message="resizing 3 of 7")
 
-    with client.stream("GET", "/live") as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"] == "no-store"
-
-    events = {event.name: event.data for event in read_events(client, "/live", OVERVIEW)}
+    overview = Page(client.get("/").text).by_id("overview")
+    assert overview.attrs["hx-get"] == "/live/overview" and overview.attrs["hx-trigger"] == "every 1s"
+    events = {event.name: event.data for event in live_parts(client, "/live", OVERVIEW)}
     counts = events["counts"]
     assert 'id="counts"' in counts
     assert count_shown(counts, JobStatus.PENDING) == 3
@@ -50,12 +47,12 @@ def test_live_streams_the_counts_the_running_jobs_and_the_queues(store: Store, c
 
 
 def test_live_counts_follow_the_store(store: Store, app: ASGIApp, client: TestClient) -> None:
-    (first,) = [e.data for e in read_events(client, "/live", {"counts"}) if e.name == "counts"]
+    (first,) = [e.data for e in live_parts(client, "/live", {"counts"}) if e.name == "counts"]
     assert count_shown(first, JobStatus.PENDING) == 0
     put(store, JobStatus.PENDING, at(1))
     put(store, JobStatus.PENDING, at(2))
     dashboard(app).hub.forget()
-    (second,) = [e.data for e in read_events(client, "/live", {"counts"}) if e.name == "counts"]
+    (second,) = [e.data for e in live_parts(client, "/live", {"counts"}) if e.name == "counts"]
     assert count_shown(second, JobStatus.PENDING) == 2
 
 
@@ -63,7 +60,7 @@ def test_live_with_a_job_sends_that_jobs_progress(store: Store, client: TestClie
     job_id = put(store, JobStatus.RUNNING, at(1), progress=62, progress_message="page 31 of 50")
     put(store, JobStatus.RUNNING, at(2), progress=5, progress_message="another job")
 
-    events = read_events(client, f"/live?job={job_id}", {"job"})
+    events = live_parts(client, f"/live?job={job_id}", {"job"})
     (state,) = [event.data for event in events if event.name == "job"]
     page = Page(state)
     assert page.by_id("job-state")
@@ -73,10 +70,22 @@ def test_live_with_a_job_sends_that_jobs_progress(store: Store, client: TestClie
     assert "page 31 of 50" in html.unescape(state)
     assert "another job" not in state
     assert {event.name for event in events} == OVERVIEW | {"job"}
+    assert page.by_id("job-state").attrs["hx-get"] == f"/live/jobs/{job_id}"  # it keeps asking while it runs
 
 
 def test_live_with_a_finished_job_sends_its_end(store: Store, client: TestClient) -> None:
     job_id = put(store, JobStatus.COMPLETED, at(1), progress=100)
-    (state,) = [e.data for e in read_events(client, f"/live?job={job_id}", {"job"}) if e.name == "job"]
+    (state,) = [e.data for e in live_parts(client, f"/live?job={job_id}", {"job"}) if e.name == "job"]
     assert 'id="job-status">completed<' in state
     assert 'aria-valuenow="100"' in state
+    assert "hx-get" not in state, "a finished job's page stops asking"
+
+
+def test_the_overview_lists_fifty_running_jobs_and_counts_the_rest(store: Store, client: TestClient) -> None:
+    for n in range(53):
+        put(store, JobStatus.RUNNING, at(n), progress=n)
+    (overview,) = [e.data for e in live_parts(client, "/live", {"running"}) if e.name == "running"]
+    page = Page(overview)
+    assert len([row for row in page.find("tr") if "data-job" in row.attrs]) == 50
+    assert page.by_id("running-more")
+    assert "and 3 more running" in overview

@@ -21,7 +21,7 @@ import jobkit
 from jobkit.model import JobStatus
 from jobkit.store import Store
 from jobkit.web import create_app
-from tests.web.conftest import Page, at, notice, ok, put, read_events, token
+from tests.web.conftest import Page, at, live_parts, notice, ok, put, token
 
 
 def scene(store: Store) -> dict[JobStatus, str]:
@@ -119,10 +119,10 @@ def test_an_action_under_the_prefix_redirects_under_it(store: Store, prefixed: t
         assert urlsplit(response.headers["location"]).path == f"{prefix}/", target
 
 
-def test_the_live_stream_under_the_prefix_links_under_it(store: Store, prefixed: tuple[TestClient, str]) -> None:
+def test_the_live_parts_under_the_prefix_link_under_it(store: Store, prefixed: tuple[TestClient, str]) -> None:
     client, prefix = prefixed
     running = put(store, JobStatus.RUNNING, at(1), progress=20)
-    events = read_events(client, f"{prefix}/live?job={running}", {"counts", "running", "queues", "job"})
+    events = live_parts(client, f"{prefix}/live?job={running}", {"counts", "running", "queues", "job"})
     for event in events:
         for url in Page(event.data).urls():
             assert url.startswith(f"{prefix}/"), f"the {event.name} event names {url}"

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from jobkit.errors import ValidationError
 from jobkit.model import JobStatus
 from jobkit.web.filters import FIELDS, JobFilter, format_cursor, parse_cursor, parse_time
-from jobkit.web.live import sse_event
 from jobkit.web.security import check_bind, csrf_token, parse_auth, token_matches
 from jobkit.web.tally import BUCKETS, STEP, WINDOW, Bar, Histogram
 from jobkit.web.views import CHART_HEIGHT, CHART_WIDTH, actions_for, chart
@@ -218,18 +217,6 @@ def test_the_token_is_the_secrets() -> None:
     assert not token_matches(b"two", csrf_token(b"one"))
     assert not token_matches(b"one", None)
     assert not token_matches(b"one", "")
-
-
-@given(st.text(max_size=200))
-def test_an_event_carries_its_fragment_line_by_line(fragment: str) -> None:
-    framed = sse_event("job", fragment)
-    assert framed.startswith("event: job\n") and framed.endswith("\n\n")
-    body = framed.removeprefix("event: job\n").removesuffix("\n\n")
-    for line in body.split("\n"):
-        assert line.startswith("data:"), framed
-        assert "\r" not in line
-    data = "\n".join(line.removeprefix("data: ") for line in body.split("\n"))
-    assert data == "\n".join(fragment.splitlines())
 
 
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])

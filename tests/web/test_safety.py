@@ -202,7 +202,8 @@ def test_without_the_right_credentials_is_401(store: Store, guarded: TestClient,
         "/queues",
         "/schedules",
         "/metrics",
-        "/live",
+        "/live/overview",
+        "/live/queues",
         "/static/style.css",
     ]:
         response = guarded.get(path, headers=headers)

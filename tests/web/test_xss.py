@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 import jobkit
 from jobkit.model import JobStatus
 from jobkit.store import Store
-from tests.web.conftest import PAYLOADS, assert_escaped, at, boom, jobs, post, put, read_events
+from tests.web.conftest import PAYLOADS, assert_escaped, at, boom, jobs, live_parts, post, put
 
 echo = jobkit.Registry()
 
@@ -114,17 +114,17 @@ def test_an_action_notice_shows_a_value_escaped(store: Store, client: TestClient
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_no_live_fragment_holds_a_value_unescaped(store: Store, client: TestClient, payload: str) -> None:
     made = hostile(store, payload)
-    events = read_events(client, f"/live?job={made['running']}", {"counts", "running", "queues", "job"})
+    events = live_parts(client, f"/live?job={made['running']}", {"counts", "running", "queues", "job"})
     for event in events:
         assert_escaped(event.data, f"the {event.name} event")
     shown = {event.name: html.unescape(event.data) for event in events}
     assert payload in shown["running"] and payload in shown["queues"] and payload in shown["job"]
 
 
-def test_a_progress_message_cannot_make_an_event_of_its_own(store: Store, client: TestClient) -> None:
+def test_a_progress_message_is_shown_as_the_text_it_is(store: Store, client: TestClient) -> None:
     forged = "\n\nevent: counts\ndata: <img src=x onerror=alert(1)>\r\revent: evil\rdata: x\r\n\r\nevent: evil\n"
     job_id = put(store, JobStatus.RUNNING, at(1), progress=10, progress_message=forged)
-    events = read_events(client, f"/live?job={job_id}", {"counts", "running", "queues", "job"})
+    events = live_parts(client, f"/live?job={job_id}", {"counts", "running", "queues", "job"})
     assert sorted(event.name for event in events) == ["counts", "job", "queues", "running"]
     for event in events:
         assert_escaped(event.data, f"the {event.name} event")
