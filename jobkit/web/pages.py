@@ -23,6 +23,7 @@ from jobkit.web.views import actions_for, chart, status_order
 
 PAGE_SIZE = 50  # jobs on one page of the jobs list
 RUNNING_SHOWN = 50  # running jobs the overview lists (the rest are counted, and a link lists them all)
+HOLDERS_SHOWN = 20  # lease holders it lists, the most overdue first (the rest are counted)
 
 
 async def overview(request: Request) -> Response:
@@ -34,12 +35,17 @@ async def overview(request: Request) -> Response:
 def _overview_values(dashboard: Dashboard, snapshot: Snapshot) -> dict[str, Any]:
     now = snapshot.at
     found = holders(snapshot.summary.running)
+    shown_holders = sorted(
+        ((holder, is_overdue(holder, now), lease_hint(holder, now)) for holder in found),
+        key=lambda item: (not item[1], item[0].renewed_at),  # overdue first, then the longest silent
+    )
     return {
         "snapshot": snapshot,
         "now": now,
         "statuses": status_order(),
         "chart": chart(dashboard.tally.bars(now)),
-        "holders": [(holder, is_overdue(holder, now), lease_hint(holder, now)) for holder in found],
+        "holders": shown_holders[:HOLDERS_SHOWN],
+        "holders_more": max(0, len(shown_holders) - HOLDERS_SHOWN),
         "running": snapshot.summary.running[:RUNNING_SHOWN],
         "running_more": max(0, len(snapshot.summary.running) - RUNNING_SHOWN),
     }

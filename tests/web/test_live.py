@@ -89,3 +89,15 @@ def test_the_overview_lists_fifty_running_jobs_and_counts_the_rest(store: Store,
     assert len([row for row in page.find("tr") if "data-job" in row.attrs]) == 50
     assert page.by_id("running-more")
     assert "and 3 more running" in overview
+
+
+def test_the_overview_lists_twenty_lease_holders_overdue_first_and_counts_the_rest(
+    store: Store, client: TestClient
+) -> None:
+    for n in range(25):
+        put(store, JobStatus.RUNNING, at(n), worker_id=f"worker-{n:02}:1")
+    (overview,) = [e.data for e in live_parts(client, "/live", {"running"}) if e.name == "running"]
+    leases = Page(overview)
+    rows = [row for row in leases.find("tr") if row.attrs.get("class") is not None]
+    assert len(rows) == 20
+    assert leases.by_id("holders-more") and "and 5 more holding leases" in overview
