@@ -247,7 +247,7 @@ def catch_up(dashboard: Any, store: Store) -> tuple[int, float]:
     began, looks = time.perf_counter(), 0
     while True:
         before = tally._finished_after  # the cursor of finished jobs: still once a look has read everything
-        tally.look(store)
+        tally.look(store, store.now())
         looks += 1
         if tally._finished_after == before:
             return looks, time.perf_counter() - began
@@ -262,7 +262,7 @@ def store_reads(dashboard: Any, store: Store) -> dict[str, float]:
         "summary": median_ms(lambda: store.summary(since=now - FAILED_WINDOW)),
         "backlog": median_ms(lambda: store.backlog(now=now)),
         "queues": median_ms(store.queues),
-        "tally look": median_ms(lambda: dashboard.tally.look(store)),
+        "tally look": median_ms(lambda: dashboard.tally.look(store, store.now())),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -13,7 +13,7 @@ from jobkit.errors import JobNotFound, JobStateError, ValidationError
 from jobkit.model import FINISHED, Attempt, Clock, JobRecord, JobResult, JobStatus, QueueInfo, check_queue
 from jobkit.options import BATCH
 from jobkit.stages import result_of
-from jobkit.store import Store, clock_of
+from jobkit.store import Cursor, Store, clock_of
 from jobkit.stores.refusals import chosen_ids
 
 if TYPE_CHECKING:
@@ -254,6 +254,22 @@ def purge_jobs(store: Store, job_ids: Sequence[str], *, all_or_nothing: bool = F
         )
         job_ids = [job.id for job in records]
     return store.delete(job_ids)
+
+
+def pages(store: Store, *, size: int = BATCH, **filters: Any) -> Iterator[list[JobRecord]]:
+    """Every job :meth:`Store.list_jobs` lists with *filters*, newest first, a page of at most *size* at a time.
+
+    Each page is one short read; the next goes on from the last job's cursor, so jobs
+    changed (or deleted) between pages are neither missed nor listed twice.
+    """
+    after: Cursor | None = None
+    while True:
+        page = store.list_jobs(**filters, limit=size, after=after)
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        after = (page[-1].created_at, page[-1].id)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

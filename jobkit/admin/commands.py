@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -24,13 +24,13 @@ from rich.live import Live
 from rich.text import Text
 
 from jobkit.admin.views import job_view, jobs_table, queues_table, schedules_table, status_view, watch_view
-from jobkit.control import cancel_many, pause, purge, queues, resume, retry
+from jobkit.control import cancel_many, pages, pause, purge, queues, resume, retry
 from jobkit.errors import JobNotFound, JobStateError, StoreError
-from jobkit.model import Backlog, JobRecord, JobStatus, QueueInfo, Summary
+from jobkit.model import Backlog, JobStatus, QueueInfo, Summary
 from jobkit.options import BATCH
 from jobkit.present import attempt_json, format_time, job_json, queue_json, schedule_json, summary_json
 from jobkit.recurring import disable, enable, schedules
-from jobkit.store import Cursor, Store, open_store
+from jobkit.store import Store, open_store
 
 FAILED_WINDOW = timedelta(hours=1)  # "failures in the last hour" in status and watch
 REDRAW_AT_MOST = 0.1  # seconds between two redraws of the live view
@@ -94,7 +94,8 @@ def cmd_retry(store: Store, args: argparse.Namespace, console: Console) -> int:
     """Failed (or cancelled) jobs back to pending with fresh attempts."""
     if args.failed:
         # Page by page: a page's jobs are pending once retried, and the cursor goes on past them.
-        sent = [i for page in _pages(store, status=JobStatus.FAILED, name=args.name) for i in retry(store, page)]
+        failed = pages(store, size=PAGE, status=JobStatus.FAILED, name=args.name)
+        sent = [i for page in failed for i in retry(store, [job.id for job in page])]
     else:
         sent = retry(store, args.ids, all_or_nothing=True)
     if args.json:
@@ -349,18 +350,6 @@ def shown_target(target: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _pages(store: Store, *, status: JobStatus | None = None, name: str | None = None) -> Iterator[list[str]]:
-    """The ids of every job matching the filters, newest first, a page of at most PAGE at a time."""
-    after: Cursor | None = None
-    while True:
-        page: list[JobRecord] = store.list_jobs(status=status, name=name, limit=PAGE, after=after)
-        if page:
-            yield [job.id for job in page]
-        if len(page) < PAGE:
-            return
-        after = (page[-1].created_at, page[-1].id)
 
 
 def _print_json(data: Any, *, indent: int | None = 2) -> None:

@@ -28,7 +28,7 @@ from jobkit.control import cancel_many, pause, resume, retry
 from jobkit.errors import JobkitError, ValidationError
 from jobkit.model import JobRecord, JobStatus
 from jobkit.recurring import disable, enable, run_now
-from jobkit.store import Cursor, Store
+from jobkit.store import Store
 from jobkit.web.filters import JobFilter, parse_time
 from jobkit.web.security import token_matches
 from jobkit.web.state import dashboard_of, root_of
@@ -114,8 +114,8 @@ def said(action: str, changed: int, skipped: int) -> str:
     return text
 
 
-def _action(form: FormData) -> str:
-    action = _text(form, "action") or ""
+def job_action(action: str) -> str:
+    """*action* if it is one done to jobs, else a ValidationError naming it."""
     if action not in JOB_ACTIONS:
         raise ValidationError(f"action must be one of {', '.join(JOB_ACTIONS)}, not {action!r}", value=action)
     return action
@@ -123,9 +123,7 @@ def _action(form: FormData) -> str:
 
 async def one_job(request: Request, form: FormData) -> Response:
     store = dashboard_of(request).store
-    action = request.path_params["action"]
-    if action not in JOB_ACTIONS:
-        raise ValidationError(f"action must be one of {', '.join(JOB_ACTIONS)}, not {action!r}", value=action)
+    action = job_action(request.path_params["action"])
     job_id = request.path_params["job_id"]
 
     def run() -> str:
@@ -142,7 +140,7 @@ async def one_job(request: Request, form: FormData) -> Response:
 
 async def selected_jobs(request: Request, form: FormData) -> Response:
     store = dashboard_of(request).store
-    action = _action(form)
+    action = job_action(_text(form, "action") or "")
     job_ids = [value for value in form.getlist("job") if isinstance(value, str)]
     if not job_ids:
         return _back(request, form, "no job was selected: nothing was done")
@@ -160,21 +158,14 @@ def matching(store: Store, chosen: JobFilter, before: datetime) -> list[list[Job
     arguments = chosen.store_arguments()
     until = arguments["created_until"]
     arguments["created_until"] = before if until is None else min(until, before)
-    pages: list[list[JobRecord]] = []
-    after: Cursor | None = None
-    while page := store.list_jobs(**arguments, limit=BULK_PAGE, after=after):
-        pages.append(page)
-        if len(page) < BULK_PAGE:
-            break
-        after = (page[-1].created_at, page[-1].id)
-    return pages
+    return list(control.pages(store, size=BULK_PAGE, **arguments))
 
 
 async def matching_jobs(request: Request, form: FormData) -> Response:
     """Step one (no ``as_of``): count and ask. Step two: act on what was counted, page by page."""
     dashboard = dashboard_of(request)
     store = dashboard.store
-    action = _action(form)
+    action = job_action(_text(form, "action") or "")
     chosen = JobFilter.parse({key: value for key, value in form.items() if isinstance(value, str)})
     as_of = _text(form, "as_of")
     if not as_of:

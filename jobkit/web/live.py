@@ -45,7 +45,7 @@ class Snapshot:
 def read_snapshot(store: Store, tally: Tally) -> Snapshot:
     """Read everything the overview shows, each part in the store's own read transaction."""
     now = store.now()
-    tally.look(store)
+    tally.look(store, now)
     return Snapshot(
         at=now,
         summary=store.summary(since=now - FAILED_WINDOW),

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from jobkit.control import pages
 from jobkit.model import JobRecord, JobStatus
 from jobkit.store import Cursor, Store
 
@@ -73,10 +74,10 @@ class Tally:
         self._finished_after: Cursor | None = None
         self._created_from: datetime | None = None
 
-    def look(self, store: Store) -> None:
-        """Count what finished and what was enqueued since the last look (one caller at a time)."""
+    def look(self, store: Store, now: datetime) -> None:
+        """Count what finished and what was enqueued by *now* (the store's clock) since the last look."""
         with self._lock:
-            until = store.now() - self.settle
+            until = now - self.settle
             if self._created_from is None:  # enqueued jobs count from now: reading back an hour of
                 # them would page through every job made in it (a million, on a busy queue)
                 self._created_from = until
@@ -106,15 +107,10 @@ class Tally:
                 counts[job.status is JobStatus.FAILED] += 1
 
     def _count_created(self, store: Store, since: datetime, until: datetime) -> None:
-        after: Cursor | None = None
-        while True:
-            page = store.list_jobs(created_from=since, created_until=until, limit=PAGE, after=after)
+        for page in pages(store, size=PAGE, created_from=since, created_until=until):
             for job in page:
                 key = (job.job_name, job.queue)
                 self.enqueued[key] = self.enqueued.get(key, 0) + 1
-            if len(page) < PAGE:
-                return
-            after = (page[-1].created_at, page[-1].id)
 
     def _forget(self, before: datetime) -> None:
         for minute in [m for m in self._minutes if m < before]:
