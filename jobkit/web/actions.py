@@ -54,7 +54,7 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         try:
             return await handler(request, form)
         except ValidationError as exc:
-            return dashboard.render(request, "error.html", status_code=400, page="jobs", message=str(exc))
+            return dashboard.refuse(request, exc)
         except JobkitError as exc:  # an unknown schedule, a job that went away: the library's own words
             return _back(request, form, str(exc))
         finally:

@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from jobkit.errors import ValidationError
-from jobkit.model import JobRecord
+from jobkit.model import JobRecord, JobStatus
 from jobkit.present import holders, is_overdue, lease_hint
 from jobkit.web.filters import JobFilter, format_cursor, parse_cursor
 from jobkit.web.live import Snapshot
 from jobkit.web.state import Dashboard, dashboard_of, root_of
-from jobkit.web.views import actions_for, chart, status_order
+from jobkit.web.views import actions_for, chart
 
 PAGE_SIZE = 50  # jobs on one page of the jobs list
 RUNNING_SHOWN = 50  # running jobs the overview lists (the rest are counted, and a link lists them all)
@@ -42,7 +42,7 @@ def _overview_values(dashboard: Dashboard, snapshot: Snapshot) -> dict[str, Any]
     return {
         "snapshot": snapshot,
         "now": now,
-        "statuses": status_order(),
+        "statuses": list(JobStatus),
         "chart": chart(dashboard.tally.bars(now)),
         "holders": shown_holders[:HOLDERS_SHOWN],
         "holders_more": max(0, len(shown_holders) - HOLDERS_SHOWN),
@@ -57,7 +57,7 @@ async def jobs(request: Request) -> Response:
         chosen = JobFilter.parse(request.query_params)
         after = parse_cursor(request.query_params.get("after"))
     except ValidationError as exc:
-        return _bad_request(dashboard, request, exc)
+        return dashboard.refuse(request, exc)
     arguments = chosen.store_arguments()
 
     def read() -> tuple[list[JobRecord], Any]:
@@ -67,7 +67,7 @@ async def jobs(request: Request) -> Response:
     try:
         found, now = await run_in_threadpool(read)
     except ValidationError as exc:  # what only the store checks (a text filter it cannot search, say)
-        return _bad_request(dashboard, request, exc)
+        return dashboard.refuse(request, exc)
     page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     following = format_cursor(page[-1].created_at, page[-1].id) if more else None
     return dashboard.render(
@@ -77,7 +77,7 @@ async def jobs(request: Request) -> Response:
         jobs=page,
         now=now,
         chosen=chosen,
-        statuses=status_order(),
+        statuses=list(JobStatus),
         next_url=chosen.url(f"{root_of(request)}/jobs", after=following) if following else None,
         first_url=chosen.url(f"{root_of(request)}/jobs") if after else None,
         here=chosen.url(request.url.path, **({"after": request.query_params["after"]} if after else {})),
@@ -124,7 +124,7 @@ async def queues(request: Request) -> Response:
     dashboard = dashboard_of(request)
     snapshot = await dashboard.hub.snapshot()
     return dashboard.render(
-        request, "queues.html", page="queues", queues=snapshot.queues, statuses=status_order(), now=snapshot.at
+        request, "queues.html", page="queues", queues=snapshot.queues, statuses=list(JobStatus), now=snapshot.at
     )
 
 
@@ -142,7 +142,7 @@ async def live_queues(request: Request) -> Response:
     """The queues page's table."""
     dashboard = dashboard_of(request)
     snapshot = await dashboard.hub.snapshot()
-    return dashboard.render(request, "_queues_table.html", queues=snapshot.queues, statuses=status_order())
+    return dashboard.render(request, "_queues_table.html", queues=snapshot.queues, statuses=list(JobStatus))
 
 
 async def live_job(request: Request) -> Response:
@@ -164,7 +164,3 @@ async def healthz(request: Request) -> Response:
     dashboard = dashboard_of(request)
     ok, detail = await run_in_threadpool(dashboard.store.health)
     return JSONResponse({"ok": ok, "store": detail, "read_only": dashboard.read_only}, status_code=200 if ok else 503)
-
-
-def _bad_request(dashboard: Dashboard, request: Request, error: ValidationError) -> Response:
-    return dashboard.render(request, "error.html", status_code=400, page="jobs", message=str(error))

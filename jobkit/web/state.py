@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from jobkit import present
+from jobkit.errors import ValidationError
 from jobkit.store import Store
 from jobkit.web.live import Hub
 from jobkit.web.security import csrf_token
@@ -61,6 +62,10 @@ class Dashboard:
         """*template* with *values* and what every page needs: where it is mounted, the token, read-only or not."""
         html = self.fragment(request, template, **values)
         return HTMLResponse(html, status_code=status_code)
+
+    def refuse(self, request: Request, error: ValidationError) -> HTMLResponse:
+        """The 400 page naming what in the request was wrong (nothing was read or changed for it)."""
+        return self.render(request, "error.html", status_code=400, page="jobs", message=str(error))
 
     def fragment(self, request: Request, template: str, **values: Any) -> str:
         context = {

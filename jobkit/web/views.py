@@ -1,4 +1,4 @@
-"""Pure helpers of the pages: which actions a job offers, the statuses in reading order, the charts' geometry.
+"""Pure helpers of the pages: which actions a job offers, the charts' geometry.
 
 What an action may do to a job is the library's rule (:data:`jobkit.lifecycle.RETRYABLE`,
 a finished status for purge, an unfinished one for cancel); the pages only ask.
@@ -11,15 +11,10 @@ from collections.abc import Sequence
 import attrs
 
 from jobkit import lifecycle
-from jobkit.model import JobRecord, JobStatus
+from jobkit.model import JobRecord
 from jobkit.web.tally import Bar
 
 CHART_WIDTH, CHART_HEIGHT = 600, 120  # the SVG's view box
-
-
-def status_order() -> list[JobStatus]:
-    """Statuses as a job passes through them."""
-    return [JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 
 def actions_for(job: JobRecord) -> list[str]:
