@@ -56,6 +56,7 @@ class Held:
     progress: tuple[int, str | None] | None = None  # reported, not yet written
     progress_at: float = 0.0
     lost: bool = False
+    unsure: bool = False  # a write of its outcome failed, and may have committed all the same
     cancel_requested: bool = False
     expires: datetime | None = None  # the expiry last written for this lease (the claim's, then each beat's)
 
@@ -166,7 +167,8 @@ class LeaseKeeper:
         self._next_beat = time.monotonic() + self.beat_every
         for held in list(self.held.values()):
             if held.job.id not in answered:
-                self.lose(held)
+                if not held.unsure:  # its handler is done; the outcome's write tells whether it was lost
+                    self.lose(held)
             else:
                 held.expires = until
                 if answered[held.job.id]:

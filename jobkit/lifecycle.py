@@ -410,6 +410,19 @@ def ending_of(transition: Transition) -> Ending | None:
     raise TypeError(f"not a transition: {transition!r}")
 
 
+def ended_by(timeline: Sequence[Attempt], transition: Transition) -> bool:
+    """Whether a job's *timeline* (:func:`timeline`) shows the attempt *transition* ends already ended by it.
+
+    A worker asks when a write of *transition* failed without saying whether it
+    committed (the network lost the answer to a COMMIT that happened): the fenced write
+    sent again finds the job no longer held, though the outcome is the store's. The
+    token names the attempt; the reaper's "lost" or a give-back's entry never matches.
+    """
+    ending = ending_of(transition)
+    outcome = "completed" if ending is None else ending[0]
+    return any(a.worker_id == transition.token and a.outcome == outcome for a in timeline)
+
+
 def released_ending(job: JobRecord) -> Ending:
     """A held job given back (:func:`release`): released, or cancelled when that was asked."""
     return ("cancelled", CANCELLED, None) if job.cancel_requested else ("released", None, None)

@@ -183,6 +183,15 @@ def recorded(held: Held, transition: Transition, applied: bool, clock: Clock, *,
     return True
 
 
+def written_before(store: Store, held: Held, transition: Transition) -> bool:
+    """Whether an earlier write of *transition* that failed committed all the same (:func:`lifecycle.ended_by`)."""
+    try:
+        return lifecycle.ended_by(store.attempts(held.job.id), transition)
+    except Exception:  # cannot tell: it is reported dropped, as it would have been
+        logger.debug("job %s: could not read whether its outcome was written", held.job.id, exc_info=True)
+        return False
+
+
 # -- one job, here and now ---------------------------------------------------------------------
 _FROM_RECORD: Any = object()  # run_claimed's typed params: decode them from the record
 

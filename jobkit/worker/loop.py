@@ -207,6 +207,8 @@ class Worker:
             )
         except StoreError as exc:  # the database is in the way (a full disk, a long lock): keep all, back off
             self._outage.failed(exc)
+            for held, _ in finished:
+                held.unsure = True
             self._done.extendleft(reversed(batch))
             return
         except Exception as exc:  # not the database: something in this batch it cannot take
@@ -222,7 +224,10 @@ class Worker:
             self._keeper.forget(held)
         for (held, _), transition, ok in zip(finished, transitions, applied, strict=True):
             self._keeper.forget(held)
-            if run.recorded(held, transition, ok, self.clock):
+            committed = held.unsure and (held.lost or not ok) and run.written_before(self.store, held, transition)
+            if committed:
+                held.lost = False  # the write that failed had committed after all
+            if run.recorded(held, transition, ok or committed, self.clock):
                 self.report.count(transition)
             else:
                 self.report.lost += 1

@@ -94,6 +94,22 @@ def test_holds() -> None:
     assert not lifecycle.holds(None, Lease(job.id, "tok-1"))
 
 
+def test_ended_by_matches_the_attempt_of_the_token_and_the_outcome_it_wrote() -> None:
+    job = running(token="tok-1")
+    done = lifecycle.apply(job, Complete(job.id, "tok-1", "null", at=T0))
+    complete = Complete(job.id, "tok-1", "null", at=T0 + LOCK)  # sent again later: its time differs
+    assert lifecycle.ended_by(lifecycle.timeline(done, []), complete)
+    assert not lifecycle.ended_by(lifecycle.timeline(done, []), Complete(job.id, "tok-2", "null", at=T0))
+    assert not lifecycle.ended_by(lifecycle.timeline(job, []), complete), "a running attempt has not ended"
+    retry = Retry(job.id, "tok-1", "boom", None, at=T0, run_at=T0 + LOCK)
+    history = lifecycle.logged([], job, lifecycle.ending_of(retry), at=T0)  # type: ignore[arg-type]
+    again = lifecycle.apply(job, retry)
+    assert lifecycle.ended_by(lifecycle.timeline(again, history), retry)
+    assert not lifecycle.ended_by(lifecycle.timeline(again, history), Fail(job.id, "tok-1", "boom", None, at=T0))
+    lost = lifecycle.logged([], job, lifecycle.expired_ending(job), at=T0)
+    assert not lifecycle.ended_by(lost, retry), "the reaper's entry under the same token is not this write"
+
+
 # -- the running attempt ------------------------------------------------------------------
 def test_claim_counts_an_attempt_sets_the_lock_and_resets_progress() -> None:
     now = T0 + timedelta(minutes=1)
