@@ -83,9 +83,10 @@ def test_an_outcome_whose_commit_answer_was_lost_is_reported_as_written(
     assert report == counted
     assert record(store, job_id).status is status
     assert "lease lost" not in caplog.text, caplog.text
-    assert "lease_lost" not in events and {"completed": "done", "failed": "fail", "snoozed": "snooze"}.get(
-        events[-1]
-    ) == params, events
+    assert (
+        "lease_lost" not in events
+        and {"completed": "done", "failed": "fail", "snoozed": "snooze"}.get(events[-1]) == params
+    ), events
     outcomes = [a.outcome for a in jobkit.attempts(store, job_id)]
     assert outcomes == {"done": ["completed"], "fail": ["failed"], "snooze": ["snoozed"]}[params], "written once"
 
