@@ -213,11 +213,11 @@ def timed(client: Client, forget: Callable[[], None] | None, path: str) -> tuple
     return elapsed, body
 
 
-def older_link(page: bytes) -> str:
-    """The jobs page's "older" link (the cursor of its second page)."""
-    found = re.search(rb'<a href="([^"]+)" id="older"', page)
+def older_link(page: bytes, link: str = "older") -> str:
+    """The jobs page's "older" link (the cursor of its second page), or another link of it by id."""
+    found = re.search(rb'<a href="([^"]+)" id="' + link.encode() + b'"', page)
     if found is None:
-        raise RuntimeError("the jobs page has no 'older' link")
+        raise RuntimeError(f"the jobs page has no {link!r} link")
     return unescape(found[1].decode())
 
 
@@ -286,6 +286,7 @@ def measure(store: Store, runs: int, count: int, say: Callable[[str], None]) -> 
             _, first = timed(client, hub.forget, "/jobs")
             _, failed_page = timed(client, hub.forget, "/jobs?status=failed")
             rare_order = f"A-{count // 2:07d}"
+            _, rare_page = timed(client, hub.forget, f"/jobs?text={rare_order}")
             pages = [
                 ("overview", "/"),
                 ("jobs", "/jobs"),
@@ -301,6 +302,7 @@ def measure(store: Store, runs: int, count: int, say: Callable[[str], None]) -> 
                 ("metrics", "/metrics"),
                 ("jobs, text= (common)", "/jobs?text=CardDeclined"),
                 ("jobs, text= (one job)", f"/jobs?text={rare_order}"),
+                ("jobs, text= (one job), on", older_link(rare_page, "search-older")),
                 ("jobs, created in 1 minute", minute_filter(store)),
             ]
             timings = []

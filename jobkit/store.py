@@ -266,6 +266,17 @@ class Store(Protocol):
         (:mod:`jobkit.stores.filters` holds the rules).
         """
 
+    def cursor_after(self, count: int, *, after: Cursor | None = None) -> Cursor | None:
+        """The ``(created_at, id)`` of the *count*-th job after *after* in :meth:`list_jobs` order, every job counted.
+
+        None when fewer jobs follow. Read through the creation index only. A reader that
+        must pass over no more than about *count* jobs for a page (a text search, which
+        reads each one) bounds its listing by it: ``created_from`` the cursor's time
+        covers those jobs (and any created in the same microsecond), ``created_until``
+        that time goes on past them. A *count* that is not an int of at least 1, or a bad
+        cursor, is refused with a ValidationError naming it.
+        """
+
     def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
         """Up to *limit* finished jobs (completed, failed, cancelled) that ended before *until*, in the order they did.
 

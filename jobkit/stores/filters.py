@@ -5,9 +5,9 @@ the SQL stores in their WHERE clauses:
 
 - *text*: the job's params (its JSON text as stored) or its error contain the text,
   with ASCII letters folded to lower case and nothing else folded. SQLite's ``lower()``
-  folds exactly those; PostgreSQL's follows the database's locale (it folds ``Ü`` too),
-  so it folds with ``translate()`` over :data:`UPPER` and :data:`LOWER`. The text given
-  is folded here, once, for every store.
+  folds exactly those; PostgreSQL's follows the database's locale (it folds ``Ü`` too)
+  but for the "C" collation, so it folds under that one. The text given is folded here,
+  once, for every store.
 - *created_from* and *created_until*: ``created_from <= created_at < created_until``.
 - *after*: the jobs that sort after the cursor newest first, ``(created_at, id) < after``.
 """
@@ -19,11 +19,11 @@ from datetime import datetime
 
 import attrs
 
+from jobkit.errors import ValidationError
 from jobkit.model import JobRecord, JobStatus
 from jobkit.stores.refusals import check_cursor, check_limit, check_text, check_time
 
-UPPER, LOWER = string.ascii_uppercase, string.ascii_lowercase
-_FOLD = str.maketrans(UPPER, LOWER)
+_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def folded(text: str) -> str:
@@ -102,3 +102,11 @@ def finished_after(job: JobRecord, after: tuple[datetime, str] | None, until: da
     """Whether a record belongs among ``Store.finished(after=, until=)``: finished before *until*, after the cursor."""
     ended = job.completed_at
     return job.status.finished and ended is not None and ended < until and (after is None or (ended, job.id) > after)
+
+
+def check_cursor_after(count: object, after: tuple[datetime, str] | None) -> int:
+    """The arguments of ``Store.cursor_after``: *count* an int of at least 1, *after* a cursor (or None)."""
+    if type(count) is not int or count < 1:
+        raise ValidationError(f"count must be an int of at least 1, not {count!r}", value=count)
+    check_cursor("after", after)
+    return count

@@ -429,6 +429,13 @@ class MemoryStore:
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
 
+    def cursor_after(self, count: int, *, after: Cursor | None = None) -> Cursor | None:
+        filters.check_cursor_after(count, after)
+        with self._lock:
+            keys = sorted(((j.created_at, j.id) for j in self._jobs.values()), reverse=True)
+        following = [key for key in keys if after is None or key < after]
+        return following[count - 1] if len(following) >= count else None
+
     def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
         filters.check_finished(after, until, limit)
         with self._lock:

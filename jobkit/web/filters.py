@@ -98,6 +98,18 @@ class JobFilter:
             "created_until": self.created_until,
         }
 
+    def search_start(self, after: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
+        """Where a page of this filter starts counting the jobs it reads: after the cursor, before created_until."""
+        until = None if self.created_until is None else (self.created_until, "")  # "" sorts before every id
+        return min((c for c in (after, until) if c is not None), default=None, key=lambda c: (c[0], c[1]))
+
+    def reading_back_to(self, edge: datetime | None) -> JobFilter | None:
+        """This filter kept to jobs created at or after *edge* (where a bounded search stops), or None when its own
+        created_from already stops it there or sooner."""
+        if edge is None or (self.created_from is not None and self.created_from >= edge):
+            return None
+        return attrs.evolve(self, created_from=edge)
+
     def describe(self) -> str:
         """``status=failed, queue=emails``, or ``every job``: what a confirmation names."""
         return ", ".join(f"{field}={value}" for field, value in self.query().items()) or "every job"

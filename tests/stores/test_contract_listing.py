@@ -169,3 +169,46 @@ def test_bad_filters_are_refused_naming_them(store: Store, filters: dict[str, An
     assert isinstance(refused.value, ValueError)
     assert refused.value.value == next(iter(filters.values()))
     assert snapshot(store) == before
+
+
+# -- cursor_after: where a listing that reads about n jobs ends -------------------------------
+def test_cursor_after_is_the_nth_job_newest_first_counting_every_job(store: Store) -> None:
+    # Two jobs share a creation time: the cursor orders them by id, as list_jobs does.
+    store.add([make_job(f"j{n}", created_at=at(n // 2), status=JobStatus.PENDING) for n in range(7)])
+    claim_one(store, "j3")  # a running job counts like any other
+    order = [(job.created_at, job.id) for job in store.list_jobs(limit=100)]
+    assert [store.cursor_after(n) for n in range(1, 8)] == order
+    assert store.cursor_after(8) is None, "fewer jobs than that follow"
+    assert store.cursor_after(2, after=order[2]) == order[4]
+    assert store.cursor_after(4, after=order[2]) == order[6]
+    assert store.cursor_after(5, after=order[2]) is None
+    assert store.cursor_after(1, after=order[6]) is None
+
+
+def test_a_listing_bounded_by_cursor_after_reads_on_without_gap_or_repeat(store: Store, texts: None) -> None:
+    """created_from the cursor's time, then created_until it: every match once, as an unbounded listing has them."""
+    store.add([make_job(f"twin{n}", params='{"url": "twin"}', created_at=at(20)) for n in range(3)])
+    everything = ids(store, text="url")
+    seen: list[str] = []
+    until = None
+    for _ in range(20):
+        edge = store.cursor_after(2, after=None if until is None else (until, ""))
+        bounded = {"created_from": edge[0]} if edge else {}
+        seen += ids(store, text="url", **bounded, **({"created_until": until} if until else {}))
+        if edge is None:
+            break
+        until = edge[0]
+    assert seen == everything
+
+
+@pytest.mark.parametrize(
+    ("count", "after", "named"),
+    [(0, None, "count"), (-1, None, "count"), (True, None, "count"), ("2", None, "count"), (1, (NAIVE, "x"), "after")],
+    ids=["zero", "negative", "bool", "text", "naive-after"],
+)
+def test_cursor_after_refuses_bad_arguments_naming_them(store: Store, count: Any, after: Any, named: str) -> None:
+    store.add([make_job("only", created_at=at(0))])
+    before = snapshot(store)
+    with pytest.raises(ValidationError, match=named):
+        store.cursor_after(count, after=after)
+    assert snapshot(store) == before

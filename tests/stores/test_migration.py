@@ -83,6 +83,13 @@ def contents(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, .
         return jobs, schedules
 
 
+NAME_INDEX_TODAY = next(
+    line.rstrip(";")
+    for line in schema.LISTED_BY_CREATION_V5.splitlines()
+    if line.startswith("CREATE INDEX jobs_name_idx")
+)
+
+
 def schema_of(path: Path) -> dict[str, str]:
     """Each table and index by name, its SQL with the quoting of the name made uniform."""
     with closing(sqlite3.connect(path)) as conn:
@@ -104,7 +111,7 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 4
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 5
     assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
@@ -191,7 +198,7 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
         " waiting_for INTEGER NOT NULL DEFAULT 0 CHECK (waiting_for >= 0),"
     )
     assert after["jobs"] == table.replace(" note TEXT,", f" note TEXT,{queue}")  # its CHECKs are left alone
-    assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
+    assert after["jobs_name_idx"] == NAME_INDEX_TODAY
     assert pragma(path, "integrity_check") == "ok"
 
 
@@ -250,7 +257,7 @@ def test_in_defensive_mode_only_the_name_index_is_upgraded_and_only_once(
     make_v1(path)
     jobkit.SqliteStore(path).close()
     after = schema_of(path)
-    assert after["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
+    assert after["jobs_name_idx"] == NAME_INDEX_TODAY
     assert "status IN (" in after["jobs"]  # writable_schema is refused here: the CHECKs stay as they were
     with closing(write_lock_held(path)):
         jobkit.SqliteStore(path, busy_timeout=0.2).close()
@@ -262,7 +269,10 @@ def test_without_upgrade_an_older_file_is_refused_untouched_naming_migrate(tmp_p
     path = tmp_path / "old.sqlite"
     make_v1(path)
     before = schema_of(path), contents(path)
-    with pytest.raises(jobkit.StoreError, match=r"schema version 1, this jobkit needs 4; run python -m jobkit migrate"):
+    with pytest.raises(
+        jobkit.StoreError,
+        match=rf"schema version 1, this jobkit needs {schema.SCHEMA_VERSION}; run python -m jobkit migrate",
+    ):
         jobkit.SqliteStore(path, create=False, upgrade=False)
     assert (schema_of(path), contents(path)) == before
     with jobkit.SqliteStore(path, create=False) as store:  # upgrade=True, the default
@@ -284,7 +294,9 @@ def test_the_admin_command_does_not_change_an_older_file_and_says_to_migrate(tmp
     done = subprocess.run(
         [sys.executable, "-m", "jobkit", "migrate", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
-    assert done.returncode == 0 and "upgraded from version 1 to 4" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and f"upgraded from version 1 to {schema.SCHEMA_VERSION}" in done.stdout, (
+        done.stdout + done.stderr
+    )
 
 
 OPEN = """
@@ -317,27 +329,27 @@ def test_the_steps_run_in_order_up_to_this_version() -> None:
     assert [s.version for s in migrations.STEPS if s.needed is None][-1] == schema.SCHEMA_VERSION
 
 
-def make_v3(path: Path) -> None:
-    """A file as jobkit's schema version 3 left it (the steps up to 3), holding V1_JOBS."""
+def make_version(path: Path, version: int) -> None:
+    """A file as jobkit's schema *version* left it (the steps up to it), holding V1_JOBS."""
     make_v1(path)
     conn = apsw.Connection(str(path))
     conn.execute("BEGIN IMMEDIATE")
     for step in migrations.STEPS:
-        if step.version in (2, 3):
+        if step.needed is None and 1 < step.version <= version:
             step.apply(conn)
         elif step.needed is not None:
             step.apply(conn)  # the first layout's CHECKs and name index, as version 1 has them today
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.execute("COMMIT")
     conn.close()
 
 
 def test_a_version_3_file_gets_the_creation_index_with_every_row_kept(tmp_path: Path) -> None:
     old = tmp_path / "v3.sqlite"
-    make_v3(old)
+    make_version(old, 3)
     before = contents(old)
     assert "jobs_created_idx" not in schema_of(old)
-    with pytest.raises(jobkit.StoreError, match=r"schema version 3, this jobkit needs 4; run python -m jobkit migrate"):
+    with pytest.raises(jobkit.StoreError, match=r"schema version 3, this jobkit needs 5; run python -m jobkit migrate"):
         jobkit.SqliteStore(old, upgrade=False)
     assert "jobs_created_idx" not in schema_of(old)
 
@@ -345,10 +357,32 @@ def test_a_version_3_file_gets_the_creation_index_with_every_row_kept(tmp_path: 
         listed = store.list_jobs(created_from=T0.replace(year=2025))
         assert [j.id for j in listed] == sorted((str(j["id"]) for j in V1_JOBS), reverse=True)
 
-    assert pragma(old, "user_version") == 4
+    assert pragma(old, "user_version") == 5
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
     assert schema_of(old)["jobs_created_idx"] == "CREATE INDEX jobs_created_idx ON jobs (created_at, id)"
+    fresh = tmp_path / "fresh.sqlite"
+    jobkit.SqliteStore(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
+def test_a_version_4_file_lists_by_name_and_failed_jobs_in_creation_order_with_every_row_kept(tmp_path: Path) -> None:
+    old = tmp_path / "v4.sqlite"
+    make_version(old, 4)
+    before = contents(old)
+    assert schema_of(old)["jobs_name_idx"] == " ".join(migrations._NAME_INDEX_SQL.split())
+    assert "jobs_unhappy_idx" not in schema_of(old)
+    with jobkit.SqliteStore(old) as store:
+        by_name = store.list_jobs(name=NAME)
+        assert [j.id for j in by_name] == sorted((j["id"] for j in V1_JOBS if j["job_name"] == NAME), reverse=True)
+        failed = store.list_jobs(status=jobkit.JobStatus.FAILED)
+        assert [j.id for j in failed] == sorted(
+            (str(j["id"]) for j in V1_JOBS if j["status"] == "failed"), reverse=True
+        )
+    assert pragma(old, "user_version") == 5
+    assert pragma(old, "integrity_check") == "ok"
+    assert contents(old) == before
+    assert schema_of(old)["jobs_name_idx"] == NAME_INDEX_TODAY
     fresh = tmp_path / "fresh.sqlite"
     jobkit.SqliteStore(fresh).close()
     assert schema_of(old) == schema_of(fresh)

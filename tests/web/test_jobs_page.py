@@ -209,3 +209,55 @@ def test_a_time_beyond_what_utc_can_hold_is_a_400_naming_it(
     response = client.get(f"/jobs?{urlencode(query)}")
     assert response.status_code == 400, f"{response.status_code} for {query}"
     assert error_text(response).startswith(f"{field} ")
+
+
+# -- a text search reads a bounded span of jobs a page ------------------------------------------
+def test_a_text_search_reads_a_span_of_jobs_a_page_and_searches_on_past_it(
+    store: Store, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEARCH_SPAN jobs a page at most: the page says how far it read and links on; every match is found once."""
+    monkeypatch.setattr("jobkit.web.pages.SEARCH_SPAN", 4)
+    needles = {n: put(store, COMPLETED, at(n), params='{"x": "needle"}') for n in (0, 1, 9, 10, 11)}
+    for n in range(2, 9):
+        put(store, COMPLETED, at(n), params='{"x": "hay"}')
+    url: str | None = "/jobs?text=NEEDLE"
+    found, reads = [], 0
+    while url is not None and reads < 20:
+        page = Page(client.get(url).text)
+        reads += 1
+        found += page.listed()
+        older = [e.attrs["href"] for e in page.find("a", id="search-older")]
+        following = [e.attrs["href"] for e in page.find("a", id="older")]
+        assert bool(older) == bool(page.find("p", id="searched"))
+        url = (following or older or [None])[0]
+    assert found == [needles[n] for n in (11, 10, 9, 1, 0)], "every match, newest first, once"
+    # Jobs 11..8 the first page, 7..4 the next, 3..0 the last: no link on from it, nothing is older.
+    assert reads == 3
+
+
+def test_a_text_search_page_links_on_with_the_filter_it_had(
+    store: Store, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jobkit.web.pages.SEARCH_SPAN", 2)
+    for n in range(5):
+        put(store, FAILED if n % 2 else COMPLETED, at(n), params='{"x": "hay"}')
+    response = client.get("/jobs?text=needle&status=failed")
+    page = Page(response.text)
+    assert page.listed() == []
+    assert "found no matches among them" in " ".join(response.text.split())
+    [link] = [e.attrs["href"] for e in page.find("a", id="search-older")]
+    query = parse_qs(urlsplit(link).query)
+    assert query["text"] == ["needle"] and query["status"] == ["failed"]
+    assert query["created_until"] == ["2026-01-01T00:00:03"], "on from the oldest job the page read"
+
+
+def test_a_search_within_the_span_or_within_its_own_time_range_says_nothing_more(
+    store: Store, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jobkit.web.pages.SEARCH_SPAN", 3)
+    for n in range(6):
+        put(store, COMPLETED, at(n), params='{"x": "hay"}')
+    assert not Page(client.get("/jobs?text=hay&created_from=2026-01-01T00:00:04").text).find("p", id="searched")
+    assert not Page(client.get("/jobs?text=nothing&created_from=2026-01-01T00:00:03").text).find("p", id="searched")
+    assert Page(client.get("/jobs?text=nothing").text).find("p", id="searched"), "past the span, it says so"
+    assert not Page(client.get("/jobs?name=web.ok").text).find("p", id="searched"), "only a text search is bounded"

@@ -407,6 +407,10 @@ class PostgresStore:
             return []
         return [q.record_of(row) for row in self._db.read(*listing.listing(chosen, limit))]
 
+    def cursor_after(self, count: int, *, after: Cursor | None = None) -> Cursor | None:
+        rows = self._db.read(*listing.cursor_after(filters.check_cursor_after(count, after), after))
+        return (rows[0][0], rows[0][1]) if rows else None
+
     def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
         filters.check_finished(after, until, limit)
         if limit == 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 from jobkit.model import FINISHED, JobStatus
 from jobkit.stores.filters import Listing
-from jobkit.stores.sqlite.codec import STATUS, ts
+from jobkit.stores.sqlite.codec import STATUS, dt, ts
 from jobkit.stores.sqlite.queries import BY_STATUS
 from jobkit.stores.sqlite.schema import COLUMNS, SELECT
 
@@ -63,6 +63,8 @@ def listing(chosen: Listing, limit: int, after: Cursor | None) -> tuple[str, dic
         where.append(f"status = '{status.value}'")
         if status.finished:  # always so for these (a CHECK), and it lets the finished index serve
             where.append("completed_at IS NOT NULL")
+        if status.finished and status is not JobStatus.COMPLETED:  # so too: jobs_unhappy_idx serves
+            where.append("status <> 'completed'")
     for column, value in chosen.columns.items():  # columns from fixed keys, values bound
         if value is not None:
             where.append(f"{column} = :{column}")
@@ -106,6 +108,25 @@ def _source(chosen: Listing, status: JobStatus | None) -> str:
     if status is JobStatus.RUNNING:
         return "jobs INDEXED BY jobs_status_expires_idx"
     return "jobs"
+
+
+def cursor_after(count: int, after: Cursor | None) -> tuple[str, dict[str, Any]]:
+    """The ``(created_at, id)`` *count* jobs on from *after*, newest first: an OFFSET along the creation index."""
+    bindings: dict[str, Any] = {"skip": count - 1}
+    clause = ""
+    if after is not None:
+        clause = "WHERE (created_at, id) < (:after_created, :after_id)"
+        bindings["after_created"], bindings["after_id"] = _bound(after[0]), after[1]
+    source = "jobs INDEXED BY jobs_created_idx"
+    return f"SELECT created_at, id FROM {source} {clause} ORDER BY {_NEWEST} LIMIT 1 OFFSET :skip", bindings
+
+
+def read_cursor(rows: Sequence[Sequence[Any]]) -> tuple[datetime, str] | None:
+    """The cursor :func:`cursor_after` read; None too when its time is not one jobkit writes (no bound, then)."""
+    try:
+        return (dt(rows[0][0]), rows[0][1]) if rows else None
+    except ValueError:
+        return None
 
 
 # Store.finished: no index of its own, so that a completion writes no more index entries than

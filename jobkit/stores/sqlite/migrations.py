@@ -31,6 +31,7 @@ from jobkit.stores.sqlite.schema import (
     CREATED_V4,
     JOBS_INDEXES,
     JOBS_TABLE,
+    LISTED_BY_CREATION_V5,
     QUEUES_V2,
     SCHEMA,
     SCHEMA_VERSION,
@@ -149,12 +150,19 @@ def add_created_index(conn: apsw.Connection) -> bool:
     return True
 
 
+def index_by_creation(conn: apsw.Connection) -> bool:
+    """Version 5: the name index in creation order within a name, and the index of failed and cancelled jobs."""
+    conn.execute(LISTED_BY_CREATION_V5)
+    return True
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
     Step(2, "queues", add_queues),
     Step(3, "unique keys, attempt history and dependencies", add_unique_and_attempts),
     Step(4, "an index of jobs by creation time", add_created_index),
+    Step(5, "listings of a name, of failed and of cancelled jobs in creation order", index_by_creation),
 )
 
 

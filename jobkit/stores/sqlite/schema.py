@@ -6,7 +6,7 @@ SCHEMA is what the first migration step builds on a blank file (see :mod:`.migra
 from __future__ import annotations
 
 APPLICATION_ID = 0x4A4F424B  # "JOBK"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 JOBS_TABLE = """
 CREATE TABLE jobs (
@@ -135,6 +135,16 @@ END;
 # (neither column ever changes): a claim or a completion writes no entry of it.
 CREATED_V4 = """
 CREATE INDEX jobs_created_idx ON jobs (created_at, id);
+"""
+# Version 5: a listing of one name, or of failed or cancelled jobs, reads its page from an
+# index in creation order instead of sorting every such job. The name index gains
+# (created_at, id); failed and cancelled jobs get an index of their own (a completion, the
+# common end, writes no entry in it). A listing names the index's whole WHERE so that the
+# planner sees it applies (listing.py).
+LISTED_BY_CREATION_V5 = """
+DROP INDEX jobs_name_idx;
+CREATE INDEX jobs_name_idx ON jobs (job_name, created_at, id) WHERE completed_at IS NOT NULL;
+CREATE INDEX jobs_unhappy_idx ON jobs (status, created_at, id) WHERE completed_at IS NOT NULL AND status <> 'completed';
 """
 SCHEMA = f"""
 -- jobkit schema, version 1 (migrations.py's steps bring it up to date). Timestamps are UTC

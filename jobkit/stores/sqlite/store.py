@@ -428,6 +428,9 @@ class SqliteStore:
         )
         return reading.page(self.path, self._read, functools.partial(listing.listing, chosen), limit, after)
 
+    def cursor_after(self, count: int, *, after: Cursor | None = None) -> Cursor | None:
+        return listing.read_cursor(self._read(*listing.cursor_after(filters.check_cursor_after(count, after), after)))
+
     def finished(self, *, after: Cursor | None, until: datetime, limit: int) -> list[JobRecord]:
         filters.check_finished(after, until, limit)
         page = functools.partial(listing.finished, until)
