@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -83,6 +84,7 @@ def create_app(
         try:
             yield
         finally:
+            await run_in_threadpool(dashboard.hub.settle)  # a snapshot read may be using the store
             if dashboard.owns_store:
                 store.close()
 

@@ -74,6 +74,7 @@ class Hub:
         self._fresh = FRESH  # how long the latest snapshot stays fresh
         self._quick = True  # whether the last read took under QUICK
         self._generation = 0  # bumped by forget(): a read begun before it is not kept
+        self._stopping = False  # set by settle(): no more background reads
 
     async def snapshot(self) -> Snapshot:
         """The latest snapshot; a stale one is read again (in the background, if there is one to answer with)."""
@@ -81,7 +82,7 @@ class Hub:
         if latest is not None and self._clock() - latest[0] < self._fresh:
             return latest[1]
         if latest is not None and not self._quick:
-            if not self._reading.locked():
+            if not self._reading.locked() and not self._stopping:
                 threading.Thread(target=self._read, name="jobkit-web-snapshot", daemon=True).start()
             return latest[1]
         return await run_in_threadpool(self._read)
@@ -99,6 +100,12 @@ class Hub:
             if generation == self._generation:
                 self._latest = (done, snapshot)
             return snapshot
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Start no more background reads and wait for one under way: the app stops, and its store may close next."""
+        self._stopping = True
+        if self._reading.acquire(timeout=timeout):
+            self._reading.release()
 
     def forget(self) -> None:
         """Make the snapshot stale: an action changed the queue, and the page it redirects to is to show that.

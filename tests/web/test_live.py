@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+import threading
+from datetime import datetime
 
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
-from jobkit.model import JobStatus
+import jobkit
+from jobkit.model import JobStatus, Summary
 from jobkit.store import Store
+from tests.support import TIMEOUT
 from tests.web.conftest import Page, at, dashboard, live_parts, put
 
 OVERVIEW = {"counts", "running", "queues"}
@@ -101,3 +106,39 @@ def test_the_overview_lists_twenty_lease_holders_overdue_first_and_counts_the_re
     rows = [row for row in leases.find("tr") if row.attrs.get("class") is not None]
     assert len(rows) == 20
     assert leases.by_id("holders-more") and "and 5 more holding leases" in overview
+
+
+def test_settle_waits_for_the_background_read_under_way_and_starts_no_more() -> None:
+    """The app's shutdown settles the Hub before its store may close: a read using the store ends first."""
+    from jobkit.web.live import QUICK, Hub
+    from jobkit.web.tally import Tally
+
+    happened: list[str] = []
+    gate, entered = threading.Event(), threading.Event()
+    clock = [0.0]
+
+    class Gated(jobkit.MemoryStore):
+        reads = 0
+
+        def summary(self, *, since: datetime) -> Summary:
+            Gated.reads += 1
+            clock[0] += QUICK * 2  # every read is slow, so a stale snapshot is read again in the background
+            if Gated.reads == 2:
+                entered.set()
+                assert gate.wait(TIMEOUT)
+                happened.append("read ended")
+            return super().summary(since=since)
+
+    hub = Hub(Gated(), Tally(), clock=lambda: clock[0])
+    asyncio.run(hub.snapshot())  # the first read: waited for, and slow
+    clock[0] += 3600  # stale
+    asyncio.run(hub.snapshot())  # answered at once; the second read runs in the background
+    assert entered.wait(TIMEOUT)
+    settling = threading.Thread(target=lambda: (hub.settle(), happened.append("settled")))
+    settling.start()
+    gate.set()
+    settling.join(TIMEOUT)
+    assert happened == ["read ended", "settled"]
+    clock[0] += 3600
+    asyncio.run(hub.snapshot())
+    assert Gated.reads == 2, "no read starts once the Hub has settled"
