@@ -57,8 +57,8 @@ def plans(store: jobkit.SqliteStore, call: Callable[[], Any]) -> list[str]:
         (jobkit.JobStatus.PENDING, "jobs_pending_idx"),
         (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
         (jobkit.JobStatus.COMPLETED, "jobs_created_idx"),  # most of the table: read newest first, no sort
-        (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
-        (jobkit.JobStatus.CANCELLED, "jobs_finished_idx"),
+        (jobkit.JobStatus.FAILED, "jobs_unhappy_idx"),  # in creation order: no sort (schema version 5)
+        (jobkit.JobStatus.CANCELLED, "jobs_unhappy_idx"),
     ],
 )
 def test_listing_by_status_uses_that_status_index(store: jobkit.SqliteStore, status: Any, index: str) -> None:
@@ -72,7 +72,7 @@ def test_listing_by_status_uses_that_status_index(store: jobkit.SqliteStore, sta
     [
         (jobkit.JobStatus.PENDING, "jobs_pending_idx"),
         (jobkit.JobStatus.RUNNING, "jobs_status_expires_idx"),
-        (jobkit.JobStatus.FAILED, "jobs_finished_idx"),
+        (jobkit.JobStatus.FAILED, "jobs_unhappy_idx"),
     ],
 )
 @pytest.mark.parametrize("name", [None, "shop:resize"])
@@ -164,3 +164,11 @@ def test_delete_finds_its_jobs_by_id(store: jobkit.SqliteStore) -> None:
     lines = plans(store, lambda: store.delete(["0193c0de-0000-7000-8000-000000000001", "other"]))
     assert any("jobs USING PRIMARY KEY (id=?)" in line for line in lines), lines
     assert "SCAN jobs" not in lines, lines
+
+
+@pytest.mark.parametrize("status", [jobkit.JobStatus.FAILED, jobkit.JobStatus.CANCELLED])
+def test_a_page_of_failed_or_cancelled_jobs_is_read_in_creation_order_not_sorted(
+    store: jobkit.SqliteStore, status: Any
+) -> None:
+    lines = plans(store, lambda: store.list_jobs(status=status, limit=50))
+    assert SORTED not in lines, lines
