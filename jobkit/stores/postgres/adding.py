@@ -1,7 +1,8 @@
-"""Adding jobs that the table cannot take blind: with unique keys, or running after other jobs.
+"""Adding jobs that the table cannot take blind (with unique keys, or running after other jobs), and the
+calls of several threads made together.
 
-They are added in one transaction of statements run one after another (each needs what
-the one before found), on a pooled connection or on the caller's own.
+The first are added in one transaction of statements run one after another (each needs
+what the one before found), on a pooled connection or on the caller's own.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobkit import lifecycle
-from jobkit.errors import StoreError
+from jobkit.errors import JobkitError, StoreError
 from jobkit.model import JobRecord, JobStatus
 from jobkit.stores.postgres import queries as q
 from jobkit.stores.refusals import check_ids, check_parents
@@ -75,3 +76,40 @@ def deduplicated(jobs: Sequence[JobRecord], run: Callable[[Sequence[JobRecord]],
         if not batch:
             return held_by(jobs, found)
     raise StoreError(f"the unique keys of {len(batch)} jobs kept changing hands while they were added")
+
+
+def together(
+    calls: Sequence[Sequence[JobRecord]],
+    alone: Callable[[Sequence[JobRecord]], list[str]],
+    insert: Callable[[Sequence[JobRecord]], None],
+) -> list[list[str] | Exception]:
+    """The calls of ``add()`` that threads made at once (:mod:`jobkit.stores.grouped`): the outcome of each.
+
+    The plain ones (no unique key, no job to run after) go as one INSERT, one NOTIFY and
+    one commit. When the table refuses a row of it, nothing of it is written, and each of
+    them is added on its own, so that only the call holding that row fails; so are the
+    calls that need reads first (:func:`add_checked`), each in a transaction of its own. A
+    failure of the server or the connection is every call's (raised).
+    """
+    if len(calls) == 1:
+        return [alone(calls[0])]
+    outcomes: list[list[str] | Exception | None] = [None] * len(calls)
+    plain = [i for i, jobs in enumerate(calls) if not checked(jobs)]
+    if len(plain) > 1:
+        try:
+            insert([job for i in plain for job in calls[i]])
+            for i in plain:
+                outcomes[i] = [job.id for job in calls[i]]
+        except StoreError:  # the server or the connection: whether it committed is not known, so no call tries again
+            raise
+        except JobkitError:  # a row the table refuses (a taken id, a CHECK): each call on its own finds whose
+            pass
+    for i, jobs in enumerate(calls):
+        if outcomes[i] is None:
+            try:
+                outcomes[i] = alone(jobs)
+            except StoreError:
+                raise
+            except JobkitError as exc:
+                outcomes[i] = exc
+    return [outcome for outcome in outcomes if outcome is not None]

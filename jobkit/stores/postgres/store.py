@@ -41,6 +41,7 @@ from jobkit.model import (
     require_aware,
 )
 from jobkit.stores import filters
+from jobkit.stores.grouped import GroupCommit
 from jobkit.stores.postgres import adding, listing
 from jobkit.stores.postgres import queries as q
 from jobkit.stores.postgres.connection import DatabaseClock, Server, copy_rows
@@ -90,6 +91,7 @@ class PostgresStore:
         self._db = Server(dsn, listen=listen, pool_size=pool_size)
         self.place = self._db.place
         self.channel = f"jobkit_{schema}"[:63]  # one LISTEN channel a schema (identifiers stop at 63 bytes)
+        self._adds = GroupCommit(self._add_together)  # concurrent add() calls share a commit
         with self._db.direct() as conn:  # an unreachable server gives its reason here, in one line
             self._db.quoted = sql.Identifier(schema).as_string(conn)
             try:
@@ -106,20 +108,28 @@ class PostgresStore:
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> list[str]:
         check_times(jobs)
-        if not jobs:
-            return []
+        return self._adds(jobs) if jobs else []
+
+    def _add_together(self, calls: Sequence[Sequence[JobRecord]]) -> list[list[str] | Exception]:
+        return adding.together(calls, self._add_alone, self._insert)
+
+    def _add_alone(self, jobs: Sequence[JobRecord]) -> list[str]:
         try:
             if adding.checked(jobs):
                 return self._db.transaction(lambda execute: adding.add_checked(execute, jobs, self.channel))
-            if len(jobs) >= q.COPY_FROM:
-                self._db.copy(q.COPY, map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
-            else:
-                self._db.write([q.insert(jobs, self.channel)])
+            self._insert(jobs)
         except UnknownDependency:
             raise
         except ValidationError as exc:  # a row the table refuses (a CHECK), as .errors maps it
             raise JobkitError(f"cannot add jobs: {exc}") from exc
         return [job.id for job in jobs]
+
+    def _insert(self, jobs: Sequence[JobRecord]) -> None:
+        """Insert jobs that hold no unique key and run after no job, with one NOTIFY, in one transaction."""
+        if len(jobs) >= q.COPY_FROM:
+            self._db.copy(q.COPY, map(q.row_of, jobs), (q.NOTIFY, (self.channel,)))
+        else:
+            self._db.write([q.insert(jobs, self.channel)])
 
     def add_on(self, connection: object, jobs: Sequence[JobRecord]) -> list[str]:
         """Insert *jobs* with the caller's psycopg connection, inside its transaction: they exist at its commit.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import apsw
 
 from jobkit import lifecycle
-from jobkit.errors import JobkitError, StoreError, UnknownDependency, ValidationError
+from jobkit.errors import StoreError
 from jobkit.model import (
     Attempt,
     Backlog,
@@ -44,8 +44,9 @@ from jobkit.model import (
     utc_now,
 )
 from jobkit.stores import filters
-from jobkit.stores.refusals import check_ids, chosen_queue_names
-from jobkit.stores.sqlite import deleting, listing, queries, reading, resets
+from jobkit.stores.grouped import GroupCommit
+from jobkit.stores.refusals import chosen_queue_names
+from jobkit.stores.sqlite import adding, deleting, listing, queries, reading, resets
 from jobkit.stores.sqlite.busy import Patience
 from jobkit.stores.sqlite.codec import record_of, row_of, schedule_of, schedule_row, ts
 from jobkit.stores.sqlite.errors import store_error
@@ -102,6 +103,7 @@ class SqliteStore:
         self._guard = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
+        self._adds = GroupCommit(self._add_together)  # concurrent add() calls share a commit
         if not os.path.exists(self.path):
             if not create:
                 raise StoreError(f"{self.path}: no such database file", path=self.path)
@@ -209,22 +211,10 @@ class SqliteStore:
 
     # -- jobs ---------------------------------------------------------------------
     def add(self, jobs: Sequence[JobRecord]) -> list[str]:
-        rows = [row_of(job) for job in jobs]
-        if not rows:
-            return []
-        keys = [[job.job_name, job.unique_key] for job in jobs if job.unique_key is not None]
-        try:
-            if not keys and not any(job.depends_on for job in jobs):
-                # One INSERT is a transaction of its own that takes the write lock as it starts,
-                # as BEGIN IMMEDIATE would, and saves two round trips.
-                self._run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
-                return [job.id for job in jobs]
-            check_ids(jobs)
-            return self._write(functools.partial(reading.adding, jobs, json.dumps(keys) if keys else None))
-        except UnknownDependency:
-            raise
-        except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
-            raise JobkitError(f"cannot add jobs: {exc}") from exc
+        return self._adds(jobs) if jobs else []
+
+    def _add_together(self, calls: Sequence[Sequence[JobRecord]]) -> list[adding.Outcome]:
+        return adding.together(self.path, calls, self._run, self._write)
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job, or None; :class:`UnreadableRow` (a StoreError) naming what another tool wrote in its row."""

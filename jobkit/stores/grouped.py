@@ -1,0 +1,132 @@
+"""Group commit: concurrent calls of one write, from the threads of one process, share a transaction.
+
+Each ``later()`` used to pay a commit of its own, and at ``durability="full"`` a commit is
+an fsync: eight threads enqueuing at once got no more jobs a second between them than
+one. Here the first caller writes at once, alone (no timer, no added latency); callers
+that arrive while a write is under way wait, and the next of them to go writes every call
+waiting then, in one transaction. So the batch grows exactly as the callers outpace the
+disk. Every caller returns only after the commit that holds its jobs, so what a return
+promises is unchanged; a call the store refuses (a taken id, an unknown dependency) fails
+alone, its neighbours written (the store writes each call in a savepoint of its own).
+
+Pure threading: the store says how to write a batch (:data:`WriteAll`); this module only
+decides who writes which calls, and hands each caller its own outcome.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from jobkit.errors import StoreError
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+WriteAll = Callable[[Sequence[A]], Sequence["R | BaseException"]]
+"""Write the calls' arguments in one transaction; for each, in order, its result or the exception it alone met.
+An exception it raises is every call's (the transaction as a whole failed: none of them is written)."""
+
+
+class _Call(Generic[A, R]):
+    """One caller's call: its argument, then its outcome; *wake* is released when it is done or is to write."""
+
+    __slots__ = ("argument", "done", "outcome", "wake")
+
+    def __init__(self, argument: A) -> None:
+        self.argument = argument
+        self.done = False
+        self.outcome: R | BaseException | None = None
+        self.wake: threading.Lock | None = None
+
+
+class GroupCommit(Generic[A, R]):
+    """Concurrent calls of *write_all*, made together: ``group(argument)`` returns that call's result or raises.
+
+    Each waiting caller sleeps on a lock of its own and is woken once: when its call is
+    written, or when it is its turn to write (the writer hands the turn to the oldest
+    waiting call, which writes every call waiting then). No caller polls, and a write
+    wakes only the callers it concerns.
+    """
+
+    def __init__(self, write_all: WriteAll[A, R]) -> None:
+        self._write_all = write_all
+        self.batches = 0  # writes made, and calls they held: how much was shared (for tests and benchmarks)
+        self.calls = 0
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._guard = threading.Lock()
+        self._waiting: list[_Call[A, R]] = []
+        self._writing = False
+
+    def __call__(self, argument: A) -> R:
+        call: _Call[A, R] = _Call(argument)
+        if self._pid != os.getpid():  # a forked child: the threads that were writing are not here
+            self._start()
+        with self._guard:
+            if self._writing:
+                call.wake = threading.Lock()
+                call.wake.acquire()
+                self._waiting.append(call)
+            else:
+                self._writing = True
+        if call.wake is not None:
+            call.wake.acquire()  # released by a writer: written, or this call's turn to write
+            if call.done:
+                return self._outcome(call)
+        with self._guard:
+            batch, self._waiting = [call, *self._waiting], []
+        try:
+            outcomes = self._write(batch)
+        except BaseException:  # this thread was interrupted (KeyboardInterrupt): it raises that, the others learn why
+            gone = StoreError("the thread writing these jobs together with others was interrupted; nothing was written")
+            self._finish(batch, [gone] * len(batch))
+            raise
+        self._finish(batch, outcomes)
+        return self._outcome(call)
+
+    def _write(self, batch: list[_Call[A, R]]) -> list[R | BaseException]:
+        self.batches += 1
+        self.calls += len(batch)
+        try:
+            found: list[R | BaseException] = list(self._write_all([c.argument for c in batch]))
+            if len(found) != len(batch):
+                raise AssertionError(f"a grouped write gave {len(found)} outcomes for {len(batch)} calls")
+        except Exception as exc:  # the transaction failed: no call of it is written
+            return [exc if i == 0 else _copy(exc) for i in range(len(batch))]
+        return found
+
+    def _finish(self, batch: list[_Call[A, R]], outcomes: Sequence[R | BaseException]) -> None:
+        """Hand each call of *batch* its outcome, then the turn to write to the oldest waiting call, if any."""
+        for other, outcome in zip(batch, outcomes, strict=True):
+            other.outcome, other.done = outcome, True
+        with self._guard:
+            following = self._waiting.pop(0) if self._waiting else None
+            if following is None:
+                self._writing = False
+        for other in batch:
+            if other.wake is not None:
+                other.wake.release()
+        if following is not None and following.wake is not None:
+            following.wake.release()
+
+    @staticmethod
+    def _outcome(call: _Call[A, R]) -> R:
+        if isinstance(call.outcome, BaseException):
+            raise call.outcome
+        return call.outcome  # type: ignore[return-value]
+
+
+def _copy(exc: Exception) -> Exception:
+    """A copy of *exc* for another caller to raise: one exception raised in two threads tangles its traceback."""
+    try:
+        twin = copy.copy(exc)
+    except Exception:  # pragma: no cover - an exception that cannot be copied is shared
+        return exc
+    twin.__cause__, twin.__traceback__ = exc.__cause__, None
+    return twin

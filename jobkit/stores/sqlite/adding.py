@@ -1,0 +1,128 @@
+"""How a SqliteStore adds jobs: in the transaction of one call, or of several threads' calls together.
+
+The calls that :class:`jobkit.stores.grouped.GroupCommit` hands over together are written
+in one BEGIN IMMEDIATE ... COMMIT, each in a savepoint of its own: a call the store refuses
+(an id already taken, a job named in ``after`` that does not exist) is rolled back alone
+and raises in its own thread, and the rest commit. Rows are encoded before the write lock
+is taken (see ``SqliteStore._run``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import apsw
+
+from jobkit.errors import JobkitError, UnknownDependency, ValidationError
+from jobkit.model import JobRecord
+from jobkit.stores.refusals import check_ids
+from jobkit.stores.sqlite import queries, reading
+from jobkit.stores.sqlite.codec import row_of
+from jobkit.stores.sqlite.errors import store_error
+
+Outcome = list[str] | Exception
+Run = Callable[..., list[Any]]  # SqliteStore._run(steps, single=...)
+T = TypeVar("T")
+
+
+class Write(Protocol):
+    """SqliteStore._write: *work* in one write transaction, its result."""
+
+    def __call__(self, work: Callable[[apsw.Connection], T], *, single: bool = False) -> T: ...
+
+
+def keys_of(jobs: Sequence[JobRecord]) -> str | None:
+    """The (name, unique key) pairs of *jobs* as the HOLDERS query binds them; None when none holds a key."""
+    keys = [[job.job_name, job.unique_key] for job in jobs if job.unique_key is not None]
+    return json.dumps(keys) if keys else None
+
+
+def is_plain(jobs: Sequence[JobRecord]) -> bool:
+    """Whether adding *jobs* is only inserting them: no unique key to look up, no job to run after."""
+    return not any(job.unique_key is not None or job.depends_on for job in jobs)
+
+
+def refusal(exc: ValidationError) -> Exception:
+    """What an add the store refused raises: an unknown dependency as it is, any other refusal as "cannot add jobs"."""
+    if isinstance(exc, UnknownDependency):
+        return exc
+    refused = JobkitError(f"cannot add jobs: {exc}")
+    refused.__cause__ = exc
+    return refused
+
+
+def together(path: str, calls: Sequence[Sequence[JobRecord]], run: Run, write: Write) -> list[Outcome]:
+    """The outcome of each call of add() made at once (one alone is one call's transaction); *run* and *write*
+    are the store's transaction runners (``SqliteStore._run``, ``SqliteStore._write``)."""
+    if len(calls) == 1:
+        return [alone(calls[0], run, write)]
+    early: list[Outcome | None] = []
+    rows: list[list[tuple[Any, ...]]] = []
+    for jobs in calls:
+        try:
+            rows.append([row_of(job) for job in jobs])
+            early.append(None)
+        except Exception as exc:  # this call's values: it fails alone
+            rows.append([])
+            early.append(exc)
+
+    def work(conn: apsw.Connection) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for jobs, encoded, known in zip(calls, rows, early, strict=True):
+            if known is not None:
+                outcomes.append(known)
+                continue
+            try:
+                with conn:  # a savepoint: a refusal rolls back this call's rows only
+                    outcomes.append(_add(conn, jobs, encoded))
+            except ValidationError as exc:
+                outcomes.append(refusal(exc))
+            except JobkitError as exc:
+                outcomes.append(exc)
+            except apsw.ConstraintError as exc:
+                mapped = store_error(path, exc, writing=True)
+                outcomes.append(refusal(mapped) if isinstance(mapped, ValidationError) else mapped)
+            except apsw.Error as exc:  # a full disk, an I/O error: every call's (none is written)
+                raise _first(exc) from None
+        return outcomes
+
+    if all(known is not None for known in early):
+        return [known for known in early if known is not None]
+    return write(work)
+
+
+def alone(jobs: Sequence[JobRecord], run: Run, write: Write) -> list[str]:
+    """Add the jobs of one call in a transaction of their own; the id of each."""
+    rows = [row_of(job) for job in jobs]
+    try:
+        if is_plain(jobs):
+            # One INSERT is a transaction of its own that takes the write lock as it starts,
+            # as BEGIN IMMEDIATE would, and saves two round trips.
+            run([(queries.INSERT, rows, "many")], single=len(rows) == 1)
+            return [job.id for job in jobs]
+        check_ids(jobs)
+        return write(functools.partial(reading.adding, jobs, keys_of(jobs)))
+    except UnknownDependency:
+        raise
+    except ValidationError as exc:  # a constraint (a taken id), as .errors maps it
+        raise refusal(exc) from exc
+
+
+def _add(conn: apsw.Connection, jobs: Sequence[JobRecord], rows: list[tuple[Any, ...]]) -> list[str]:
+    """Add one call's *jobs* in the transaction open on *conn*; the id of each."""
+    if is_plain(jobs):
+        conn.executemany(queries.INSERT, rows)
+        return [job.id for job in jobs]
+    check_ids(jobs)
+    return reading.adding(jobs, keys_of(jobs), conn)
+
+
+def _first(exc: apsw.Error) -> apsw.Error:
+    """The error that started *exc*: SQLite rolls the whole transaction back on some (a full disk), and the
+    savepoint's release then fails too ("no such savepoint"), with the first error as its context."""
+    while isinstance(exc.__context__, apsw.Error):
+        exc = exc.__context__
+    return exc
