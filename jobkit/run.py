@@ -119,8 +119,8 @@ def begin(held: Held, clock: Clock, *, heard: bool = True) -> None:
     """The handler is about to start: log it and tell the listeners (when *heard*)."""
     held.started = time.monotonic()
     job = held.job
-    if logger.isEnabledFor(logging.INFO):  # spares a busy worker the arguments
-        logger.info("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
+    if logger.isEnabledFor(logging.DEBUG):  # spares a busy worker the arguments; its end is the INFO line
+        logger.debug("job %s %s: started (attempt %d of %d)", job.id, job.job_name, job.attempt_count, job.max_attempts)
     if heard and held.spec is not None and held.spec.hooks:
         held.spec.hooks.emit(Event("started", job.id, job.job_name, clock(), job.attempt_count))
 

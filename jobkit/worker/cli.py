@@ -12,6 +12,7 @@ from datetime import timedelta
 from jobkit.errors import JobkitError, StoreError
 from jobkit.options import WorkerOptions, parse_queues
 from jobkit.store import open_store
+from jobkit.worker import logs
 from jobkit.worker.entry import run_worker, tick
 from jobkit.worker.resolve import JobsModuleError, load_registry, merge
 from jobkit.worker.supervisor import SUPERVISED, guard_child, supervise
@@ -245,11 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         return _fail(f"--{str(exc).split(' ', 1)[0].replace('_', '-')}: {exc}")
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     chosen = _store_options(args)
     if isinstance(chosen, str):
         return _fail(chosen)

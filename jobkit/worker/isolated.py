@@ -46,6 +46,7 @@ from jobkit.context import Context
 from jobkit.model import Failed, Outcome, Stopped, Succeeded
 from jobkit.spec import JobSpec, Registry
 from jobkit.stages import attempt, stored_params, timed_out, unreadable
+from jobkit.worker import logs
 
 if TYPE_CHECKING:
     from jobkit.lease import Held
@@ -55,7 +56,6 @@ logger = logging.getLogger("jobkit.worker")
 CANCEL_GRACE = 2.0  # seconds a child has to stop by itself once asked, before it is killed
 LOOK = 0.05  # seconds between looks at the job's cancel flag while its child runs
 PARENT_LOOK = 1.0  # seconds between an idle child's looks at whether its worker is still there
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"  # as the worker command logs
 PR_SET_PDEATHSIG = 1
 # The child's command: where jobkit itself imports from, then serve() on the pipes in argv.
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from jobkit.worker.isolated import main; main(sys.argv[2:])"
@@ -287,7 +287,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tasks_fd, results_fd, parent, level = (int(arg) for arg in argv)
     _die_with(parent)
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    # Unbatched: a child is killed when its job overruns, and its last lines must be out by then.
+    logging.basicConfig(level=level, format=logs.FORMAT, stream=sys.stderr)
     tasks, results = Connection(tasks_fd, writable=False), Connection(results_fd, readable=False)
     specs: dict[tuple[str, str, str], JobSpec[Any, Any]] = {}
     while True:
