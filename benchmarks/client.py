@@ -6,6 +6,10 @@ Roles (each prints one JSON object on its last line):
 - ``bulk``: N jobs in chunks of ``--chunk``, one transaction per chunk; ``{"seconds": ...}``.
 - ``fill``: N queued jobs for a drain, as fast as the side allows; ``{"seconds": ...}``.
 - ``produce``: waits at the barrier, then enqueues N jobs one by one; ``{"seconds": ...}``.
+- ``threads``: N jobs one by one from ``--producers`` threads at once (each its share, each
+  call a transaction of its own as far as the side knows); ``{"seconds": ...}``.
+- ``tasks`` (jobkit only): the same from ``--producers`` asyncio tasks on one event loop,
+  with ``later_async``; ``{"seconds": ...}``.
 - ``latency``: runs one job to warm up, waits at the barrier, then ``--n`` jobs one at a
   time, each awaited before the next; ``{"latencies": [seconds, ...]}`` where each is the
   job's own start time minus the time just before it was enqueued.
@@ -20,8 +24,10 @@ the ``database`` argument must name the same file.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -73,6 +79,9 @@ class JobkitQueue:
         for queue, share in round_robin(numbers, self.queues):
             self.jobs.noop.later_many(share, self.store, queue=queue)
 
+    async def enqueue_async(self, n: int) -> None:
+        await self.jobs.noop.later_async(n, self.store)
+
     def stamp(self, n: int) -> Callable[[], float | None]:
         job_id = self.jobs.stamp.later(n, self.store)
 
@@ -122,10 +131,22 @@ class HueyQueue:
 
 
 class RawQueue:
-    """The raw APSW queue of :mod:`benchmarks.raw` (no latency role: it has no idle worker)."""
+    """The raw APSW queue of :mod:`benchmarks.raw` (no latency role: it has no idle worker); a connection a thread."""
 
     def __init__(self, path: str, durability: str) -> None:
-        self.conn = raw.connect(path, "normal" if durability == "normal" else "full")
+        self.path, self.sync = path, "normal" if durability == "normal" else "full"
+        self.local = threading.local()
+        self.opened: list[Any] = []
+        self.guard = threading.Lock()
+
+    @property
+    def conn(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = raw.connect(self.path, self.sync)
+            with self.guard:
+                self.opened.append(conn)
+        return conn
 
     def enqueue(self, n: int) -> None:
         raw.enqueue(self.conn, n)
@@ -137,7 +158,8 @@ class RawQueue:
         raise SystemExit("the raw queue has no latency role")
 
     def close(self) -> None:
-        self.conn.close()
+        for conn in self.opened:
+            conn.close()
 
 
 def round_robin(numbers: Sequence[int], queues: Sequence[str]) -> list[tuple[str, list[int]]]:
@@ -180,6 +202,59 @@ def enqueue_chunks(queue: Queue, n: int, chunk: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started}
 
 
+def shares(n: int, producers: int) -> list[range]:
+    """``range(n)`` dealt out to *producers*: each a consecutive share, the first ones one longer when it is uneven."""
+    size, extra = divmod(n, producers)
+    bounds = [0]
+    for p in range(producers):
+        bounds.append(bounds[-1] + size + (1 if p < extra else 0))
+    return [range(bounds[p], bounds[p + 1]) for p in range(producers)]
+
+
+def enqueue_in_threads(queue: Queue, n: int, producers: int) -> dict[str, Any]:
+    """Every thread enqueues its share one by one; timed from the moment they all start to the last one's end."""
+    start = threading.Barrier(producers + 1)
+    failed: list[BaseException] = []
+
+    def produce(numbers: range) -> None:
+        start.wait()
+        try:
+            for i in numbers:
+                queue.enqueue(i)
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=produce, args=(share,)) for share in shares(n, producers)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failed:
+        raise failed[0]
+    return {"seconds": seconds}
+
+
+def enqueue_in_tasks(queue: Queue, n: int, producers: int) -> dict[str, Any]:
+    """The same from asyncio tasks on one loop, each awaiting ``later_async`` once a job."""
+    enqueue_async = getattr(queue, "enqueue_async", None)
+    if enqueue_async is None:
+        raise SystemExit("the tasks role is for jobkit (later_async)")
+
+    async def produce(numbers: range) -> None:
+        for i in numbers:
+            await enqueue_async(i)
+
+    async def everything() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(produce(share) for share in shares(n, producers)))
+        return time.perf_counter() - started
+
+    return {"seconds": asyncio.run(everything())}
+
+
 def wait_at_barrier() -> None:
     """Say ``ready``, then block until the parent says ``go``."""
     print(processes.READY, flush=True)
@@ -213,13 +288,14 @@ def produce(queue: Queue, n: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.client", description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=("enqueue", "bulk", "fill", "produce", "latency"))
+    parser.add_argument("role", choices=("enqueue", "bulk", "fill", "produce", "latency", "threads", "tasks"))
     parser.add_argument("side", choices=("jobkit", "huey", "raw"))
     parser.add_argument("database")
     parser.add_argument("--n", type=int, required=True, help="how many jobs")
     parser.add_argument("--durability", choices=("default", "normal"), default="default")
     parser.add_argument("--chunk", type=int, default=1000, help="jobs per transaction for bulk and fill")
     parser.add_argument("--queues", type=queue_names, default=[], help="jobkit: spread the jobs over these, a,b,c")
+    parser.add_argument("--producers", type=int, default=8, help="threads or tasks enqueuing at once (threads, tasks)")
     args = parser.parse_args(argv)
     queue = open_queue(args.side, args.database, args.durability, args.queues)
     try:
@@ -230,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcome = enqueue_chunks(queue, args.n, args.chunk)
             case "produce":
                 outcome = produce(queue, args.n)
+            case "threads":
+                outcome = enqueue_in_threads(queue, args.n, args.producers)
+            case "tasks":
+                outcome = enqueue_in_tasks(queue, args.n, args.producers)
             case _:
                 outcome = latencies(queue, args.n)
     finally:

@@ -5,6 +5,9 @@ Roles, as in :mod:`benchmarks.client` (each prints one JSON object on its last l
 - ``setup``: creates the side's tables in a fresh database; ``{}``.
 - ``enqueue``: N jobs, one call (one transaction) each; ``{"seconds": ...}``.
 - ``bulk``, ``fill``: N jobs in chunks of ``--chunk``, one call per chunk; ``{"seconds": ...}``.
+- ``threads`` (jobkit, raw): N jobs one by one from ``--producers`` threads at once, jobkit's
+  sharing one store (its pool), raw's each a connection of its own; ``{"seconds": ...}``.
+- ``tasks`` (jobkit): the same from ``--producers`` asyncio tasks with ``later_async``.
 - ``latency``: runs one job to warm up, waits at the barrier, then ``--n`` stamp jobs one
   at a time, each awaited with the side's own way of waiting before the next;
   ``{"latencies": [...], "seen": [...]}``: the handler's start minus the time just before
@@ -24,12 +27,13 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from benchmarks import pg_raw, processes, stamps
-from benchmarks.client import chunks, queue_names, round_robin
+from benchmarks.client import chunks, enqueue_in_threads, queue_names, round_robin, shares
 
 LATENCY_TIMEOUT = 30.0  # seconds one latency job may take before the run is abandoned
 
@@ -181,6 +185,53 @@ async def latencies(queue: Queue, n: int) -> dict[str, Any]:
     return {"latencies": [start for start, _ in measured], "seen": [seen for _, seen in measured]}
 
 
+def threads_role(side: str, url: str, n: int, producers: int) -> dict[str, Any]:
+    """:func:`benchmarks.client.enqueue_in_threads` on PostgreSQL: jobkit's producers share a store, raw's do not."""
+    if side == "jobkit":
+        queue: Any = JobkitQueue(url)
+        enqueue: Any = lambda i: queue.jobs.noop.later(i, queue.store)  # noqa: E731
+    elif side == "raw":
+        local, opened = threading.local(), []
+
+        def enqueue(i: int) -> None:
+            if not hasattr(local, "conn"):
+                local.conn = pg_raw.connect(url)
+                opened.append(local.conn)
+            pg_raw.enqueue(local.conn, i)
+    else:
+        raise SystemExit(f"the threads role is for jobkit and raw, not {side}")
+    try:
+        return enqueue_in_threads(_Calls(enqueue), n, producers)
+    finally:
+        if side == "jobkit":
+            queue.store.close()
+        else:
+            for conn in opened:
+                conn.close()
+
+
+class _Calls:
+    """A sync ``enqueue(n)`` as :func:`benchmarks.client.enqueue_in_threads` takes it."""
+
+    def __init__(self, enqueue: Any) -> None:
+        self.enqueue = enqueue
+
+
+async def tasks_role(url: str, n: int, producers: int) -> dict[str, Any]:
+    queue = JobkitQueue(url)
+
+    async def produce(numbers: range) -> None:
+        for i in numbers:
+            await queue.jobs.noop.later_async(i, queue.store)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(produce(share) for share in shares(n, producers)))
+        return {"seconds": time.perf_counter() - started}
+    finally:
+        queue.store.close()
+
+
 def wait_at_barrier() -> None:
     """Say ``ready``, then block until the parent says ``go``."""
     print(processes.READY, flush=True)
@@ -208,6 +259,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.role == "setup":
         await install(args.side, args.url)
         return {}
+    if args.role == "threads":
+        return await asyncio.to_thread(threads_role, args.side, args.url, args.n, args.producers)
+    if args.role == "tasks":
+        return await tasks_role(args.url, args.n, args.producers)
     queue = await open_queue(args.side, args.url, args.stamp_port, args.queues)
     try:
         match args.role:
@@ -223,13 +278,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pg_client", description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=("setup", "enqueue", "bulk", "fill", "latency"))
+    parser.add_argument("role", choices=("setup", "enqueue", "bulk", "fill", "latency", "threads", "tasks"))
     parser.add_argument("side", choices=("jobkit", "raw", "pgqueuer", "procrastinate"))
     parser.add_argument("url", help="postgresql:// URL of the side's database")
     parser.add_argument("--n", type=int, default=0, help="how many jobs")
     parser.add_argument("--chunk", type=int, default=1000, help="jobs per call for bulk and fill")
     parser.add_argument("--stamp-port", type=int, default=None, help="local UDP port the peers' handlers stamp to")
     parser.add_argument("--queues", type=queue_names, default=[], help="jobkit: spread the jobs over these, a,b,c")
+    parser.add_argument("--producers", type=int, default=8, help="threads or tasks enqueuing at once (threads, tasks)")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))))
     return 0

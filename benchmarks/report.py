@@ -52,7 +52,7 @@ def ratio(cases: Sequence[Case], scenario: str, durability: Durability, metric: 
     return mine / theirs
 
 
-# -- goals (issue 5 for SQLite, issue 12 for PostgreSQL, issue 13 for queues) -------------
+# -- goals (issue 5 for SQLite, 12 for PostgreSQL, 13 for queues, 15 for producers and logging) --
 @dataclass(frozen=True)
 class Goal:
     """One goal of the performance issue, checked on the medians of this run."""
@@ -91,12 +91,21 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
 
         return value
 
+    def at(durability: Durability, value: Callable[[Durability], float | None]) -> Callable[[Durability], float | None]:
+        """A goal set for one durability only."""
+        return lambda d: value(d) if d == durability else None
+
     # (what, its value at a durability, target, unit, at least the target or at most)
     specs: list[tuple[str, Callable[[Durability], float | None], float, str, bool]] = [
         ("enqueue one by one, jobkit/huey", lambda d: ratio(cases, "enqueue", d, THROUGHPUT, "huey"), 1.3, "x", True),
         ("bulk enqueue, jobkit", lambda d: jobkit("bulk", d, THROUGHPUT), 100_000, " jobs/s", True),
         ("bulk enqueue, jobkit/raw executemany", lambda d: ratio(cases, "bulk", d, THROUGHPUT, "raw"), 0.15, "x", True),
-        ("drain, one process, jobkit/huey best", lambda d: ratio(cases, "drain", d, THROUGHPUT, "huey"), 5, "x", True),
+        ("drain, one process, jobkit/huey best", at("default", versus("drain", "huey")), 10, "x", True),
+        ("drain, one process, jobkit/huey best", at("normal", versus("drain", "huey")), 4, "x", True),
+        ("drain at the default log level / --quiet", over("drain-logged", "drain"), 0.85, "x", True),
+        ("8 producers / 1 producer, jobkit", at("default", over("producers", "enqueue")), 4, "x", True),
+        ("8 producers, jobkit/huey 8 threads", at("default", versus("producers", "huey")), 4, "x", True),
+        ("8 producers, jobkit/huey 8 threads", at("normal", versus("producers", "huey")), 2, "x", True),
         ("drain, jobkit 2 processes / 1 process", scaling, 1.5, "x", True),
         ("drain, jobkit 3 queues / 1 queue", over("drain-queues", "drain"), 0.9, "x", True),
         ("latency p50", lambda d: jobkit("latency", d, P50), 5, " ms", False),
@@ -195,7 +204,7 @@ def case_rows(case: Case, cases: Sequence[Case], versus: Sequence[Side]) -> list
 
 
 def goal_rows(found: Sequence[Goal]) -> list[str]:
-    rows = ["goals (issue 5 for SQLite, issue 12 for PostgreSQL, issue 13 for queues), on the medians above:"]
+    rows = ["goals (issues 5 for SQLite, 12 for PostgreSQL, 13 for queues, 15 for producers), on the medians above:"]
     for goal in found:
         sign = ">=" if goal.at_least else "<="
         verdict = "met" if goal.met else "MISSED"

@@ -377,12 +377,13 @@ def memory(run: Run) -> dict[Metric, float]:
 
 # -- the catalogue ------------------------------------------------------------------------
 def catalogue() -> list[Scenario]:
-    """Every scenario: SQLite's, PostgreSQL's (:mod:`benchmarks.pg_scenarios`), then the queue ones, numbered last."""
-    from benchmarks import pg_scenarios, queue_scenarios
+    """Every scenario: SQLite's, PostgreSQL's (:mod:`benchmarks.pg_scenarios`), the queue ones, the producer ones."""
+    from benchmarks import pg_scenarios, producer_scenarios, queue_scenarios
 
     listed = sqlite_catalogue()
     listed += pg_scenarios.catalogue(first=len(listed) + 1)
-    return listed + queue_scenarios.catalogue(first=len(listed) + 1)
+    listed += queue_scenarios.catalogue(first=len(listed) + 1)
+    return listed + producer_scenarios.catalogue(first=len(listed) + 1)
 
 
 def sqlite_catalogue() -> list[Scenario]:
