@@ -9,16 +9,14 @@ unknown fields are refused, so a typo in params fails at enqueue time, not in a 
 from __future__ import annotations
 
 import collections.abc
-import hashlib
+import functools
 import json
 import json.scanner
 import math
 import sys
 import typing
 from collections.abc import Callable
-from typing import Any, Literal
-
-import cattrs
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobkit.errors import PayloadTooLarge, ValidationError
 
@@ -57,8 +55,14 @@ def _strict_none(value: Any, _: type) -> None:
     raise TypeError(f"expected None, got {type(value).__name__} {value!r}")
 
 
+if TYPE_CHECKING:  # imported with the first params or result checked: a process that checks none starts without it
+    import cattrs
+
+
 def make_converter() -> cattrs.Converter:
     """Build jobkit's converter: strict primitives, unknown fields refused."""
+    import cattrs
+
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(float, _strict_float)
@@ -84,7 +88,10 @@ def _set_as_list(type_: Any, converter: cattrs.Converter) -> Callable[[Any], lis
     return lambda value: [item(v) for v in value]
 
 
-_converter = make_converter()
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The one converter, made when first needed (cattrs takes some 20 ms to import)."""
+    return make_converter()
 
 
 def structure(data: Any, type_: Any, *, what: str) -> Any:
@@ -98,11 +105,13 @@ def structure(data: Any, type_: Any, *, what: str) -> Any:
         return data
     try:
         if _is_instance(data, type_):
-            return _converter.structure(_converter.unstructure(data), type_)
-        return _converter.structure(data, type_)
+            return _converter().structure(_converter().unstructure(data), type_)
+        return _converter().structure(data, type_)
     except RecursionError as exc:
         raise too_deep(what, data) from exc
     except Exception as exc:
+        import cattrs
+
         errors = cattrs.transform_error(exc, path=what, format_exception=_describe)
         raise ValidationError(f"invalid {what}: " + "; ".join(errors), errors=errors, value=data) from exc
 
@@ -116,13 +125,15 @@ def _describe(exc: BaseException, type_: Any) -> str:
         isinstance(exc, TypeError) and text.startswith("argument of type '")
     ):
         return f"expected an object of fields (a dict), got {text.split(chr(39))[1]}"
+    import cattrs
+
     return cattrs.v.format_exception(exc, type_)
 
 
 def unstructure(value: Any, type_: Any = None, *, what: str = "value") -> Any:
     """Turn a typed value into plain data (dicts, lists, str, int, float, bool, None)."""
     try:
-        return _converter.unstructure(value, unstructure_as=type_)
+        return _converter().unstructure(value, unstructure_as=type_)
     except RecursionError as exc:  # a field under Any nested thousands deep
         raise too_deep(what, value) from exc
 
@@ -208,6 +219,8 @@ def canonical_key(encoded: str) -> str:
     """
     data = json.loads(encoded)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    import hashlib  # unique jobs only: OpenSSL's library takes 2 ms to load
+
     return "params:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
@@ -93,6 +92,8 @@ async def wait_async(
     under ``asyncio.wait_for``) lets its thread go at once instead of holding one of the
     loop's executor threads, and ``asyncio.run``'s shutdown, until the job ends.
     """
+    import asyncio  # imported by whoever awaits this already
+
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))

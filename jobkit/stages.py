@@ -10,7 +10,6 @@ tested by calling them; :mod:`jobkit.run` composes them.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import math
@@ -288,7 +287,7 @@ def outcome_of_exception(
     """The outcome of a handler that raised; a BaseException is handed back to re-raise."""
     if isinstance(exc, Cancelled):
         return (timed_out(spec) if ctx.timed_out else Stopped(str(exc) or "cancelled")), None
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and ctx.timed_out:
+    if isinstance(exc, _timeouts()) and ctx.timed_out:
         return timed_out(spec), None
     if isinstance(exc, Snooze):
         return Snoozed(exc.delay), None
@@ -297,12 +296,20 @@ def outcome_of_exception(
     return failure(exc), exc
 
 
+def _timeouts() -> tuple[type[BaseException], ...]:
+    """What a timeout raises: TimeoutError, and on 3.10 asyncio's own, once asyncio is in use (imported)."""
+    loaded = sys.modules.get("asyncio")
+    return (TimeoutError,) if loaded is None else (TimeoutError, loaded.TimeoutError)
+
+
 async def _bounded(spec: JobSpec[Any, Any], coro: Coroutine[Any, Any, T]) -> T:
     """Await *coro* within the spec's timeout, in the calling task.
 
     On 3.10 ``wait_for`` runs the coroutine in a task of its own, where a SystemExit or
     KeyboardInterrupt would escape into the event loop; it is carried out and re-raised.
     """
+    import asyncio  # here: a worker of sync jobs never imports it (issue 15: start-up)
+
     if spec.timeout is None:
         return await coro
     if sys.version_info >= (3, 11):
@@ -323,6 +330,8 @@ async def _carry(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException 
 
 def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to its end from sync code, even where a loop already runs (notebooks)."""
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -24,6 +23,8 @@ def in_thread(method: Callable[Concatenate[S, A], T]) -> Callable[Concatenate[S,
 
     @functools.wraps(method)
     async def call(self: S, /, *args: A.args, **kwargs: A.kwargs) -> T:
+        import asyncio  # imported by whoever awaits this already
+
         return await asyncio.to_thread(method, self, *args, **kwargs)
 
     call.__name__, call.__qualname__ = f"{method.__name__}_async", f"{method.__qualname__}_async"

@@ -50,8 +50,9 @@ class FastFormatter(logging.Formatter):
 class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes jobs' INFO lines together, within :data:`DELAY`; any other line at once, after the lines before it."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, batched: str = JOB_LINES) -> None:
         super().__init__(stream)
+        self._batched = batched  # the logger whose INFO lines wait
         self._waiting: list[str] = []
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -65,7 +66,7 @@ class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
             return
         self._waiting.append(line)  # handle() holds self.lock around emit()
-        if record.levelno >= logging.WARNING or record.name != JOB_LINES or len(self._waiting) >= MAX_WAITING:
+        if record.levelno >= logging.WARNING or record.name != self._batched or len(self._waiting) >= MAX_WAITING:
             self.flush()
         elif len(self._waiting) == 1:
             self._wake.set()

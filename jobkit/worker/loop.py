@@ -16,7 +16,6 @@ that become due with time.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import os
@@ -38,12 +37,14 @@ from jobkit.spec import JobSpec
 from jobkit.stages import timed_out
 from jobkit.store import Store, clock_of
 from jobkit.worker.outage import Outage
-from jobkit.worker.pool import HandlerPool, event_loop
+from jobkit.worker.pool import HandlerPool, event_loop, on_loop, semaphore
 from jobkit.worker.report import Report
 from jobkit.worker.resolve import Resolver
 from jobkit.worker.retention import prune
 
-if TYPE_CHECKING:  # imported when isolation="process" asks for it: ctypes and pipes cost every start 16 ms
+if TYPE_CHECKING:  # imported when isolation="process" asks for it, ctypes and pipes (16 ms), and asyncio
+    import asyncio  # when an async job first runs (16 ms more, ssl with it)
+
     from jobkit.worker.isolated import Children
 
 logger = logging.getLogger("jobkit.worker")
@@ -342,7 +343,7 @@ class Worker:
             return
         spec, typed, ctx = prepared
         if spec.is_async:
-            asyncio.run_coroutine_threadsafe(self._run_async(held, spec, typed, ctx), self._event_loop())
+            on_loop(self._event_loop(), self._run_async(held, spec, typed, ctx))
         elif self.options.isolation == "process":  # a handler thread waits on a child that runs it
             self._handlers().submit(lambda: self._run_isolated(held, spec, ctx))
         else:
@@ -367,7 +368,7 @@ class Worker:
 
     async def _run_async(self, held: Held, spec: JobSpec[Any, Any], typed: Any, ctx: Context) -> None:
         if self._async_slots is None:
-            self._async_slots = asyncio.Semaphore(self.options.concurrency)
+            self._async_slots = semaphore(self.options.concurrency)
         async with self._async_slots:
             if self._begin(held):
                 self._attempted(held, *await run.attempt_held_async(held, spec, typed, ctx))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where an async job first runs: a worker of sync jobs starts without it
+    import asyncio
 
 
 class HandlerPool:
@@ -32,6 +35,22 @@ class HandlerPool:
 
 def event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop running forever in a daemon thread; stop it with ``call_soon_threadsafe(loop.stop)``."""
+    import asyncio  # only a worker with async jobs needs it
+
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="jobkit-async", daemon=True).start()
     return loop
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run *coroutine* as a task of *loop* (from another thread); the loop keeps the task until it ends."""
+    import asyncio
+
+    asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+
+def semaphore(slots: int) -> asyncio.Semaphore:
+    """An asyncio semaphore of *slots*, made on the loop that is to use it (3.10 binds it to the loop at hand)."""
+    import asyncio
+
+    return asyncio.Semaphore(slots)

@@ -17,8 +17,6 @@ supervisor is gone, on any POSIX system.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -192,6 +190,9 @@ def die_with_parent() -> bool:
     """Ask Linux to send this process SIGTERM when its parent ends; False where that cannot be asked."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here: a worker that is not a supervised child never needs it (3 ms of every start)
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         return bool(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0)

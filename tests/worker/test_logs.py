@@ -12,6 +12,8 @@ import pytest
 from jobkit.worker import logs
 from tests.support import wait_until
 
+JOBS = "jobkit.test-logs.run"  # stands for jobkit.run: no job of another test's threads logs here
+
 
 class Stream(io.StringIO):
     """A stream that counts its writes (the syscalls a real stderr would make)."""
@@ -34,9 +36,9 @@ class Stream(io.StringIO):
 @pytest.fixture
 def logged() -> Iterator[tuple[logging.Logger, Stream, logs.BatchedHandler]]:
     stream = Stream()
-    handler = logs.BatchedHandler(stream)
+    handler = logs.BatchedHandler(stream, batched=JOBS)
     handler.setFormatter(logs.FastFormatter())
-    logger = logging.getLogger(logs.JOB_LINES)
+    logger = logging.getLogger(JOBS)
     kept = logger.propagate, logger.level
     logger.propagate, logger.level = False, logging.INFO
     logger.addHandler(handler)
