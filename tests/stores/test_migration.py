@@ -84,9 +84,7 @@ def contents(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, .
 
 
 NAME_INDEX_TODAY = next(
-    line.rstrip(";")
-    for line in schema.LISTED_BY_CREATION_V5.splitlines()
-    if line.startswith("CREATE INDEX jobs_name_idx")
+    line.rstrip(";") for line in schema.V5.splitlines() if line.startswith("CREATE INDEX jobs_name_idx")
 )
 
 

@@ -172,3 +172,13 @@ def test_a_page_of_failed_or_cancelled_jobs_is_read_in_creation_order_not_sorted
 ) -> None:
     lines = plans(store, lambda: store.list_jobs(status=status, limit=50))
     assert SORTED not in lines, lines
+
+
+def test_deleting_a_job_that_ran_after_another_finds_its_dependency_rows_by_index(store: jobkit.SqliteStore) -> None:
+    done = {"status": jobkit.JobStatus.COMPLETED, "completed_at": T0, "attempt_count": 1}
+    store.add([make_job("parent", **done)])
+    store.add([make_job("child", depends_on=("parent",), **done)])
+    lines = plans(store, lambda: store.delete(["child"]))
+    assert any("job_deps USING COVERING INDEX job_deps_child_idx" in line for line in lines), "\n".join(lines)
+    assert "SCAN job_deps" not in lines, lines
+    assert store.get("child") is None

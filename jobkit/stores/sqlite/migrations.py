@@ -31,11 +31,11 @@ from jobkit.stores.sqlite.schema import (
     CREATED_V4,
     JOBS_INDEXES,
     JOBS_TABLE,
-    LISTED_BY_CREATION_V5,
     QUEUES_V2,
     SCHEMA,
     SCHEMA_VERSION,
     UNIQUE_AND_ATTEMPTS_V3,
+    V5,
 )
 
 T = TypeVar("T")
@@ -150,9 +150,10 @@ def add_created_index(conn: apsw.Connection) -> bool:
     return True
 
 
-def index_by_creation(conn: apsw.Connection) -> bool:
-    """Version 5: the name index in creation order within a name, and the index of failed and cancelled jobs."""
-    conn.execute(LISTED_BY_CREATION_V5)
+def add_v5_indexes(conn: apsw.Connection) -> bool:
+    """Version 5: the name index in creation order within a name, the index of failed and cancelled jobs, and
+    job_deps by child."""
+    conn.execute(V5)
     return True
 
 
@@ -162,7 +163,7 @@ STEPS: tuple[Step, ...] = (
     Step(2, "queues", add_queues),
     Step(3, "unique keys, attempt history and dependencies", add_unique_and_attempts),
     Step(4, "an index of jobs by creation time", add_created_index),
-    Step(5, "listings of a name, of failed and of cancelled jobs in creation order", index_by_creation),
+    Step(5, "listings of a name, of failed and cancelled jobs in creation order; job_deps by child", add_v5_indexes),
 )
 
 
