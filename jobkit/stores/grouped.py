@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from jobkit.errors import StoreError
 
@@ -34,13 +35,26 @@ An exception it raises is every call's (the transaction as a whole failed: none 
 class _Call(Generic[A, R]):
     """One caller's call: its argument, then its outcome; *wake* is released when it is done or is to write."""
 
-    __slots__ = ("argument", "done", "outcome", "wake")
+    __slots__ = ("argument", "done", "outcome", "turn", "wake")
 
     def __init__(self, argument: A) -> None:
         self.argument = argument
         self.done = False
+        self.turn = False  # handed the turn to write by the writer before it
         self.outcome: R | BaseException | None = None
         self.wake: threading.Lock | None = None
+
+
+_LIVE: weakref.WeakSet[GroupCommit[Any, Any]] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: the threads that were writing or waiting are not there; start every group afresh."""
+    for group in list(_LIVE):
+        group._start()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class GroupCommit(Generic[A, R]):
@@ -49,7 +63,8 @@ class GroupCommit(Generic[A, R]):
     Each waiting caller sleeps on a lock of its own and is woken once: when its call is
     written, or when it is its turn to write (the writer hands the turn to the oldest
     waiting call, which writes every call waiting then). No caller polls, and a write
-    wakes only the callers it concerns.
+    wakes only the callers it concerns. A caller interrupted while it waits (Ctrl-C in
+    the main thread) leaves the queue, or passes on the turn it was handed.
     """
 
     def __init__(self, write_all: WriteAll[A, R]) -> None:
@@ -57,17 +72,15 @@ class GroupCommit(Generic[A, R]):
         self.batches = 0  # writes made, and calls they held: how much was shared (for tests and benchmarks)
         self.calls = 0
         self._start()
+        _LIVE.add(self)
 
     def _start(self) -> None:
-        self._pid = os.getpid()
         self._guard = threading.Lock()
         self._waiting: list[_Call[A, R]] = []
         self._writing = False
 
     def __call__(self, argument: A) -> R:
         call: _Call[A, R] = _Call(argument)
-        if self._pid != os.getpid():  # a forked child: the threads that were writing are not here
-            self._start()
         with self._guard:
             if self._writing:
                 call.wake = threading.Lock()
@@ -76,19 +89,33 @@ class GroupCommit(Generic[A, R]):
             else:
                 self._writing = True
         if call.wake is not None:
-            call.wake.acquire()  # released by a writer: written, or this call's turn to write
+            self._wait(call)
             if call.done:
                 return self._outcome(call)
-        with self._guard:
-            batch, self._waiting = [call, *self._waiting], []
+        batch = [call]
         try:
+            with self._guard:
+                batch, self._waiting = [call, *self._waiting], []
             outcomes = self._write(batch)
         except BaseException:  # this thread was interrupted (KeyboardInterrupt): it raises that, the others learn why
-            gone = StoreError("the thread writing these jobs together with others was interrupted; nothing was written")
-            self._finish(batch, [gone] * len(batch))
+            self._finish(batch, [_interrupted() for _ in batch])
             raise
         self._finish(batch, outcomes)
         return self._outcome(call)
+
+    def _wait(self, call: _Call[A, R]) -> None:
+        """Sleep until *call* is written or handed the turn; if interrupted, leave no one waiting on it."""
+        assert call.wake is not None
+        try:
+            call.wake.acquire()
+        except BaseException:
+            with self._guard:
+                queued = call in self._waiting
+                if queued:
+                    self._waiting.remove(call)
+            if not queued and call.turn and not call.done:  # it was to write next: the turn goes on
+                self._finish([], [])
+            raise  # (a call a writer has taken is written or not as that write goes)
 
     def _write(self, batch: list[_Call[A, R]]) -> list[R | BaseException]:
         self.batches += 1
@@ -109,6 +136,8 @@ class GroupCommit(Generic[A, R]):
             following = self._waiting.pop(0) if self._waiting else None
             if following is None:
                 self._writing = False
+            else:
+                following.turn = True
         for other in batch:
             if other.wake is not None:
                 other.wake.release()
@@ -120,6 +149,14 @@ class GroupCommit(Generic[A, R]):
         if isinstance(call.outcome, BaseException):
             raise call.outcome
         return call.outcome  # type: ignore[return-value]
+
+
+def _interrupted() -> StoreError:
+    """What the calls of a write its thread abandoned learn (each its own error)."""
+    return StoreError(
+        "the thread writing these jobs together with others was interrupted; they may or may not have been "
+        "written: look them up (by correlation_id or unique key) before enqueuing them again"
+    )
 
 
 def _copy(exc: Exception) -> Exception:

@@ -168,3 +168,12 @@ def test_sqlite_a_transaction_that_fails_as_a_whole_fails_each_call_and_writes_n
         assert all("savepoint" not in str(r) for r in results[1:]), results
         assert (store._adds.batches, store._adds.calls) == (2, 5)
         assert [job.id for job in store.list_jobs(limit=100)] == ["first"], "none of the batch is written"
+
+
+def test_a_value_the_database_cannot_take_fails_only_its_own_call(sql_store: Any) -> None:
+    """A priority past 64 bits (Store.add takes records as they are: later() refuses it before this)."""
+    calls = [[make_job("good")], [make_job("huge", priority=2**70)], [make_job("also-good")]]
+    results = added_behind_a_lock(sql_store, calls)
+    assert results[1] == ["good"] and results[3] == ["also-good"], results
+    assert isinstance(results[2], JobkitError), results
+    assert sql_store.get("huge") is None

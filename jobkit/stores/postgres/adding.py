@@ -88,8 +88,10 @@ def together(
     The plain ones (no unique key, no job to run after) go as one INSERT, one NOTIFY and
     one commit. When the table refuses a row of it, nothing of it is written, and each of
     them is added on its own, so that only the call holding that row fails; so are the
-    calls that need reads first (:func:`add_checked`), each in a transaction of its own. A
-    failure of the server or the connection is every call's (raised).
+    calls that need reads first (:func:`add_checked`), each in a transaction of its own.
+    A failure of the server or the connection during the shared INSERT is every call's
+    (raised: none was written before it); once a transaction of the batch has committed,
+    each call's error is its own, so that no caller is told its committed jobs failed.
     """
     if len(calls) == 1:
         return [alone(calls[0])]
@@ -100,7 +102,7 @@ def together(
             insert([job for i in plain for job in calls[i]])
             for i in plain:
                 outcomes[i] = [job.id for job in calls[i]]
-        except StoreError:  # the server or the connection: whether it committed is not known, so no call tries again
+        except StoreError:  # the first write of the batch: nothing committed; whether it did is not known either
             raise
         except JobkitError:  # a row the table refuses (a taken id, a CHECK): each call on its own finds whose
             pass
@@ -108,8 +110,6 @@ def together(
         if outcomes[i] is None:
             try:
                 outcomes[i] = alone(jobs)
-            except StoreError:
-                raise
-            except JobkitError as exc:
+            except JobkitError as exc:  # a StoreError too: this call's, never its neighbours'
                 outcomes[i] = exc
     return [outcome for outcome in outcomes if outcome is not None]

@@ -21,7 +21,7 @@ from jobkit.model import JobRecord
 from jobkit.stores.refusals import check_ids
 from jobkit.stores.sqlite import queries, reading
 from jobkit.stores.sqlite.codec import row_of
-from jobkit.stores.sqlite.errors import store_error
+from jobkit.stores.sqlite.errors import ROW_REFUSALS, store_error
 
 Outcome = list[str] | Exception
 Run = Callable[..., list[Any]]  # SqliteStore._run(steps, single=...)
@@ -82,11 +82,13 @@ def together(path: str, calls: Sequence[Sequence[JobRecord]], run: Run, write: W
                 outcomes.append(refusal(exc))
             except JobkitError as exc:
                 outcomes.append(exc)
-            except apsw.ConstraintError as exc:
+            except ROW_REFUSALS as exc:  # a row the database refuses (a constraint, a value too big): this call's
                 mapped = store_error(path, exc, writing=True)
                 outcomes.append(refusal(mapped) if isinstance(mapped, ValidationError) else mapped)
             except apsw.Error as exc:  # a full disk, an I/O error: every call's (none is written)
                 raise _first(exc) from None
+            except Exception as exc:  # a value SQLite cannot bind (an int past 64 bits): this call's
+                outcomes.append(refusal(ValidationError(f"cannot store a value of these jobs: {exc!r}", value=jobs)))
         return outcomes
 
     if all(known is not None for known in early):

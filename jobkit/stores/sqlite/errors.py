@@ -43,13 +43,13 @@ _ENVIRONMENT: tuple[tuple[type[apsw.Error], str], ...] = (
     (apsw.ConnectionClosedError, "the connection is closed"),
 )
 
-_ROW = (apsw.ConstraintError, apsw.TooBigError, apsw.MismatchError, apsw.RangeError)
+ROW_REFUSALS = (apsw.ConstraintError, apsw.TooBigError, apsw.MismatchError, apsw.RangeError)  # one row's fault
 
 
 def store_error(path: str, exc: apsw.Error, *, writing: bool) -> JobkitError:
     """The jobkit error that says what *exc* (met while *writing*, or reading) means for the file at *path*."""
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, _ROW):
+    if isinstance(exc, ROW_REFUSALS):
         return ValidationError(f"{path}: the database refused the row ({detail}); nothing was written", value=detail)
     what = next((text for kind, text in _ENVIRONMENT if isinstance(exc, kind)), None)
     if what is None:
