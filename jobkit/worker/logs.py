@@ -56,8 +56,10 @@ class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._waiting: list[str] = []
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._writer = threading.Thread(target=self._write_soon, name="jobkit-log", daemon=True)
-        self._writer.start()
+        # Started with the first job line: a supervisor, which logs none, keeps one thread. (Linux
+        # sends a child's parent-death signal as each thread it is handed to dies: a second thread
+        # in a SIGKILLed supervisor would send its children a second SIGTERM, "exit now".)
+        self._writer: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -69,6 +71,9 @@ class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if record.levelno >= logging.WARNING or record.name != self._batched or len(self._waiting) >= MAX_WAITING:
             self.flush()
         elif len(self._waiting) == 1:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_soon, name="jobkit-log", daemon=True)
+                self._writer.start()
             self._wake.set()
 
     def flush(self) -> None:

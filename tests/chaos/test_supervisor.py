@@ -63,7 +63,9 @@ def test_children_stop_when_the_supervisor_is_sigkilled_and_give_their_jobs_back
 
         wait_until(lambda: all(gone(pid) for pid in children), 15, "every child to end", describe=h.describe)
         records = h.records()
-        assert [(records[i].status, records[i].attempt_count) for i in long] == [(JobStatus.PENDING, 0)] * 2
+        assert [(records[i].status, records[i].attempt_count) for i in long] == [(JobStatus.PENDING, 0)] * 2, (
+            supervisor.tail(40)
+        )
         # Each stopped gracefully (one SIGTERM), not at once: a second would not give jobs back.
         assert supervisor.stderr().count("gave back 1 unfinished jobs") == 2, supervisor.tail()
 

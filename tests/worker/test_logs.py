@@ -106,3 +106,18 @@ def test_the_fast_formatter_writes_what_the_plain_one_does() -> None:
     again.created, again.msecs = 1_780_000_000.75, 750.0
     fast, plain = logs.FastFormatter(), logging.Formatter(logs.FORMAT)
     assert [fast.format(r) for r in (record, again)] == [plain.format(r) for r in (record, again)]
+
+
+def test_no_thread_is_started_until_a_job_line_waits() -> None:
+    """A supervisor logs no job lines: it must keep one thread (see BatchedHandler.__init__)."""
+    stream = Stream()
+    before = {t.name for t in threading.enumerate()}
+    handler = logs.BatchedHandler(stream, batched=JOBS)
+    handler.setFormatter(logs.FastFormatter())
+    try:
+        handler.handle(logging.LogRecord("jobkit.worker", logging.INFO, __file__, 1, "supervisor started", (), None))
+        assert "jobkit-log" not in {t.name for t in threading.enumerate()} - before
+        handler.handle(logging.LogRecord(JOBS, logging.INFO, __file__, 1, "job 1: completed", (), None))
+        assert "jobkit-log" in {t.name for t in threading.enumerate()}
+    finally:
+        handler.close()
