@@ -7,7 +7,8 @@ that arrive while a write is under way wait, and the next of them to go writes e
 waiting then, in one transaction. So the batch grows exactly as the callers outpace the
 disk. Every caller returns only after the commit that holds its jobs, so what a return
 promises is unchanged; a call the store refuses (a taken id, an unknown dependency) fails
-alone, its neighbours written (the store writes each call in a savepoint of its own).
+alone, its neighbours written (SQLite writes each call in a savepoint of its own;
+PostgreSQL adds each call alone when the shared INSERT is refused).
 
 Pure threading: the store says how to write a batch (:data:`WriteAll`); this module only
 decides who writes which calls, and hands each caller its own outcome.

@@ -101,7 +101,7 @@ class JobFilter:
     def search_start(self, after: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
         """Where a page of this filter starts counting the jobs it reads: after the cursor, before created_until."""
         until = None if self.created_until is None else (self.created_until, "")  # "" sorts before every id
-        return min((c for c in (after, until) if c is not None), default=None, key=lambda c: (c[0], c[1]))
+        return min((c for c in (after, until) if c is not None), default=None)
 
     def reading_back_to(self, edge: datetime | None) -> JobFilter | None:
         """This filter kept to jobs created at or after *edge* (where a bounded search stops), or None when its own

@@ -61,6 +61,7 @@ def together(path: str, calls: Sequence[Sequence[JobRecord]], run: Run, write: W
         return [alone(calls[0], run, write)]
     early: list[Outcome | None] = []
     rows: list[list[tuple[Any, ...]]] = []
+    plain = [is_plain(jobs) for jobs in calls]  # decided before the write lock, as the rows are encoded
     for jobs in calls:
         try:
             rows.append([row_of(job) for job in jobs])
@@ -71,13 +72,13 @@ def together(path: str, calls: Sequence[Sequence[JobRecord]], run: Run, write: W
 
     def work(conn: apsw.Connection) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for jobs, encoded, known in zip(calls, rows, early, strict=True):
+        for jobs, encoded, known, only_rows in zip(calls, rows, early, plain, strict=True):
             if known is not None:
                 outcomes.append(known)
                 continue
             try:
                 with conn:  # a savepoint: a refusal rolls back this call's rows only
-                    outcomes.append(_add(conn, jobs, encoded))
+                    outcomes.append(_add(conn, jobs, encoded, only_rows))
             except ValidationError as exc:
                 outcomes.append(refusal(exc))
             except JobkitError as exc:
@@ -113,9 +114,9 @@ def alone(jobs: Sequence[JobRecord], run: Run, write: Write) -> list[str]:
         raise refusal(exc) from exc
 
 
-def _add(conn: apsw.Connection, jobs: Sequence[JobRecord], rows: list[tuple[Any, ...]]) -> list[str]:
-    """Add one call's *jobs* in the transaction open on *conn*; the id of each."""
-    if is_plain(jobs):
+def _add(conn: apsw.Connection, jobs: Sequence[JobRecord], rows: list[tuple[Any, ...]], plain: bool) -> list[str]:
+    """Add one call's *jobs* (*plain*: see :func:`is_plain`) in the transaction open on *conn*; the id of each."""
+    if plain:
         conn.executemany(queries.INSERT, rows)
         return [job.id for job in jobs]
     check_ids(jobs)
