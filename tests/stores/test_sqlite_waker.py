@@ -145,6 +145,29 @@ def test_a_ring_from_another_thread_wakes_it(waker: SqliteWaker, commits: bool) 
     assert not waker.wait(QUIET, commits=commits)  # one ring, one wake-up
 
 
+def test_many_rings_while_it_sleeps_write_the_pipe_once(waker: SqliteWaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A busy worker's handlers each ring as they finish; only the first may pay a system call.
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(fd)
+        return real_write(fd, data)
+
+    def ring_often() -> None:
+        for _ in range(50):
+            waker.ring()
+
+    monkeypatch.setattr(os, "write", counting_write)
+    ringer = when_asleep(waker, ring_often)
+    woke, _ = timed_wait(waker, commits=False)
+    ringer.join(TIMEOUT)
+    assert woke
+    assert len(writes) == 1
+    waker.ring()  # taken by the wait: the next ring is a new one
+    assert waker.wait(0, commits=False)
+
+
 def test_a_ring_before_the_wait_is_kept(waker: SqliteWaker) -> None:
     waker.ring()
     assert waker.wait(0)

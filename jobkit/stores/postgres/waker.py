@@ -81,6 +81,8 @@ class PostgresWaker:
         self._lost = True
 
     def ring(self) -> None:
+        if self._rung:  # rung and not yet taken: the byte that ring wrote wakes the waiter for both
+            return
         self._rung = True
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._write, b"\0")
@@ -126,6 +128,7 @@ class PostgresWaker:
                 pause = min(pause, POLL)
             ready, _, _ = select.select(fds, [], [], pause)
             if self._read in ready:
+                self._drain()  # a byte whose ring was taken already must not wake every select after it
                 continue  # the ring: taken at the top
             if len(fds) > 1:
                 if ready and self._heard():
@@ -138,10 +141,13 @@ class PostgresWaker:
         if not self._rung:
             return False
         self._rung = False
+        self._drain()
+        return True
+
+    def _drain(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._read, 512):
                 pass
-        return True
 
     def close(self) -> None:
         if self._closed:

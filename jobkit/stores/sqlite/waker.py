@@ -59,9 +59,12 @@ class SqliteWaker:
 
     def ring(self) -> None:
         """Wake the waiting thread now (any thread, or a signal handler)."""
+        if self._rung:  # rung and not yet taken: the waiter sees this ring with that one
+            return
         self._rung = True
-        # The pipe only while the waiter sleeps in select: a busy worker's outcomes would
-        # each pay a system call. (The waiter marks itself asleep before it looks at the flag.)
+        # The pipe only while the waiter sleeps in select, and once per ring it takes: a
+        # busy worker's outcomes would each pay a system call, and wait for the GIL after
+        # it. (The waiter marks itself asleep before it looks at the flag.)
         if self._sleeping:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._write, b"!")
