@@ -17,6 +17,7 @@ decides who writes which calls, and hands each caller its own outcome.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 import weakref
@@ -68,8 +69,9 @@ class GroupCommit(Generic[A, R]):
     the main thread) leaves the queue, or passes on the turn it was handed.
     """
 
-    def __init__(self, write_all: WriteAll[A, R]) -> None:
+    def __init__(self, write_all: WriteAll[A, R], write_one: Callable[[A], R] | None = None) -> None:
         self._write_all = write_all
+        self._write_one = write_one or functools.partial(_one_of, write_all)  # a lone call: its result, or raises
         self.batches = 0  # writes made, and calls they held: how much was shared (for tests and benchmarks)
         self.calls = 0
         self._start()
@@ -81,18 +83,25 @@ class GroupCommit(Generic[A, R]):
         self._writing = False
 
     def __call__(self, argument: A) -> R:
-        call: _Call[A, R] = _Call(argument)
         with self._guard:
-            if self._writing:
+            alone = not self._writing
+            if alone:
+                self._writing = True
+            else:
+                call: _Call[A, R] = _Call(argument)
                 call.wake = threading.Lock()
                 call.wake.acquire()
                 self._waiting.append(call)
-            else:
-                self._writing = True
-        if call.wake is not None:
-            self._wait(call)
-            if call.done:
-                return self._outcome(call)
+        if alone:  # no write under way, so no call waits either: this one is written by itself, at once
+            self.batches += 1
+            self.calls += 1
+            try:
+                return self._write_one(argument)
+            finally:
+                self._finish([], [])  # the turn goes to the oldest call that came meanwhile
+        self._wait(call)
+        if call.done:
+            return self._outcome(call)
         batch = [call]
         try:
             with self._guard:
@@ -122,9 +131,7 @@ class GroupCommit(Generic[A, R]):
         self.batches += 1
         self.calls += len(batch)
         try:
-            found: list[R | BaseException] = list(self._write_all([c.argument for c in batch]))
-            if len(found) != len(batch):
-                raise AssertionError(f"a grouped write gave {len(found)} outcomes for {len(batch)} calls")
+            found = _counted(self._write_all([c.argument for c in batch]), len(batch))
         except Exception as exc:  # the transaction failed: no call of it is written
             return [exc if i == 0 else _copy(exc) for i in range(len(batch))]
         return found
@@ -150,6 +157,21 @@ class GroupCommit(Generic[A, R]):
         if isinstance(call.outcome, BaseException):
             raise call.outcome
         return call.outcome  # type: ignore[return-value]
+
+
+def _one_of(write_all: WriteAll[A, R], argument: A) -> R:
+    """*argument*'s result as a batch of one gives it (or its exception, raised)."""
+    (outcome,) = _counted(write_all([argument]), 1)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _counted(found: Sequence[R | BaseException], calls: int) -> list[R | BaseException]:
+    """*found*, the outcomes of a write of *calls* calls; a write that lost count fails them all, not hangs."""
+    if len(found) != calls:
+        raise AssertionError(f"a grouped write gave {len(found)} outcomes for {calls} calls")
+    return list(found)
 
 
 def _interrupted() -> StoreError:

@@ -77,6 +77,38 @@ def test_a_caller_alone_writes_at_once_alone() -> None:
     assert disk.batches == [["a"], ["b"]]
 
 
+def test_a_caller_alone_goes_straight_to_the_lone_write() -> None:
+    alone: list[str] = []
+
+    def write_one(argument: str) -> str:
+        alone.append(argument)
+        if argument == "bad":
+            raise ValueError("refused bad")
+        return argument.upper()
+
+    group: GroupCommit[str, str] = GroupCommit(lambda arguments: pytest.fail("no call waited"), write_one)
+    assert group("a") == "A"
+    with pytest.raises(ValueError, match="refused bad"):
+        group("bad")
+    assert group("b") == "B", "a lone call that raised handed the turn on"
+    assert alone == ["a", "bad", "b"]
+
+
+def test_callers_behind_a_lone_write_share_the_next_one() -> None:
+    disk = Disk()
+    alone: list[str] = []
+
+    def write_one(argument: str) -> Any:
+        alone.append(argument)
+        return disk.write_all([argument])[0]
+
+    group = GroupCommit(disk.write_all, write_one)
+    others = [f"c{n}" for n in range(3)]
+    results = queue_behind_a_write(disk, group, others)
+    assert results == {a: a.upper() for a in ["first", *others]}
+    assert alone == ["first"] and sorted(disk.batches[1]) == others and len(disk.batches) == 2
+
+
 def test_callers_that_arrive_during_a_write_share_the_next_one_and_each_gets_its_own_result() -> None:
     disk = Disk()
     group = GroupCommit(disk.write_all)

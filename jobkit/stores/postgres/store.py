@@ -91,7 +91,7 @@ class PostgresStore:
         self._db = Server(dsn, listen=listen, pool_size=pool_size)
         self.place = self._db.place
         self.channel = f"jobkit_{schema}"[:63]  # one LISTEN channel a schema (identifiers stop at 63 bytes)
-        self._adds = GroupCommit(self._add_together)  # concurrent add() calls share a commit
+        self._adds = GroupCommit(self._add_together, self._add_alone)  # concurrent add() calls share a commit
         with self._db.direct() as conn:  # an unreachable server gives its reason here, in one line
             self._db.quoted = sql.Identifier(schema).as_string(conn)
             try:

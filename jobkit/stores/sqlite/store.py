@@ -103,7 +103,8 @@ class SqliteStore:
         self._guard = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        self._adds = GroupCommit(self._add_together)  # concurrent add() calls share a commit
+        # Concurrent add() calls share a commit; a lone one goes straight to its own transaction.
+        self._adds = GroupCommit(self._add_together, functools.partial(adding.alone, run=self._run, write=self._write))
         if not os.path.exists(self.path):
             if not create:
                 raise StoreError(f"{self.path}: no such database file", path=self.path)
