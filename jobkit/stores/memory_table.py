@@ -89,6 +89,8 @@ class MemoryWaker:
         self._rung = False
 
     def ring(self) -> None:
+        if self._rung:  # rung and not yet taken (the wait clears it under the lock): the waiter sees both
+            return
         # The condition's lock is an RLock: a signal handler that interrupts this thread
         # while it holds the lock takes it again instead of waiting for itself.
         with self._table.changed:
