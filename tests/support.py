@@ -99,6 +99,19 @@ def wait_until(
     return value
 
 
+def counted(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[tuple[Any, ...]]:
+    """Patch *module*.*name* to record each call's arguments, then call through; the list of them."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(module, name)
+
+    def counting(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
 # -- records --------------------------------------------------------------------------
 def record(store: Store, job_id: str) -> JobRecord:
     """The stored record of *job_id*, which must still be there."""

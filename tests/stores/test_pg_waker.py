@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from jobkit.stores.postgres.waker import PostgresWaker
+from tests.support import counted
 
 QUIET = 0.05  # how long a wait that nothing should wake is given
 
@@ -19,18 +19,6 @@ def waker() -> Iterator[PostgresWaker]:
     made = PostgresWaker(None, "jobkit_test", "a test")
     yield made
     made.close()
-
-
-def counted(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[object]:
-    calls: list[object] = []
-    real = getattr(module, name)
-
-    def counting(*args: Any) -> Any:
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(module, name, counting)
-    return calls
 
 
 def test_rings_before_a_wait_takes_them_write_one_byte(waker: PostgresWaker, monkeypatch: pytest.MonkeyPatch) -> None:

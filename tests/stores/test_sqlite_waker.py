@@ -19,7 +19,7 @@ import pytest
 
 import jobkit
 from jobkit.stores.sqlite import SqliteWaker
-from tests.support import TIMEOUT, make_job, poll
+from tests.support import TIMEOUT, counted, make_job, poll
 
 QUIET = 0.05  # how long a wait that nothing should wake is given to go wrong
 
@@ -147,18 +147,12 @@ def test_a_ring_from_another_thread_wakes_it(waker: SqliteWaker, commits: bool) 
 
 def test_many_rings_while_it_sleeps_write_the_pipe_once(waker: SqliteWaker, monkeypatch: pytest.MonkeyPatch) -> None:
     # A busy worker's handlers each ring as they finish; only the first may pay a system call.
-    writes: list[int] = []
-    real_write = os.write
-
-    def counting_write(fd: int, data: bytes) -> int:
-        writes.append(fd)
-        return real_write(fd, data)
+    writes = counted(monkeypatch, os, "write")
 
     def ring_often() -> None:
         for _ in range(50):
             waker.ring()
 
-    monkeypatch.setattr(os, "write", counting_write)
     ringer = when_asleep(waker, ring_often)
     woke, _ = timed_wait(waker, commits=False)
     ringer.join(TIMEOUT)
