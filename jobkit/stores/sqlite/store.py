@@ -128,7 +128,11 @@ class SqliteStore:
             if self._closed:
                 raise StoreError(f"{self.path}: the store is closed", path=self.path)
             try:
-                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
+                # APSW's statement cache is a ring that evicts its oldest entry each time a statement
+                # goes back, and each outcome of a round is one: at its default 100, a round of 100
+                # outcomes pushed out the claim, BEGIN and COMMIT, prepared again every round (512 is
+                # the most APSW keeps; a round holds at most concurrency + 200 outcomes).
+                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE, statementcachesize=512)
                 conn.set_busy_handler(Patience(self.busy_timeout))
                 # A plan that depends on a bound value (a claim's LIMIT :limit) would be
                 # prepared again for every new binding: 40-60 us a claim, for the same plan.
