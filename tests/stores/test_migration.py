@@ -21,6 +21,7 @@ import apsw
 import pytest
 
 import jobkit
+from jobkit.model import Complete, Fail
 from jobkit.stores.sqlite import migrations, schema
 from tests.support import T0
 
@@ -109,7 +110,7 @@ def test_an_older_file_gets_todays_layout_with_every_row_kept(tmp_path: Path) ->
     with jobkit.SqliteStore(old) as store:
         assert store.get(V1_JOBS[1]["id"]) is not None
 
-    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 5
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION == 6
     assert pragma(old, "application_id") == schema.APPLICATION_ID
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
@@ -194,6 +195,7 @@ def test_a_jobs_table_changed_by_hand_keeps_its_definition(tmp_path: Path) -> No
     queue = (
         " queue TEXT NOT NULL DEFAULT 'default' CHECK (length(queue) > 0), unique_key TEXT, depends_on TEXT,"
         " waiting_for INTEGER NOT NULL DEFAULT 0 CHECK (waiting_for >= 0),"
+        " has_dependents INTEGER NOT NULL DEFAULT 0 CHECK (has_dependents = 0 OR has_dependents = 1),"
     )
     assert after["jobs"] == table.replace(" note TEXT,", f" note TEXT,{queue}")  # its CHECKs are left alone
     assert after["jobs_name_idx"] == NAME_INDEX_TODAY
@@ -347,7 +349,7 @@ def test_a_version_3_file_gets_the_creation_index_with_every_row_kept(tmp_path: 
     make_version(old, 3)
     before = contents(old)
     assert "jobs_created_idx" not in schema_of(old)
-    with pytest.raises(jobkit.StoreError, match=r"schema version 3, this jobkit needs 5; run python -m jobkit migrate"):
+    with pytest.raises(jobkit.StoreError, match=r"schema version 3, this jobkit needs 6; run python -m jobkit migrate"):
         jobkit.SqliteStore(old, upgrade=False)
     assert "jobs_created_idx" not in schema_of(old)
 
@@ -355,7 +357,7 @@ def test_a_version_3_file_gets_the_creation_index_with_every_row_kept(tmp_path: 
         listed = store.list_jobs(created_from=T0.replace(year=2025))
         assert [j.id for j in listed] == sorted((str(j["id"]) for j in V1_JOBS), reverse=True)
 
-    assert pragma(old, "user_version") == 5
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
     assert schema_of(old)["jobs_created_idx"] == "CREATE INDEX jobs_created_idx ON jobs (created_at, id)"
@@ -377,10 +379,53 @@ def test_a_version_4_file_lists_by_name_and_failed_jobs_in_creation_order_with_e
         assert [j.id for j in failed] == sorted(
             (str(j["id"]) for j in V1_JOBS if j["status"] == "failed"), reverse=True
         )
-    assert pragma(old, "user_version") == 5
+    assert pragma(old, "user_version") == schema.SCHEMA_VERSION
     assert pragma(old, "integrity_check") == "ok"
     assert contents(old) == before
     assert schema_of(old)["jobs_name_idx"] == NAME_INDEX_TODAY
+    fresh = tmp_path / "fresh.sqlite"
+    jobkit.SqliteStore(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
+def test_a_version_5_file_marks_the_jobs_others_run_after_and_their_ends_still_settle_them(tmp_path: Path) -> None:
+    """Version 6 fires the dependents' triggers on a mark (has_dependents): the parents already in
+    a file get it as it upgrades, so that their completion frees, and their failure cancels, the
+    jobs waiting on them, as before."""
+    old = tmp_path / "v5.sqlite"
+    make_version(old, 5)
+    parents = {"ok": job(10, "pending", job_name="p:ok"), "bad": job(11, "pending", job_name="p:bad", max_attempts=1)}
+    children = {
+        key: job(20 + n, "pending", depends_on=f'["{parent["id"]}"]', waiting_for=1)
+        for n, (key, parent) in enumerate(parents.items())
+    }
+    with closing(sqlite3.connect(old)) as conn:
+        for row in [*parents.values(), *children.values()]:
+            conn.execute(
+                f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+        for key, parent in parents.items():
+            conn.execute("INSERT INTO job_deps VALUES (?, ?)", (parent["id"], children[key]["id"]))
+        conn.commit()
+
+    with jobkit.SqliteStore(old) as store:
+        with closing(sqlite3.connect(old)) as conn:
+            marked = conn.execute("SELECT id FROM jobs WHERE has_dependents = 1 ORDER BY id").fetchall()
+        assert marked == [(parents["ok"]["id"],), (parents["bad"]["id"],)]
+        now = T0.replace(year=2027)
+        for key, parent in parents.items():
+            claimed = store.claim_job(str(parent["id"]), now=now, token=key, lock_until=now.replace(hour=1))
+            assert claimed is not None
+        store.finish(
+            [
+                Complete(str(parents["ok"]["id"]), "ok", "1", at=now),
+                Fail(str(parents["bad"]["id"]), "bad", "E", None, at=now),
+            ]
+        )
+        freed, cancelled = (store.get(str(children[key]["id"])) for key in ("ok", "bad"))
+    assert freed is not None and freed.status is jobkit.JobStatus.PENDING and freed.waiting_for == 0
+    assert cancelled is not None and cancelled.status is jobkit.JobStatus.CANCELLED
+    assert pragma(old, "integrity_check") == "ok"
     fresh = tmp_path / "fresh.sqlite"
     jobkit.SqliteStore(fresh).close()
     assert schema_of(old) == schema_of(fresh)

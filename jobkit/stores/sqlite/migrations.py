@@ -36,6 +36,7 @@ from jobkit.stores.sqlite.schema import (
     SCHEMA_VERSION,
     UNIQUE_AND_ATTEMPTS_V3,
     V5,
+    V6,
 )
 
 T = TypeVar("T")
@@ -157,6 +158,12 @@ def add_v5_indexes(conn: apsw.Connection) -> bool:
     return True
 
 
+def mark_parents(conn: apsw.Connection) -> bool:
+    """Version 6: jobs others run after are marked, and only their end fires the triggers that settle dependents."""
+    conn.execute(V6)
+    return True
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the jobs and cron_jobs tables", build_schema),
     Step(1, "indexes and constraints", upgrade_layout, needed=needs_layout),
@@ -164,6 +171,7 @@ STEPS: tuple[Step, ...] = (
     Step(3, "unique keys, attempt history and dependencies", add_unique_and_attempts),
     Step(4, "an index of jobs by creation time", add_created_index),
     Step(5, "listings of a name, of failed and cancelled jobs in creation order; job_deps by child", add_v5_indexes),
+    Step(6, "a mark on the jobs others run after, which alone fires the dependents' triggers", mark_parents),
 )
 
 
