@@ -30,6 +30,7 @@ THROUGHPUT = Metric("throughput", "jobs/s", higher_is_better=True)
 P50 = Metric("p50 latency", "ms", higher_is_better=False)
 P99 = Metric("p99 latency", "ms", higher_is_better=False)
 IDLE_CPU = Metric("idle CPU", "% of a core", higher_is_better=False)
+CPU_A_JOB = Metric("CPU a job", "us", higher_is_better=False)  # of a drain, start-up and shut-down left out
 GROWTH = Metric("RSS growth", "x", higher_is_better=False)
 SEEN_P50 = Metric("p50 handler end to seen", "ms", higher_is_better=False)
 SEEN_P99 = Metric("p99 handler end to seen", "ms", higher_is_better=False)

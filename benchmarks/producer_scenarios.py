@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from benchmarks import pg_scenarios, scenarios
 from benchmarks.metrics import THROUGHPUT, Metric, Side
-from benchmarks.processes import environment, python, run_json
+from benchmarks.processes import python, run_json
 from benchmarks.scenarios import Measure, Run, Scenario, Variant
 
 PRODUCERS = 8
@@ -40,13 +40,9 @@ def produce(side: Side, role: str) -> Measure:
 
 def drain_logged(run: Run) -> dict[Metric, float]:
     """The drain of :func:`benchmarks.scenarios.drain_jobkit`, the worker logging at its default level."""
-    database, n = run.database(), run.settings.n
-    scenarios.fill(run, "jobkit", database, n)
     extra = ["--durability", "normal"] if run.durability == "normal" else []
-    command = python("jobkit.worker", database, "--jobs", scenarios.JOBKIT_JOBS, "--burst", *extra)
-    seconds = scenarios.seconds_until_exit(run, [command], environment(), n)
-    scenarios.check_completed("jobkit", database, n)
-    return {THROUGHPUT: n / seconds}
+    command = python("jobkit.worker", run.database(), "--jobs", scenarios.JOBKIT_JOBS, "--burst", *extra)
+    return scenarios.drained(run, "jobkit", command, 1)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.metrics import (
+    CPU_A_JOB,
     DURABILITIES,
     GROWTH,
     IDLE_CPU,
@@ -103,6 +104,7 @@ def goals(cases: Sequence[Case]) -> list[Goal]:
         ("drain, one process, jobkit/huey best", at("default", versus("drain", "huey")), 10, "x", True),
         ("drain, one process, jobkit/huey best", at("normal", versus("drain", "huey")), 4, "x", True),
         ("drain at the default log level / --quiet", over("drain-logged", "drain"), 0.85, "x", True),
+        ("CPU a drained no-op job, jobkit", lambda d: jobkit("drain", d, CPU_A_JOB), 15, " us", False),
         ("8 producers / 1 producer, jobkit", at("default", over("producers", "enqueue")), 4, "x", True),
         ("8 producers, jobkit/huey 8 threads", at("default", versus("producers", "huey")), 4, "x", True),
         ("8 producers, jobkit/huey 8 threads", at("normal", versus("producers", "huey")), 2, "x", True),

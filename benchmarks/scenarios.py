@@ -5,7 +5,8 @@ A :class:`Variant` is one side in one configuration (``huey -w 4 -k thread``); i
 returns the metrics. Drains and enqueues are timed from the start of the process doing
 the work; a worker that never exits by itself (huey's consumer, a jobkit worker started
 without ``--burst``) is timed until the database shows every job done, polling every
-:data:`POLL` seconds. Every wait has a deadline (:meth:`Run.timeout`).
+:data:`POLL` seconds. A drain whose processes exit by themselves (jobkit's, raw's) also
+gives the CPU a job (:func:`drained`). Every wait has a deadline (:meth:`Run.timeout`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import apsw
 
 from benchmarks import huey_config, raw
 from benchmarks.metrics import (
+    CPU_A_JOB,
     DURABILITIES,
     GROWTH,
     IDLE_CPU,
@@ -59,6 +61,7 @@ SETTLE = 1.0  # seconds an idle worker is left alone after its warm-up job, befo
 TIMEOUT_BASE = 60.0  # seconds any step may take, plus ...
 SLOWEST_RATE = 200.0  # ... one second per this many jobs it handles
 LATENCY_JOB_TIMEOUT = 2.0  # seconds per latency job, in the bound for the whole latency run
+EMPTY = "empty.sqlite"  # a database with no jobs: what a worker costs to start and stop
 JOBKIT_JOBS = "benchmarks.jobkit_jobs"
 HUEY_INSTANCE = "benchmarks.huey_jobs.huey"
 
@@ -203,17 +206,37 @@ def alive_and(process: subprocess.Popen[str], condition: Callable[[], bool], log
 
 
 # -- timing -------------------------------------------------------------------------------
-def seconds_until_exit(
+def until_exit(
     run: Run, commands: Sequence[list[str]], env: dict[str, str], jobs: int, timeout: float | None = None
-) -> float:
-    """Seconds from starting *commands* together until every one has exited with 0 (within *timeout*)."""
+) -> tuple[float, float]:
+    """Seconds from starting *commands* together until every one has exited with 0 (within *timeout*),
+    and the CPU seconds they used between them."""
     with contextlib.ExitStack() as stack:
         begin = time.perf_counter()
         children = [stack.enter_context(started(c, cwd=run.folder, env=env, log=run.log)) for c in commands]
         deadline = begin + (run.timeout(jobs) if timeout is None else timeout)
-        for child in children:
-            wait_exit(child, max(0.0, deadline - time.perf_counter()), run.log)
-        return time.perf_counter() - begin
+        cpu = sum(wait_exit(child, max(0.0, deadline - time.perf_counter()), run.log) for child in children)
+        return time.perf_counter() - begin, cpu
+
+
+def seconds_until_exit(
+    run: Run, commands: Sequence[list[str]], env: dict[str, str], jobs: int, timeout: float | None = None
+) -> float:
+    """The seconds of :func:`until_exit`."""
+    return until_exit(run, commands, env, jobs, timeout)[0]
+
+
+def drained(run: Run, side: Side, command: list[str], processes: int) -> dict[Metric, float]:
+    """Drain the run's n queued jobs with *processes* copies of *command*: the jobs a second, and the CPU
+    a job, less what the same processes use to start and stop on an empty queue."""
+    database, n = run.database(), run.settings.n
+    fill(run, side, database, n)
+    seconds, cpu = until_exit(run, [command] * processes, environment(), n)
+    check_completed(side, database, n)
+    empty = run.database(EMPTY)
+    fill(run, side, empty, 0)
+    idle = until_exit(run, [[empty if part == database else part for part in command]] * processes, environment(), 0)
+    return {THROUGHPUT: n / seconds, CPU_A_JOB: max(cpu - idle[1], 0.0) / n * 1e6}
 
 
 def seconds_until_done(run: Run, command: list[str], *, env: dict[str, str], side: Side, database: str) -> float:
@@ -248,23 +271,14 @@ def enqueue(side: Side, role: str) -> Measure:
 # -- 3 and 4: drain -----------------------------------------------------------------------
 def drain_jobkit(processes: int) -> Measure:
     def measure(run: Run) -> dict[Metric, float]:
-        database, n = run.database(), run.settings.n
-        fill(run, "jobkit", database, n)
-        commands = [jobkit_worker(database, run.durability, "--burst")] * processes
-        seconds = seconds_until_exit(run, commands, environment(), n)
-        check_completed("jobkit", database, n)
-        return {THROUGHPUT: n / seconds}
+        return drained(run, "jobkit", jobkit_worker(run.database(), run.durability, "--burst"), processes)
 
     return measure
 
 
 def drain_raw(processes: int) -> Measure:
     def measure(run: Run) -> dict[Metric, float]:
-        database, n = run.database(), run.settings.n
-        fill(run, "raw", database, n)
-        seconds = seconds_until_exit(run, [raw_worker(database, run.durability)] * processes, environment(), n)
-        check_completed("raw", database, n)
-        return {THROUGHPUT: n / seconds}
+        return drained(run, "raw", raw_worker(run.database(), run.durability), processes)
 
     return measure
 
