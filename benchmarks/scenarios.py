@@ -227,8 +227,9 @@ def seconds_until_exit(
 
 
 def drained(run: Run, side: Side, command: list[str], processes: int) -> dict[Metric, float]:
-    """Drain the run's n queued jobs with *processes* copies of *command*: the jobs a second, and the CPU
-    a job, less what the same processes use to start and stop on an empty queue."""
+    """Drain the run's n queued jobs with *processes* copies of *command* (which names ``run.database()``):
+    the jobs a second, and the CPU a job, less what the same processes use to start and stop on an empty
+    queue (the command naming :data:`EMPTY` instead)."""
     database, n = run.database(), run.settings.n
     fill(run, side, database, n)
     seconds, cpu = until_exit(run, [command] * processes, environment(), n)
