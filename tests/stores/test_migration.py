@@ -429,3 +429,25 @@ def test_a_version_5_file_marks_the_jobs_others_run_after_and_their_ends_still_s
     fresh = tmp_path / "fresh.sqlite"
     jobkit.SqliteStore(fresh).close()
     assert schema_of(old) == schema_of(fresh)
+
+
+def test_a_dependency_written_as_an_older_jobkit_writes_it_marks_its_parent(tmp_path: Path) -> None:
+    """A process of the last version, still running as a newer one upgrades the file, adds dependents
+    with a plain INSERT into job_deps: the schema marks the parent itself, so its end frees them."""
+    path = tmp_path / "jobs.sqlite"
+    jobkit.SqliteStore(path).close()
+    parent, child = job(30, "pending", job_name="p:old"), job(31, "pending", waiting_for=1)
+    with closing(sqlite3.connect(path)) as conn:  # what a version 5 jobkit's add writes
+        for row in (parent, child):
+            conn.execute(
+                f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+        conn.execute("INSERT INTO job_deps VALUES (?, ?)", (parent["id"], child["id"]))
+        conn.commit()
+        assert conn.execute("SELECT has_dependents FROM jobs WHERE id = ?", (parent["id"],)).fetchall() == [(1,)]
+    with jobkit.SqliteStore(path) as store:
+        now = T0.replace(year=2027)
+        assert store.claim_job(str(parent["id"]), now=now, token="t", lock_until=now.replace(hour=1)) is not None
+        store.finish([Complete(str(parent["id"]), "t", "1", at=now)])
+        freed = store.get(str(child["id"]))
+    assert freed is not None and freed.status is jobkit.JobStatus.PENDING and freed.waiting_for == 0

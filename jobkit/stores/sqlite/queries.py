@@ -59,7 +59,6 @@ LIVE_KEY = "unique_key IS NOT NULL AND (status = 'pending' OR status = 'running'
 TAKEN = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
 PARENTS = "SELECT id, status FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
 DEPEND = "INSERT OR IGNORE INTO job_deps (parent_id, child_id) VALUES (?, ?)"
-MARK_PARENTS = "UPDATE jobs SET has_dependents = 1 WHERE id IN (SELECT value FROM json_each(?)) AND has_dependents = 0"
 HOLDERS = f"""SELECT j.job_name, j.unique_key, j.id FROM json_each(?) AS k
     JOIN jobs AS j INDEXED BY jobs_unique_idx
     ON j.job_name = json_extract(k.value, '$[0]') AND j.unique_key = json_extract(k.value, '$[1]')

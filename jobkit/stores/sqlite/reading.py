@@ -233,8 +233,5 @@ def adding(jobs: Sequence[JobRecord], keys: str | None, conn: apsw.Connection) -
     holders = conn.execute(queries.HOLDERS, (keys,)) if keys is not None else ()
     written, ids = lifecycle.added(jobs, {(name, key): job_id for name, key, job_id in holders}, statuses)
     conn.executemany(queries.INSERT, [row_of(job) for job in written])
-    links = dependencies(written, [job.id for job in written])
-    if links:
-        conn.executemany(queries.DEPEND, links)
-        conn.execute(queries.MARK_PARENTS, (json.dumps(sorted({parent for parent, _ in links})),))
+    conn.executemany(queries.DEPEND, dependencies(written, [job.id for job in written]))
     return ids

@@ -149,18 +149,24 @@ CREATE INDEX jobs_name_idx ON jobs (job_name, created_at, id) WHERE completed_at
 CREATE INDEX jobs_unhappy_idx ON jobs (status, created_at, id) WHERE completed_at IS NOT NULL AND status <> 'completed';
 CREATE INDEX job_deps_child_idx ON job_deps (child_id);
 """
-# Version 6: a job others run after is marked (has_dependents, set in the transaction that
-# adds a dependent, as PostgreSQL's is), and only a marked job's end fires the settling of its
-# dependents. A trigger's WHEN runs inside its program, whose registers SQLite sets up for every
-# row the UPDATE writes: the two triggers of version 3, each a whole UPDATE of jobs, cost every
-# ended job 7% of a drained no-op job's CPU, for the few jobs anything waits on. Now the one
-# trigger on jobs is a small INSERT into the view ended_parents, whose INSTEAD OF trigger does
-# what version 3's did (lifecycle.after_parent_ended; a cancelled child, itself marked, settles
-# its own dependents in turn). The view holds no rows: it only hands the ended job over.
+# Version 6: a job others run after is marked (has_dependents, set by a trigger as a row of
+# job_deps names it, so that whoever writes the dependency, an older jobkit still running
+# through the upgrade too, marks the parent in the same statement), and only a marked job's
+# end fires the settling of its dependents. A trigger's WHEN runs inside its program, whose
+# registers SQLite sets up for every row the UPDATE writes: the two triggers of version 3,
+# each a whole UPDATE of jobs, cost every ended job 7% of a drained no-op job's CPU, for the
+# few jobs anything waits on. Now the one trigger on jobs is a small INSERT into the view
+# ended_parents, whose INSTEAD OF trigger does what version 3's did
+# (lifecycle.after_parent_ended; a cancelled child, itself marked, settles its own dependents
+# in turn). The view holds no rows: it only hands the ended job over.
 V6 = """
 ALTER TABLE jobs ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0
     CHECK (has_dependents = 0 OR has_dependents = 1);
 UPDATE jobs SET has_dependents = 1 WHERE id IN (SELECT parent_id FROM job_deps);
+CREATE TRIGGER job_deps_mark_parent AFTER INSERT ON job_deps
+BEGIN
+    UPDATE jobs SET has_dependents = 1 WHERE id = NEW.parent_id AND has_dependents = 0;
+END;
 DROP TRIGGER jobs_parent_completed;
 DROP TRIGGER jobs_parent_ended;
 CREATE VIEW ended_parents (id, status, at) AS SELECT NULL, NULL, NULL WHERE 0;
