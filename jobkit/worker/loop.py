@@ -38,6 +38,7 @@ from jobkit.stages import timed_out
 from jobkit.store import Store, clock_of
 from jobkit.worker.outage import Outage
 from jobkit.worker.pool import HandlerPool, event_loop, on_loop, semaphore
+from jobkit.worker.reaping import reset_expired, reset_unrenewed
 from jobkit.worker.report import Report
 from jobkit.worker.resolve import Resolver
 from jobkit.worker.retention import prune
@@ -307,7 +308,7 @@ class Worker:
         trusts the stored expiry against its own clock (or its ``now``).
         """
         if self._one_pass and not self._held:
-            reset = self.store.reset_expired(now=now)
+            reset = reset_expired(self.store, now)
             why = "lock expired"
         else:
             mine = {(held.lease.job_id, held.lease.token) for held in self._held.values()}
@@ -315,7 +316,7 @@ class Worker:
             due = self._watch.look(marks, time.monotonic())
             if not due:
                 return
-            reset = self.store.reset_unrenewed(due, now=now)
+            reset = reset_unrenewed(self.store, due, now)
             why = "lease not renewed"
         self.report.reset += len(reset.retried)
         self.report.lost_failed += len(reset.failed)

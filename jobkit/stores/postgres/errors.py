@@ -43,6 +43,11 @@ def store_error(place: str, exc: psycopg.Error) -> JobkitError:
         return StoreFullError(f"{place}: the database server is out of room ({said}); nothing was written", path=place)
     if isinstance(exc, pg.DataError | pg.IntegrityError):
         return ValidationError(f"{place}: the database refused a value: {said}")
+    if isinstance(exc, pg.StatementTooComplex):  # "stack depth limit exceeded": never succeeds as it is
+        return ValidationError(
+            f"{place}: the database refused the write ({said}): the jobs waiting on it, each after the one "
+            "before, are more than the server settles in one write (about 700); nothing was written"
+        )
     if isinstance(exc, pg.QueryCanceled):
         return StoreError(f"{place}: a statement was cancelled ({said}); nothing was written", path=place)
     if isinstance(exc, pg.LockNotAvailable):

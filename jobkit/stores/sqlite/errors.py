@@ -46,11 +46,22 @@ _ENVIRONMENT: tuple[tuple[type[apsw.Error], str], ...] = (
 ROW_REFUSALS = (apsw.ConstraintError, apsw.TooBigError, apsw.MismatchError, apsw.RangeError)  # one row's fault
 
 
+TOO_DEEP = ("nested too deep", "levels of trigger recursion")  # SQLite's words past its 1,000 nested triggers
+
+
 def store_error(path: str, exc: apsw.Error, *, writing: bool) -> JobkitError:
     """The jobkit error that says what *exc* (met while *writing*, or reading) means for the file at *path*."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, ROW_REFUSALS):
         return ValidationError(f"{path}: the database refused the row ({detail}); nothing was written", value=detail)
+    if isinstance(exc, apsw.SQLError) and any(words in detail for words in TOO_DEEP):
+        # This write can never succeed as it is: refused like a row, so that a worker writes the other
+        # outcomes of its round one by one instead of holding them all as through an outage.
+        return ValidationError(
+            f"{path}: the database refused the write ({detail}): the jobs waiting on it, each after the one "
+            "before, are more than SQLite settles in one write (about 500); nothing was written",
+            value=detail,
+        )
     what = next((text for kind, text in _ENVIRONMENT if isinstance(exc, kind)), None)
     if what is None:
         what = f"SQLite failed ({type(exc).__name__})"

@@ -1,0 +1,54 @@
+"""Reaping: jobs whose holders are gone go back to pending (or end), all in one write, or one by one.
+
+A reset is one write for every job it names. One of them may be a write the store can
+never take as it is (a ValidationError: the job's end would cancel a chain of dependents
+longer than the database settles in one write): then every other job of that reset is
+reset on its own, so that one job's chain does not keep the others of crashed workers
+from running again. The one refused is left running and logged, at each reaping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from jobkit.errors import ValidationError
+from jobkit.model import LeaseMark, ResetReport
+from jobkit.store import Store
+
+logger = logging.getLogger("jobkit.worker")
+
+
+def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime) -> ResetReport:
+    """:meth:`Store.reset_unrenewed` of *due*; when the store refuses it, each mark alone."""
+    try:
+        return store.reset_unrenewed(due, now=now)
+    except ValidationError:
+        pass
+    done = ResetReport()
+    for mark in due:
+        try:
+            one = store.reset_unrenewed([mark], now=now)
+        except ValidationError as exc:
+            logger.error(
+                "job %s: its holder is gone, but it cannot be reset (%s); it stays running until it or the jobs "
+                "after it are deleted",
+                mark.job_id,
+                exc,
+            )
+            continue
+        done.retried.extend(one.retried)
+        done.failed.extend(one.failed)
+        done.cancelled.extend(one.cancelled)
+    return done
+
+
+def reset_expired(store: Store, now: datetime) -> ResetReport:
+    """:meth:`Store.reset_expired` at *now*; when the store refuses it, each job whose stored expiry has
+    passed alone (a one-pass tick trusts the stored expiry, as ``reset_expired`` does)."""
+    try:
+        return store.reset_expired(now=now)
+    except ValidationError:
+        due = [mark for mark in store.leases() if mark.expires_at is not None and mark.expires_at <= now]
+    return reset_unrenewed(store, due, now)
