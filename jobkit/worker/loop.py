@@ -91,6 +91,7 @@ class Worker:
         self._next_reap = 0.0
         self._next_prune = 0.0
         self._watch = LeaseWatch(self.options.lock)  # other workers' leases, as this one saw them
+        self._unresettable: set[str] = set()  # lapsed jobs the store refused to reset, already logged
         self._outage = Outage()  # a store that refuses writes (a full disk): back off, log once
         self._one_pass = False  # run_once: reaps by the stored expiry, having watched nothing
         self._retention = (
@@ -316,7 +317,7 @@ class Worker:
             due = self._watch.look(marks, time.monotonic())
             if not due:
                 return
-            reset = reset_unrenewed(self.store, due, now)
+            reset = reset_unrenewed(self.store, due, now, self._unresettable)
             why = "lease not renewed"
         self.report.reset += len(reset.retried)
         self.report.lost_failed += len(reset.failed)

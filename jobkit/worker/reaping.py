@@ -4,7 +4,7 @@ A reset is one write for every job it names. One of them may be a write the stor
 never take as it is (a ValidationError: the job's end would cancel a chain of dependents
 longer than the database settles in one write): then every other job of that reset is
 reset on its own, so that one job's chain does not keep the others of crashed workers
-from running again. The one refused is left running and logged, at each reaping.
+from running again. The one refused is left running, and logged.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from jobkit.store import Store
 logger = logging.getLogger("jobkit.worker")
 
 
-def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime) -> ResetReport:
-    """:meth:`Store.reset_unrenewed` of *due*; when the store refuses it, each mark alone."""
+def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime, told: set[str] | None = None) -> ResetReport:
+    """:meth:`Store.reset_unrenewed` of *due*; when the store refuses it, each mark alone. A job that cannot
+    be reset is logged as an error the first time, and at debug level after that when its id is in *told*
+    (a running worker's, kept across reapings: it looks again every second)."""
     try:
         return store.reset_unrenewed(due, now=now)
     except ValidationError:
@@ -31,12 +33,16 @@ def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime) -> Re
         try:
             one = store.reset_unrenewed([mark], now=now)
         except ValidationError as exc:
-            logger.error(
+            level = logging.DEBUG if told is not None and mark.job_id in told else logging.ERROR
+            logger.log(
+                level,
                 "job %s: its holder is gone, but it cannot be reset (%s); it stays running until it or the jobs "
                 "after it are deleted",
                 mark.job_id,
                 exc,
             )
+            if told is not None:
+                told.add(mark.job_id)
             continue
         done.retried.extend(one.retried)
         done.failed.extend(one.failed)
