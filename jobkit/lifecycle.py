@@ -143,6 +143,13 @@ def is_expired(job: JobRecord, now: datetime) -> bool:
     return job.status is RUNNING and job.worker_expires_at is not None and job.worker_expires_at <= now
 
 
+def ran_out(mark: LeaseMark, now: datetime) -> bool:
+    """Whether *mark*'s stored lock ran out at or before *now*, as ``reset_expired`` judges it (trusting
+    *now*, as :func:`is_expired` does): an expiry that cannot be read counts as run out, as SQLite's reset
+    counts it, so that a row another tool wrote cannot hold its job for good."""
+    return mark.expires_at is None or mark.expires_at <= now
+
+
 def mark_of(job: JobRecord) -> LeaseMark | None:
     """The lease of a running *job* as a reaper reads it; None for a job not running."""
     if job.status is not RUNNING or job.worker_id is None:

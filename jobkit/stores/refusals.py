@@ -180,3 +180,14 @@ def chosen_ids(job_ids: object) -> list[str]:
     if odd:
         raise ValidationError(f"job_ids must be str, not {odd[0]!r}", value=job_ids)
     return list(dict.fromkeys(job_ids))
+
+
+def too_deep(place: str, said: str, most: str) -> ValidationError:
+    """The refusal of a write that ends a job whose chain of dependents (each after the one before) is longer
+    than the database settles in one write (*most*, about how many): it can never succeed as it is, so it is
+    refused like a bad row, and a worker writes the other outcomes of its round one by one."""
+    return ValidationError(
+        f"{place}: the database refused the write ({said}): the jobs waiting on it, each after the one before, "
+        f"are more than {most} settles in one write; nothing was written",
+        value=said,
+    )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from jobkit import lifecycle
 from jobkit.errors import ValidationError
 from jobkit.model import LeaseMark, ResetReport
 from jobkit.store import Store
@@ -21,13 +22,26 @@ logger = logging.getLogger("jobkit.worker")
 
 
 def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime, told: set[str] | None = None) -> ResetReport:
-    """:meth:`Store.reset_unrenewed` of *due*; when the store refuses it, each mark alone. A job that cannot
-    be reset is logged as an error the first time, and at debug level after that when its id is in *told*
-    (a running worker's, kept across reapings: it looks again every second)."""
+    """:meth:`Store.reset_unrenewed` of *due*; when the store refuses it, each mark alone (:func:`_each`)."""
     try:
         return store.reset_unrenewed(due, now=now)
     except ValidationError:
-        pass
+        return _each(store, due, now, told)
+
+
+def reset_expired(store: Store, now: datetime) -> ResetReport:
+    """:meth:`Store.reset_expired` at *now*; when the store refuses it, each running job whose stored lock
+    ran out (:func:`lifecycle.ran_out`) alone."""
+    try:
+        return store.reset_expired(now=now)
+    except ValidationError:
+        return _each(store, [mark for mark in store.leases() if lifecycle.ran_out(mark, now)], now, None)
+
+
+def _each(store: Store, due: Sequence[LeaseMark], now: datetime, told: set[str] | None) -> ResetReport:
+    """Reset each of *due* on its own. A job that cannot be reset is logged as an error the first time, and
+    at debug level after that when its id is in *told* (a running worker's, kept across reapings: it looks
+    again every second)."""
     done = ResetReport()
     for mark in due:
         try:
@@ -48,13 +62,3 @@ def reset_unrenewed(store: Store, due: Sequence[LeaseMark], now: datetime, told:
         done.failed.extend(one.failed)
         done.cancelled.extend(one.cancelled)
     return done
-
-
-def reset_expired(store: Store, now: datetime) -> ResetReport:
-    """:meth:`Store.reset_expired` at *now*; when the store refuses it, each job whose stored expiry has
-    passed alone (a one-pass tick trusts the stored expiry, as ``reset_expired`` does)."""
-    try:
-        return store.reset_expired(now=now)
-    except ValidationError:
-        due = [mark for mark in store.leases() if mark.expires_at is not None and mark.expires_at <= now]
-    return reset_unrenewed(store, due, now)

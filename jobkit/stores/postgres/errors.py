@@ -13,6 +13,7 @@ import psycopg
 from psycopg import errors as pg
 
 from jobkit.errors import JobkitError, StoreError, StoreFullError, ValidationError
+from jobkit.stores.refusals import too_deep
 
 
 def where(dsn: str) -> str:
@@ -44,10 +45,7 @@ def store_error(place: str, exc: psycopg.Error) -> JobkitError:
     if isinstance(exc, pg.DataError | pg.IntegrityError):
         return ValidationError(f"{place}: the database refused a value: {said}")
     if isinstance(exc, pg.StatementTooComplex):  # "stack depth limit exceeded": never succeeds as it is
-        return ValidationError(
-            f"{place}: the database refused the write ({said}): the jobs waiting on it, each after the one "
-            "before, are more than the server settles in one write (about 700); nothing was written"
-        )
+        return too_deep(place, said, "the server (about 700)")
     if isinstance(exc, pg.QueryCanceled):
         return StoreError(f"{place}: a statement was cancelled ({said}); nothing was written", path=place)
     if isinstance(exc, pg.LockNotAvailable):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import apsw
 
 from jobkit.errors import JobkitError, StoreError, StoreFullError, ValidationError
+from jobkit.stores.refusals import too_deep
 
 _ENVIRONMENT: tuple[tuple[type[apsw.Error], str], ...] = (
     (apsw.FullError, "the disk is full (or the database reached its size limit)"),
@@ -55,13 +56,7 @@ def store_error(path: str, exc: apsw.Error, *, writing: bool) -> JobkitError:
     if isinstance(exc, ROW_REFUSALS):
         return ValidationError(f"{path}: the database refused the row ({detail}); nothing was written", value=detail)
     if isinstance(exc, apsw.SQLError) and any(words in detail for words in TOO_DEEP):
-        # This write can never succeed as it is: refused like a row, so that a worker writes the other
-        # outcomes of its round one by one instead of holding them all as through an outage.
-        return ValidationError(
-            f"{path}: the database refused the write ({detail}): the jobs waiting on it, each after the one "
-            "before, are more than SQLite settles in one write (about 500); nothing was written",
-            value=detail,
-        )
+        return too_deep(path, detail, "SQLite (about 500)")
     what = next((text for kind, text in _ENVIRONMENT if isinstance(exc, kind)), None)
     if what is None:
         what = f"SQLite failed ({type(exc).__name__})"
