@@ -1,9 +1,11 @@
 """``python -m benchmarks``: jobkit beside huey and raw SQLite, and beside pgqueuer, procrastinate and raw PostgreSQL.
 
 Every side runs in fresh processes in temporary folders under the system temp directory
-(set TMPDIR to measure another disk); the PostgreSQL scenarios use throwaway databases on
-the server that JOBKIT_BENCH_POSTGRES names (default postgresql://postgres@127.0.0.1:5432/postgres),
-and are reported as not run when it does not answer. Results go to benchmarks/results/<UTC time>.json,
+(set TMPDIR to measure another disk), each starting from its bytecode cache as an installed
+package does (the repository's is written first; PYTHONDONTWRITEBYTECODE is not passed on).
+The PostgreSQL scenarios use throwaway databases on the server that JOBKIT_BENCH_POSTGRES
+names (default postgresql://postgres@127.0.0.1:5432/postgres), and are reported as not run
+when it does not answer. Results go to benchmarks/results/<UTC time>.json,
 and to benchmarks/results/latest.json after a full run (every scenario, not --quick).
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from benchmarks import machine, postgres, report
 from benchmarks.metrics import Case
+from benchmarks.processes import compile_sources
 from benchmarks.scenarios import Scenario, Settings, catalogue, huey_connections, run_scenario, select
 
 QUICK = Settings(n=2000, rounds=1, latency_jobs=50, idle_seconds=2.0, pg_n=2000)
@@ -101,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"python -m benchmarks: error: {exc}", file=sys.stderr)
         return 2
+    compile_sources()
     facts = machine.facts()
     scenarios = with_postgres(scenarios, facts)
     cases: list[Case] = []

@@ -157,7 +157,7 @@ def header(facts: dict[str, Any], settings: Settings, huey: dict[str, Any]) -> l
         f"software: {facts['python']}, jobkit {facts['jobkit']} (commit {facts['commit']}), "
         f"SQLite {facts['sqlite_apsw']} via apsw {facts['apsw']} (jobkit, raw); "
         f"huey {facts['huey']} on SQLite {facts['sqlite_python']} (Python's sqlite3)",
-        f"files: temporary folders on {facts['temp_filesystem']}",
+        f"files: temporary folders on {facts['temp_filesystem']}; every process starts from its bytecode cache",
         "durability 'default': jobkit durability='full', raw PRAGMA synchronous=FULL, huey SqliteHuey() unchanged; "
         "'normal': all at synchronous=NORMAL",
         f"huey's connection, as it reports it (0 OFF, 1 NORMAL, 2 FULL): {huey_sync}",
