@@ -177,3 +177,57 @@ def test_a_value_the_database_cannot_take_fails_only_its_own_call(sql_store: Any
     assert results[1] == ["good"] and results[3] == ["also-good"], results
     assert isinstance(results[2], JobkitError), results
     assert sql_store.get("huge") is None
+
+
+# -- SQLite: plain calls written together are one statement ------------------------------------
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL of every statement run on the connections opened meanwhile (an executemany: once a row)."""
+    run: list[str] = []
+
+    def trace(cursor: Any, sql: str, bindings: Any) -> bool:
+        run.append(" ".join(sql.split()))
+        return True
+
+    def hook(conn: apsw.Connection) -> None:
+        conn.exec_trace = trace
+
+    apsw.connection_hooks.append(hook)
+    try:
+        yield run
+    finally:
+        apsw.connection_hooks.remove(hook)
+
+
+def test_sqlite_plain_calls_written_together_are_one_insert(tmp_path: Path) -> None:
+    """One call into SQLite for the batch: every statement stepped lets go of the GIL, which busy threads take."""
+    calls = [[make_job(f"c{t}-{n}") for n in range(3)] for t in range(7)]
+    with statements_run() as run, jobkit.SqliteStore(tmp_path / "jobs.sqlite", busy_timeout=TIMEOUT) as store:
+        results = added_behind_a_lock(store, calls)
+        assert results == [["first"], *[[job.id for job in jobs] for jobs in calls]]
+        assert (store._adds.batches, store._adds.calls) == (2, 8)
+        writes = [sql for sql in run if sql.startswith(("INSERT INTO jobs", "SAVEPOINT"))]
+        assert len(writes) == 2, writes  # the first alone, then the seven calls' 21 rows, no savepoint
+        assert writes[1].count("?") == 21 * len(jobkit.stores.sqlite.schema.COLUMNS)
+        assert store.counts()[jobkit.JobStatus.PENDING] == 22
+
+
+def test_sqlite_a_refused_row_among_plain_calls_fails_its_call_alone(tmp_path: Path) -> None:
+    """The one INSERT is refused as a whole (a taken id): then each call goes in a savepoint of its own."""
+    with jobkit.SqliteStore(tmp_path / "jobs.sqlite", busy_timeout=TIMEOUT) as store:
+        store.add([make_job("taken")])
+        calls = [[make_job("a1"), make_job("a2")], [make_job("b1"), make_job("taken")], [make_job("c1")]]
+        results = added_behind_a_lock(store, calls)
+        assert results[1] == ["a1", "a2"] and results[3] == ["c1"], results
+        assert isinstance(results[2], JobkitError) and "cannot add jobs" in str(results[2])
+        assert sorted(job.id for job in store.list_jobs(limit=100)) == ["a1", "a2", "c1", "first", "taken"]
+
+
+def test_sqlite_plain_calls_of_more_rows_than_one_insert_holds_are_all_written(tmp_path: Path) -> None:
+    rows = jobkit.stores.sqlite.queries.SHARED_INSERT_ROWS
+    calls = [[make_job(f"c{t}-{n}") for n in range(rows // 2 + 1)] for t in range(2)]
+    with statements_run() as run, jobkit.SqliteStore(tmp_path / "jobs.sqlite", busy_timeout=TIMEOUT) as store:
+        results = added_behind_a_lock(store, calls)
+        assert results[1:] == [[job.id for job in jobs] for jobs in calls]
+        assert sum(sql.startswith("SAVEPOINT") for sql in run) == 2, "each call in a savepoint of its own"
+        assert store.counts()[jobkit.JobStatus.PENDING] == 2 * (rows // 2 + 1) + 1

@@ -53,6 +53,18 @@ FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?
     WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
 
 INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+SHARED_INSERT_ROWS = 64  # the most rows one INSERT of several calls' jobs holds (one statement for each count)
+
+
+@functools.lru_cache(maxsize=SHARED_INSERT_ROWS)
+def insert_rows(count: int) -> str:
+    """One INSERT of *count* rows: one call into SQLite (one release of the GIL) and, alone, one transaction."""
+    if not 0 < count <= SHARED_INSERT_ROWS:
+        raise ValueError(f"a shared INSERT holds 1 to {SHARED_INSERT_ROWS} rows, not {count}")
+    row = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT INTO jobs ({SELECT}) VALUES {', '.join([row] * count)}"
+
+
 LIVE_KEY = "unique_key IS NOT NULL AND (status = 'pending' OR status = 'running')"  # jobs_unique_idx's rows
 # Jobs with unique keys: HOLDERS reads, under the write lock, which job holds each key given
 # (lifecycle.added then leaves out those it holds; jobs_unique_idx would refuse them anyway).
