@@ -138,6 +138,7 @@ class RawQueue:
         self.local = threading.local()
         self.opened: list[Any] = []
         self.guard = threading.Lock()
+        assert self.conn is not None  # the file made, and in WAL, before any producer thread connects
 
     @property
     def conn(self) -> Any:

@@ -79,7 +79,10 @@ def connect(path: str, sync: RawSync) -> apsw.Connection:
     """A connection to the raw queue at *path* (created if need be): WAL, busy timeout, *sync*."""
     conn = apsw.Connection(path)
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-    conn.execute("PRAGMA journal_mode = WAL")
+    # Asked for only when the file is not in WAL yet: setting it takes a lock that the busy
+    # timeout does not wait for, and eight producer threads connecting at once met "database is locked".
+    if conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {sync.upper()}")
     with immediate(conn):
         conn.execute(SCHEMA)
