@@ -138,7 +138,9 @@ class RawQueue:
         self.local = threading.local()
         self.opened: list[Any] = []
         self.guard = threading.Lock()
-        assert self.conn is not None  # the file made, and in WAL, before any producer thread connects
+        # The file made, and in WAL, before any producer thread connects.
+        self.local.conn = raw.connect(self.path, self.sync)
+        self.opened.append(self.local.conn)
 
     @property
     def conn(self) -> Any:
