@@ -182,3 +182,28 @@ def test_a_round_of_hundreds_of_outcomes_prepares_no_statement_again(db: Path) -
         after = store._connection().cache_stats()
         assert store.counts()[JobStatus.COMPLETED] == 3 * per_round
     assert after["misses"] == stats["misses"], after
+
+
+def test_a_batch_of_completions_is_a_few_statements_and_each_is_fenced_by_its_own_token(db: Path) -> None:
+    """100 completions go as UPDATE ... FROM (VALUES ...) of 64, 32 and 4 rows; one whose token no
+    longer holds its job, at either side of each boundary, changes nothing and is reported not applied."""
+    jobs = [make_job(f"j{i:03d}", scheduled_for=at(0)) for i in range(100)]
+    stale = {0, 63, 64, 95, 96, 99}
+    with jobkit.SqliteStore(db) as store:
+        store.add(jobs)
+        assert len(store.claim(limit=100, now=at(1), token="tok", lock_until=at(30))) == 100
+        statements: list[str] = []
+        store._connection().exec_trace = lambda cursor, sql, bindings: statements.append(sql) or True
+        applied = store.finish(
+            [Complete(job.id, "old" if i in stale else "tok", f'"r{i}"', at=at(2)) for i, job in enumerate(jobs)]
+        )
+        store._connection().exec_trace = None
+        assert applied == [i not in stale for i in range(100)]
+        assert sum(sql.lstrip().startswith("UPDATE jobs") for sql in statements) == 3, statements
+        for i, job in enumerate(jobs):
+            got = store.get(job.id)
+            assert got is not None
+            if i in stale:
+                assert (got.status, got.result, got.worker_id) == (JobStatus.RUNNING, None, "tok")
+            else:
+                assert (got.status, got.result, got.completed_at) == (JobStatus.COMPLETED, f'"r{i}"', at(2))

@@ -249,8 +249,27 @@ RETURNING {SELECT}
 
 HELD = "id = ? AND status = 'running' AND worker_id = ?"
 
-COMPLETE = f"""UPDATE jobs SET status = 'completed', result = ?, progress = 100, error = NULL,
-    traceback = NULL, worker_expires_at = NULL, completed_at = ?, updated_at = ? WHERE {HELD} RETURNING id"""
+# A completion binds (id, token, result, at): alone as ?1..?4, and in a batch as the columns
+# of one row of VALUES each (:func:`complete_rows`), the same SET either way.
+_COMPLETED = """status = 'completed', result = {result}, progress = 100, error = NULL, traceback = NULL,
+    worker_expires_at = NULL, completed_at = {at}, updated_at = {at}"""
+COMPLETE = f"""UPDATE jobs SET {_COMPLETED.format(result="?3", at="?4")}
+    WHERE id = ?1 AND status = 'running' AND worker_id = ?2 RETURNING id"""
+COMPLETE_ROWS = (128, 64, 32, 16, 8, 4, 2, 1)  # the row counts of complete_rows: a batch is a few of these
+
+
+@functools.lru_cache(maxsize=len(COMPLETE_ROWS))
+def complete_rows(count: int) -> str:
+    """The completion of *count* jobs in one UPDATE ... FROM (VALUES ...): one statement where an
+    executemany is *count*, each with its own RETURNING table (2 us a job of a drain's 45)."""
+    if count not in COMPLETE_ROWS:
+        raise ValueError(f"complete_rows takes one of {COMPLETE_ROWS}, not {count}")
+    values = ", ".join(["(?, ?, ?, ?)"] * count)
+    return f"""UPDATE jobs SET {_COMPLETED.format(result="o.column3", at="o.column4")}
+    FROM (VALUES {values}) AS o
+    WHERE jobs.id = o.column1 AND jobs.status = 'running' AND jobs.worker_id = o.column2 RETURNING jobs.id"""
+
+
 RETRY = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = ?, scheduled_for = ?,
     worker_id = NULL, worker_started_at = NULL, worker_expires_at = NULL, updated_at = ? WHERE {HELD} RETURNING id"""
 FAIL = f"""UPDATE jobs SET status = 'failed', error = ?, traceback = ?, worker_expires_at = NULL,
@@ -324,7 +343,7 @@ PROGRESS = f"UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? 
 def transition_sql(t: Transition) -> tuple[str, tuple[Any, ...]]:
     match t:
         case Complete(job_id=job_id, token=token, result=result, at=at):
-            return COMPLETE, (result, ts(at), ts(at), job_id, token)
+            return COMPLETE, (job_id, token, result, ts(at))
         case Retry(job_id=job_id, token=token, error=error, traceback=tb, at=at, run_at=run_at):
             return RETRY, (error, tb, ts(run_at), ts(at), job_id, token)
         case Fail(job_id=job_id, token=token, error=error, traceback=tb, at=at):
@@ -358,9 +377,10 @@ def write_plan(writes: Sequence[Write]) -> WritePlan:
     """*writes* (from :func:`writes_of`) as transaction steps, each with the job ids it ends (none for history).
 
     Each batch of :func:`jobkit.stores.writes.runs` is one executemany (one prepared
-    statement, one call into SQLite), any other span one statement, each after the
-    history writes of its attempts. Built before the transaction, so that inside it
-    only the statements run.
+    statement, one call into SQLite), or for completions, the common end, a few
+    UPDATE ... FROM (VALUES ...) (:func:`complete_rows`); any other span is one statement,
+    each after the history writes of its attempts. Built before the transaction, so that
+    inside it only the statements run.
     """
     plan: WritePlan = []
     for start, end, batch in fenced_writes.runs([(job_id, sql) for job_id, sql, _, _ in writes]):
@@ -368,7 +388,25 @@ def write_plan(writes: Sequence[Write]) -> WritePlan:
         ids = [job_id for job_id, _, _, _ in run]
         plan.extend((step, []) for step in log_steps([(job_id, log) for job_id, _, _, log in run if log is not None]))
         sql = run[0][1]
-        plan.append(((sql, [values for _, _, values, _ in run], "many") if batch else ((sql, run[0][2], "rows")), ids))
+        if not batch:
+            plan.append(((sql, run[0][2], "rows"), ids))
+        elif sql == COMPLETE:
+            plan.extend(_completions(run))
+        else:
+            plan.append(((sql, [values for _, _, values, _ in run], "many"), ids))
+    return plan
+
+
+def _completions(run: Sequence[Write]) -> WritePlan:
+    """A batch of completions (distinct jobs) as the fewest statements of :data:`COMPLETE_ROWS` rows."""
+    plan: WritePlan = []
+    start = 0
+    for count in COMPLETE_ROWS:
+        while len(run) - start >= count:
+            chunk = run[start : start + count]
+            flat = [value for _, _, values, _ in chunk for value in values]
+            plan.append(((complete_rows(count), flat, "rows"), [job_id for job_id, _, _, _ in chunk]))
+            start += count
     return plan
 
 
