@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -104,8 +105,15 @@ def test_the_fast_formatter_writes_what_the_plain_one_does() -> None:
     record.created, record.msecs = 1_780_000_000.25, 250.0
     again = logging.LogRecord("jobkit", logging.INFO, __file__, 1, "job %s: completed", ("y",), None)
     again.created, again.msecs = 1_780_000_000.75, 750.0
+    warning = logging.LogRecord("jobkit.run", logging.WARNING, __file__, 1, "job %s %s: %d%%", ("z", "n", 5), None)
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        failed = logging.LogRecord("jobkit", logging.ERROR, __file__, 1, "job %s failed", ("w",), sys.exc_info())
+    records = (record, again, warning, failed)
     fast, plain = logs.FastFormatter(), logging.Formatter(logs.FORMAT)
-    assert [fast.format(r) for r in (record, again)] == [plain.format(r) for r in (record, again)]
+    assert [fast.format(r) for r in records] == [plain.format(r) for r in records]
+    assert "ValueError: bad" in fast.format(failed)
 
 
 def test_no_thread_is_started_until_a_job_line_waits() -> None:
