@@ -1,21 +1,23 @@
-"""A jobs row and its record: the codec reads the columns by position, so their order is the record's."""
+"""A jobs row and its record: both stores' codecs read the columns by position, so their order is the record's."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import attrs
+import pytest
 
 from jobkit.model import JobRecord, JobStatus
+from jobkit.stores.postgres import queries as postgres
 from jobkit.stores.sqlite.codec import record_of, row_of
 from jobkit.stores.sqlite.schema import COLUMNS
 
 
 def test_the_columns_are_in_the_order_of_the_record_fields() -> None:
-    assert COLUMNS == tuple(field.name for field in attrs.fields(JobRecord))
+    assert tuple(field.name for field in attrs.fields(JobRecord)) == COLUMNS
 
 
-def test_a_record_whose_every_field_differs_comes_back_from_its_row_as_it_was() -> None:
+def every_field_differs() -> JobRecord:
     start = datetime(2026, 12, 8, 3, 0, tzinfo=timezone.utc)
     record = JobRecord(
         id="job-1",
@@ -44,4 +46,21 @@ def test_a_record_whose_every_field_differs_comes_back_from_its_row_as_it_was() 
         depends_on=("job-0",),
         waiting_for=1,
     )
+    return record
+
+
+def test_a_record_whose_every_field_differs_comes_back_from_its_sqlite_row_as_it_was() -> None:
+    record = every_field_differs()
     assert record_of(row_of(record)) == record
+
+
+def test_a_record_whose_every_field_differs_comes_back_from_its_postgres_row_as_it_was() -> None:
+    assert postgres.COLUMNS == COLUMNS
+    record = every_field_differs()
+    assert postgres.record_of(postgres.row_of(record)) == record
+
+
+def test_a_postgres_row_of_another_width_is_refused() -> None:
+    row = postgres.row_of(every_field_differs())
+    with pytest.raises(ValueError, match="25 columns, not 24"):
+        postgres.record_of(row[:-1])
