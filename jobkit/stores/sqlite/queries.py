@@ -52,7 +52,8 @@ RETURNING {SCHEDULE_SELECT}
 FIRE = """UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, last_job_id = ?, updated_at = ?
     WHERE name = ? AND enabled = 1 AND next_run_at = ?"""
 
-INSERT = f"INSERT INTO jobs ({SELECT}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_ROW = f"({', '.join('?' * len(COLUMNS))})"  # the values of one jobs row, in COLUMNS order
+INSERT = f"INSERT INTO jobs ({SELECT}) VALUES {_ROW}"
 SHARED_INSERT_ROWS = 64  # the most rows one INSERT of several calls' jobs holds (one statement for each count)
 
 
@@ -61,8 +62,7 @@ def insert_rows(count: int) -> str:
     """One INSERT of *count* rows: one call into SQLite (one release of the GIL) and, alone, one transaction."""
     if not 0 < count <= SHARED_INSERT_ROWS:
         raise ValueError(f"a shared INSERT holds 1 to {SHARED_INSERT_ROWS} rows, not {count}")
-    row = f"({', '.join('?' * len(COLUMNS))})"
-    return f"INSERT INTO jobs ({SELECT}) VALUES {', '.join([row] * count)}"
+    return f"INSERT INTO jobs ({SELECT}) VALUES {', '.join([_ROW] * count)}"
 
 
 LIVE_KEY = "unique_key IS NOT NULL AND (status = 'pending' OR status = 'running')"  # jobs_unique_idx's rows
@@ -247,14 +247,21 @@ WHERE id = :id AND status = 'pending' AND waiting_for = 0
 RETURNING {SELECT}
 """
 
-HELD = "id = ? AND status = 'running' AND worker_id = ?"
+
+def held(job_id: str = "?", token: str = "?", *, table: str = "") -> str:
+    """The fence of every write for one attempt: job *job_id* still running under its claim's *token*
+    (bound values or, for an UPDATE ... FROM, columns; *table* qualifies the jobs table's columns)."""
+    return f"{table}id = {job_id} AND {table}status = 'running' AND {table}worker_id = {token}"
+
+
+HELD = held()
 
 # A completion binds (id, token, result, at): alone as ?1..?4, and in a batch as the columns
 # of one row of VALUES each (:func:`complete_rows`), the same SET either way.
 _COMPLETED = """status = 'completed', result = {result}, progress = 100, error = NULL, traceback = NULL,
     worker_expires_at = NULL, completed_at = {at}, updated_at = {at}"""
 COMPLETE = f"""UPDATE jobs SET {_COMPLETED.format(result="?3", at="?4")}
-    WHERE id = ?1 AND status = 'running' AND worker_id = ?2 RETURNING id"""
+    WHERE {held("?1", "?2")} RETURNING id"""
 COMPLETE_ROWS = (128, 64, 32, 16, 8, 4, 2, 1)  # the row counts of complete_rows: a batch is a few of these
 
 
@@ -267,7 +274,7 @@ def complete_rows(count: int) -> str:
     values = ", ".join(["(?, ?, ?, ?)"] * count)
     return f"""UPDATE jobs SET {_COMPLETED.format(result="o.column3", at="o.column4")}
     FROM (VALUES {values}) AS o
-    WHERE jobs.id = o.column1 AND jobs.status = 'running' AND jobs.worker_id = o.column2 RETURNING jobs.id"""
+    WHERE {held("o.column1", "o.column2", table="jobs.")} RETURNING jobs.id"""
 
 
 RETRY = f"""UPDATE jobs SET status = 'pending', error = ?, traceback = ?, scheduled_for = ?,

@@ -12,7 +12,7 @@ from typing import Any
 
 from jobkit.model import CANCELLED_WHILE_LOST, LeaseMark, worker_lost
 from jobkit.stores.sqlite.codec import TIME_GLOB, dt, ts
-from jobkit.stores.sqlite.queries import Step, log_sql, log_steps
+from jobkit.stores.sqlite.queries import Step, held, log_sql, log_steps
 
 # A lock expiry that is not a time as jobkit writes it (a row another tool wrote) counts
 # as run out: text such as 'never' would otherwise sort after every time, for good.
@@ -38,7 +38,7 @@ LEASES = """SELECT id, worker_id, worker_expires_at, updated_at, attempt_count, 
     FROM jobs INDEXED BY jobs_status_expires_idx WHERE status = 'running' ORDER BY id"""
 # The same three resets, fenced instead by the lease the reaper watched go unrenewed:
 # the holder's token and the expiry it last wrote, exactly as read, and the same attempt.
-UNRENEWED = """id = ? AND status = 'running' AND worker_id = ? AND worker_expires_at IS ?
+UNRENEWED = f"""{held()} AND worker_expires_at IS ?
     AND attempt_count = ? AND cancel_requested = ?"""
 # Each tuple: the history write of the lost attempt (fenced the same), then the three resets.
 EXPIRED_RESETS = (log_sql(STILL_EXPIRED), RESET_CANCELLED, RESET_FAILED, RESET_PENDING)
